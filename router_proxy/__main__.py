@@ -1,0 +1,3 @@
+from router_proxy.cli import main
+
+raise SystemExit(main())

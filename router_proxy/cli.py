@@ -1,0 +1,127 @@
+"""``router-proxy``: serve | validate | explain | schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from router_proxy.config.errors import ConfigError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="router-proxy", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", required=True, help="policy YAML")
+    serve.add_argument("--host", help="overrides server.host")
+    serve.add_argument("--port", type=int, help="overrides server.port")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(handler=_serve)
+
+    validate = commands.add_parser("validate", help="check a policy; print every error")
+    validate.add_argument("file")
+    validate.set_defaults(handler=_validate)
+
+    schema = commands.add_parser("schema", help="print the policy's JSON Schema")
+    schema.set_defaults(handler=_schema)
+
+    explain = commands.add_parser("explain", help="show how a prompt would be routed")
+    explain.add_argument("--config", required=True)
+    explain.add_argument("--json", action="store_true", help="one JSON object")
+    explain.add_argument("--model", default="auto", help="the request's `model` (default auto)")
+    explain.add_argument("prompt")
+    explain.set_defaults(handler=_explain)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from router_proxy.config.load import load_config
+    from router_proxy.observability.logging import configure_logging
+    from router_proxy.server.app import CONFIG_ENV, app_from_env
+
+    config, _ = load_config(args.config)  # fail fast, before any worker starts
+    configure_logging(args.log_level)
+    os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+    options: dict[str, Any] = {
+        "host": args.host or config.server.host,
+        "port": args.port or config.server.port,
+        "log_config": None,
+        "access_log": False,  # the gateway writes its own JSON line per request
+        "server_header": False,
+        "timeout_graceful_shutdown": 30,
+    }
+    if args.workers > 1:
+        uvicorn.run(
+            "router_proxy.server.app:app_from_env", factory=True, workers=args.workers, **options
+        )
+    else:
+        uvicorn.run(app_from_env(), **options)
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from router_proxy.config.load import load_config
+    from router_proxy.pipeline import Pipeline
+
+    config, _ = load_config(args.file)
+    Pipeline.build(config)
+    print(
+        f"{args.file}: OK ({len(config.providers)} providers, {len(config.models)} models, "
+        f"{len(config.signals)} signals, {len(config.decisions)} decisions)"
+    )
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from router_proxy.config.schema import Config
+
+    print(json.dumps(Config.model_json_schema(), indent=2))
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from router_proxy.config.load import load_config
+    from router_proxy.context import RequestContext
+    from router_proxy.errors import GatewayError
+    from router_proxy.pipeline import Pipeline
+
+    config, _ = load_config(args.config)
+    pipeline = Pipeline.build(config)
+    ctx = RequestContext.from_prompt(args.prompt)
+    ctx.request.model = ctx.raw_body["model"] = args.model
+    try:
+        plan = asyncio.run(pipeline.route(ctx))
+    except GatewayError as exc:
+        print(exc.message, file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(plan.to_dict(), indent=2))
+        return 0
+    print(f"decision:   {plan.decision}  (via {plan.via}; rule: {plan.rule})")
+    print(f"model:      {plan.model}")
+    print(f"candidates: {', '.join(plan.candidates)}")
+    for name, result in plan.signals.items():
+        mark = "fired" if result.fired else "quiet"
+        print(f"signal {name}: {mark} ({result.detail})")
+    print(f"routing:    {plan.routing_seconds * 1000:.3f} ms")
+    return 0

@@ -1,0 +1,1 @@
+"""The YAML contract (schema.py), its loading (load.py) and its errors (errors.py)."""

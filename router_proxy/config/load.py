@@ -1,0 +1,88 @@
+"""Load a policy file: YAML -> ``${VAR}`` interpolation -> pydantic -> cross-references.
+
+Every mistake found is reported at once, each with its YAML path and line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path as FilePath
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from router_proxy.config.errors import ConfigError, ConfigIssue, Path
+from router_proxy.config.references import check_references
+from router_proxy.config.schema import Config
+from router_proxy.config.source import SourceMap, interpolate, parse_yaml
+
+
+def load_config(
+    path: str | FilePath, env: Mapping[str, str] | None = None
+) -> tuple[Config, SourceMap]:
+    try:
+        text = FilePath(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            [ConfigIssue((), f"cannot read file: {exc.strerror}")], str(path)
+        ) from exc
+    return load_config_text(text, source=str(path), env=env)
+
+
+def load_config_text(
+    text: str, *, source: str = "config", env: Mapping[str, str] | None = None
+) -> tuple[Config, SourceMap]:
+    data, source_map, issues = parse_yaml(text)
+    if issues and data is None:
+        raise ConfigError(issues, source)
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigIssue((), "the policy must be a YAML mapping", 1)], source)
+    data, missing = interpolate(data, env)
+    issues += [source_map.issue(p, msg) for p, msg in missing]
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        issues += [_issue(err, data, source_map) for err in exc.errors()]
+        raise ConfigError(issues, source) from None
+    issues += [source_map.issue(p, msg) for p, msg in check_references(config)]
+    if issues:
+        raise ConfigError(issues, source)
+    return config, source_map
+
+
+def _data_path(loc: tuple[int | str, ...], data: Any) -> Path:
+    """Pydantic's loc with the entries that are not in the data (discriminator tags,
+    union member names) dropped, so it names a place in the YAML file."""
+    path: list[int | str] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:  # noqa: SIM114
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif isinstance(node, dict) and (node.get("type") == part or str(part)[:1].isupper()):
+            continue  # a tag pydantic inserted, not a key of the file
+        else:
+            node = None  # a missing key: name it, nothing lies below it
+        path.append(part)
+    return tuple(path)
+
+
+def _issue(err: ErrorDetails, data: Any, source_map: SourceMap) -> ConfigIssue:
+    path = _data_path(tuple(err["loc"]), data)
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind == "missing":
+        message = "required key is missing"
+    elif kind == "extra_forbidden":
+        message = "unknown key"
+    elif kind == "union_tag_invalid":
+        message = f"unknown type '{ctx.get('tag')}' (expected one of: {ctx.get('expected_tags')})"
+    elif kind == "union_tag_not_found":
+        message = f"`type` is required (one of: {ctx.get('expected_tags')})"
+    else:
+        message = err["msg"].removeprefix("Value error, ")
+        message = message[:1].lower() + message[1:]
+        if not isinstance(err["input"], dict | list):
+            message += f" (got {err['input']!r})"
+    return source_map.issue(path, message)

@@ -1,0 +1,121 @@
+"""Checks that need the whole config: names that refer to each other, and the decision
+table's shape (a default exists, nothing is shadowed by it)."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from router_proxy.config.errors import Path
+from router_proxy.config.schema import Config, DecisionConfig
+from router_proxy.decisions.rules import RuleParser
+from router_proxy.selection.registry import SELECTORS
+
+Problem = tuple[Path, str]
+AUTO = "auto"
+# Reported in x-router-decision when a request names a model and bypasses the decisions.
+DIRECT = "direct"
+RESERVED_SIGNAL_NAMES = frozenset({"all", "any", "not", "true", "false"})
+
+
+def check_references(config: Config) -> list[Problem]:
+    problems: list[Problem] = []
+    for name, model in config.models.items():
+        if model.provider not in config.providers:
+            problems.append(
+                (
+                    ("models", name, "provider"),
+                    f"unknown provider '{model.provider}'"
+                    f" (known: {', '.join(sorted(config.providers))})",
+                )
+            )
+    problems += _check_names(config)
+    signals = {s.name: s for s in config.signals}
+    parser = RuleParser(signals)
+    for i, decision in enumerate(config.decisions):
+        parser.parse(decision.when, ("decisions", i, "when"))
+        problems += _check_route(config, i, decision)
+    problems += parser.errors
+    problems += _check_default(config.decisions)
+    return problems
+
+
+def _check_names(config: Config) -> list[Problem]:
+    problems: list[Problem] = []
+    seen_signals: set[str] = set()
+    for i, signal in enumerate(config.signals):
+        problems += _unique(signal.name, seen_signals, ("signals", i, "name"), "signal")
+        if signal.name in RESERVED_SIGNAL_NAMES:
+            problems.append((("signals", i, "name"), f"'{signal.name}' is a reserved word"))
+    seen_decisions: set[str] = set()
+    for i, decision in enumerate(config.decisions):
+        path = ("decisions", i, "name")
+        problems += _unique(decision.name, seen_decisions, path, "decision")
+        if decision.name == DIRECT:
+            problems.append((path, f"'{DIRECT}' is reserved for requests that name a model"))
+        if decision.name in config.models:
+            problems.append(
+                (
+                    path,
+                    f"'{decision.name}' is also a model name; a request for it would be ambiguous",
+                )
+            )
+    for name in {AUTO} & (set(config.models) | seen_decisions):
+        where = ("models", name) if name in config.models else ("decisions",)
+        problems.append(
+            (where, f"'{name}' is reserved: `model: auto` routes through the decisions")
+        )
+    return problems
+
+
+def _unique(name: str, seen: set[str], path: Path, kind: str) -> list[Problem]:
+    if name in seen:
+        return [(path, f"duplicate {kind} name '{name}'")]
+    seen.add(name)
+    return []
+
+
+def _check_route(config: Config, i: int, decision: DecisionConfig) -> list[Problem]:
+    problems: list[Problem] = []
+    route = decision.route
+    for j, candidate in enumerate(route.candidates):
+        path = ("decisions", i, "route", "candidates", j)
+        if candidate not in config.models:
+            problems.append((path, f"unknown model '{candidate}'"))
+        elif candidate in route.candidates[:j]:
+            problems.append((path, f"model '{candidate}' is listed twice"))
+    selector = SELECTORS.get(route.algorithm)
+    if selector is None:
+        problems.append(
+            (
+                ("decisions", i, "route", "algorithm"),
+                f"unknown algorithm '{route.algorithm}' (known: {', '.join(sorted(SELECTORS))})",
+            )
+        )
+    else:
+        try:
+            selector.params_model.model_validate(route.params)
+        except ValidationError as exc:
+            for err in exc.errors():
+                problems.append((("decisions", i, "route", "params", *err["loc"]), err["msg"]))
+    return problems
+
+
+def _check_default(decisions: list[DecisionConfig]) -> list[Problem]:
+    ordered = sorted(enumerate(decisions), key=lambda item: -item[1].priority)
+    always = [(i, d) for i, d in ordered if d.when is True]
+    if not always:
+        return [(("decisions",), "no default decision: add one with `when: true`")]
+    first_index, first = always[0]
+    position = [i for i, _ in ordered].index(first_index)
+    problems: list[Problem] = []
+    for i, decision in ordered[position + 1 :]:
+        if decision.when is not False:
+            problems.append(
+                (
+                    ("decisions", i, "when"),
+                    f"decision '{decision.name}' can never match: '{first.name}' (when: true, "
+                    f"priority {first.priority}) is tried before it; lower that one's priority, or "
+                    "write `when: false` for a decision meant only to be requested by name",
+                )
+            )
+    return problems

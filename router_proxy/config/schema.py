@@ -1,0 +1,106 @@
+"""The YAML contract. ``router-proxy schema`` prints it as JSON Schema.
+
+Provider and signal configs are defined beside their implementations and gathered here
+from the registries, so adding a type never touches this file.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import Field, SecretStr, WithJsonSchema
+
+from router_proxy.config.base import ProviderConfigBase, SignalConfigBase, StrictModel
+from router_proxy.providers.registry import PROVIDER_TYPES
+from router_proxy.signals.registry import SIGNAL_TYPES
+
+NAME_PATTERN = r"^[A-Za-z0-9_.:/@-]+$"
+
+
+def tagged_union(types: list[type[Any]]) -> Any:
+    """``A | B | ...`` discriminated by ``type:``; built from a registry at import."""
+    union = functools.reduce(operator.or_, types)
+    return Annotated[union, Field(discriminator="type")] if len(types) > 1 else union
+
+
+if TYPE_CHECKING:
+    ProviderConfig = ProviderConfigBase
+    SignalConfig = SignalConfigBase
+else:
+    ProviderConfig = tagged_union([p.config_model for p in PROVIDER_TYPES.values()])
+    SignalConfig = tagged_union([s.config_model for s in SIGNAL_TYPES.values()])
+
+
+class ServerConfig(StrictModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="client keys accepted as `Authorization: Bearer KEY`; empty = no auth",
+    )
+    max_body_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, description="larger request bodies get 413"
+    )
+    log_requests: bool = Field(default=True, description="one JSON log line per request")
+
+
+class CostConfig(StrictModel):
+    input_per_mtok: float = Field(default=0.0, ge=0, description="US$ per 1M prompt tokens")
+    output_per_mtok: float = Field(default=0.0, ge=0, description="US$ per 1M completion tokens")
+
+    def dollars(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (
+            prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok
+        ) / 1e6
+
+
+class ModelConfig(StrictModel):
+    provider: str = Field(description="a key of `providers`")
+    upstream_model: str | None = Field(
+        default=None, description="the name the provider knows; defaults to this model's key"
+    )
+    cost: CostConfig = Field(default_factory=CostConfig)
+    timeout: float = Field(default=120.0, gt=0, description="seconds for the whole call")
+    description: str = ""
+
+
+WhenExpr = Annotated[
+    Any,
+    WithJsonSchema(
+        {
+            "description": "true, a signal name, {signal: value}, or {all|any: [...]}, {not: ...}",
+            "anyOf": [
+                {"type": "boolean"},
+                {"type": "string"},
+                {"type": "object", "minProperties": 1, "maxProperties": 1},
+            ],
+        }
+    ),
+]
+
+
+class RouteConfig(StrictModel):
+    candidates: list[str] = Field(min_length=1, description="model names, best first")
+    algorithm: str = Field(default="static", description="selection algorithm")
+    params: dict[str, Any] = Field(default_factory=dict, description="the algorithm's params")
+
+
+class DecisionConfig(StrictModel):
+    name: str = Field(min_length=1, pattern=NAME_PATTERN)
+    description: str = ""
+    priority: int = Field(default=0, description="higher is tried first; ties keep file order")
+    when: WhenExpr
+    route: RouteConfig
+
+
+class Config(StrictModel):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    providers: dict[str, ProviderConfig] = Field(min_length=1)
+    models: dict[str, ModelConfig] = Field(min_length=1)
+    signals: list[SignalConfig] = Field(default_factory=list)
+    decisions: list[DecisionConfig] = Field(min_length=1)
+
+    def upstream_name(self, model: str) -> str:
+        return self.models[model].upstream_model or model

@@ -1,0 +1,42 @@
+"""RequestContext: everything routing may read about one request, and nothing of HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from router_proxy.protocol import ChatCompletionRequest, message_text
+
+TextScope = Literal["last_user", "user", "all"]
+
+
+@dataclass
+class RequestContext:
+    request: ChatCompletionRequest
+    # The client's JSON as sent: forwarded upstream so unknown parameters survive.
+    raw_body: dict[str, Any]
+    request_id: str
+    headers: Mapping[str, str] = field(default_factory=dict)  # lower-cased names
+    _texts: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_prompt(cls, prompt: str, *, request_id: str = "explain") -> RequestContext:
+        raw: dict[str, Any] = {"model": "auto", "messages": [{"role": "user", "content": prompt}]}
+        return cls(ChatCompletionRequest.model_validate(raw), raw, request_id)
+
+    def text(self, scope: TextScope = "last_user") -> str:
+        """Concatenated message text for a scope; computed once per request and scope."""
+        cached = self._texts.get(scope)
+        if cached is not None:
+            return cached
+        messages = self.request.messages
+        if scope == "last_user":
+            user = [m for m in messages if m.role == "user"]
+            text = message_text(user[-1]) if user else ""
+        elif scope == "user":
+            text = "\n".join(message_text(m) for m in messages if m.role == "user")
+        else:
+            text = "\n".join(message_text(m) for m in messages)
+        self._texts[scope] = text
+        return text

@@ -1,0 +1,1 @@
+"""Decisions: Boolean rules over signals, ordered by priority; the first match wins."""

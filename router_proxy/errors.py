@@ -1,0 +1,118 @@
+"""Errors a request can end in, each carrying its OpenAI-format rendering.
+
+Providers translate transport failures (httpx) into these with ``raise ... from exc``;
+the HTTP layer renders them as ``{"error": {"message", "type", "param", "code"}}``.
+
+GatewayError                      500 (only as a base; never raised itself)
+├── InvalidRequestError           400 invalid_request_error
+├── AuthenticationError           401 authentication_error
+├── NotFoundError                 404 invalid_request_error / model_not_found
+├── MethodNotAllowedError         405
+├── PayloadTooLargeError          413
+├── UpstreamError                 502 upstream_error (connect failure, bad reply)
+│   ├── UpstreamStatusError       upstream answered an error status; client errors
+│   │                             (400/404/413/422/429) keep their status, others 502
+│   └── UpstreamTimeoutError      504
+└── ServiceUnavailableError       503
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GatewayError(Exception):
+    status_code: int = 500
+    error_type: str = "server_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class InvalidRequestError(GatewayError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class AuthenticationError(GatewayError):
+    status_code = 401
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class NotFoundError(GatewayError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    code = "not_found"
+
+
+class MethodNotAllowedError(GatewayError):
+    status_code = 405
+    error_type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class PayloadTooLargeError(GatewayError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class UpstreamError(GatewayError):
+    status_code = 502
+    error_type = "upstream_error"
+    code = "upstream_error"
+
+
+# Upstream statuses that describe the client's request, not the upstream's health:
+# passing them through tells the caller what to fix.
+_CLIENT_STATUSES = frozenset({400, 404, 413, 422, 429})
+
+
+class UpstreamStatusError(UpstreamError):
+    def __init__(
+        self, message: str, *, upstream_status: int, headers: dict[str, str] | None = None
+    ):
+        code = "rate_limit_exceeded" if upstream_status == 429 else "upstream_error"
+        super().__init__(message, code=code, headers=headers)
+        self.upstream_status = upstream_status
+        if upstream_status in _CLIENT_STATUSES:
+            self.status_code = upstream_status
+            self.error_type = (
+                "rate_limit_error" if upstream_status == 429 else "invalid_request_error"
+            )
+
+
+class UpstreamTimeoutError(UpstreamError):
+    status_code = 504
+    error_type = "timeout_error"
+    code = "upstream_timeout"
+
+
+class ServiceUnavailableError(GatewayError):
+    status_code = 503
+    error_type = "service_unavailable"
+    code = "service_unavailable"

@@ -1,0 +1,55 @@
+"""Prometheus metrics. One registry per app (not the global one), so several apps in one
+process (tests, reloads) never collide. Label values come from the config (decision and
+model names) or a fixed set, never from client input, so cardinality stays bounded."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+UNKNOWN = "-"
+
+ROUTING_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
+UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "router_requests",
+            "Chat requests by decision, model and HTTP status",
+            ["decision", "model", "status"],
+            registry=r,
+        )
+        self.routing_seconds = Histogram(
+            "router_routing_seconds",
+            "Time to route (signals, decision, selection)",
+            buckets=ROUTING_BUCKETS,
+            registry=r,
+        )
+        self.upstream_seconds = Histogram(
+            "router_upstream_seconds",
+            "Upstream call time (to the last byte for streams)",
+            ["model"],
+            buckets=UPSTREAM_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "router_tokens", "Tokens reported by upstreams", ["model", "kind"], registry=r
+        )
+        self.cost = Counter(
+            "router_cost_dollars",
+            "Estimated spend in US$ from the cost table",
+            ["model"],
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "router_upstream_errors",
+            "Failed upstream calls by model and error code",
+            ["model", "code"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "router_requests_in_flight", "Chat requests being served", registry=r
+        )

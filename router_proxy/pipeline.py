@@ -1,0 +1,139 @@
+"""The routing step with no HTTP in it: RequestContext -> signals -> decision -> selection.
+
+``Pipeline.route`` is what the server, ``router-proxy explain``, ``POST /v1/route`` and
+the benchmarks call; it is built once per config and shared by all requests.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from router_proxy.config.references import AUTO, DIRECT
+from router_proxy.config.schema import Config
+from router_proxy.context import RequestContext
+from router_proxy.decisions.rules import Resolve, Rule, RuleParser, holds, render
+from router_proxy.errors import NotFoundError
+from router_proxy.selection.base import Selector
+from router_proxy.selection.registry import SELECTORS
+from router_proxy.signals.base import Signal, SignalResult
+from router_proxy.signals.registry import build_signal
+
+Via = Literal["auto", "decision", "model"]
+
+
+@dataclass(frozen=True)
+class CompiledDecision:
+    name: str
+    priority: int
+    rule: Rule
+    selector: Selector
+
+
+@dataclass(frozen=True)
+class RoutePlan:
+    decision: str
+    model: str  # the chosen model: the first of ``candidates``
+    candidates: tuple[str, ...]  # best first; the rest are the fallback order
+    via: Via  # how the request's `model` was resolved
+    rule: str  # the matched decision's rule, rendered
+    signals: dict[str, SignalResult] = field(default_factory=dict)  # only those evaluated
+    routing_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "decision": self.decision,
+            "model": self.model,
+            "candidates": list(self.candidates),
+            "via": self.via,
+            "rule": self.rule,
+            "signals": {name: result.to_dict() for name, result in self.signals.items()},
+            "routing_ms": round(self.routing_seconds * 1000, 4),
+        }
+
+
+class Pipeline:
+    def __init__(
+        self,
+        config: Config,
+        signals: Mapping[str, Signal[Any]],
+        decisions: list[CompiledDecision],
+    ) -> None:
+        self.config = config
+        self.signals = signals
+        self.decisions = decisions  # in evaluation order
+        self._by_name = {d.name: d for d in decisions}
+
+    @classmethod
+    def build(cls, config: Config) -> Pipeline:
+        """Compile a config already checked by ``load_config``."""
+        signals = {s.name: build_signal(s) for s in config.signals}
+        parser = RuleParser({s.name: s for s in config.signals})
+        compiled: list[tuple[int, int, CompiledDecision]] = []
+        for index, d in enumerate(config.decisions):
+            selector_cls = SELECTORS[d.route.algorithm]
+            selector = selector_cls(
+                tuple(d.route.candidates),
+                config.models,
+                selector_cls.params_model.model_validate(d.route.params),
+            )
+            rule = parser.parse(d.when, ("decisions", index, "when"))
+            compiled.append(
+                (-d.priority, index, CompiledDecision(d.name, d.priority, rule, selector))
+            )
+        if parser.errors:  # load_config refuses these; reaching here is a caller's bug
+            raise ValueError(f"unchecked config: {parser.errors}")
+        compiled.sort(key=lambda item: (item[0], item[1]))
+        return cls(config, signals, [c for _, _, c in compiled])
+
+    async def route(self, ctx: RequestContext) -> RoutePlan:
+        started = time.perf_counter()
+        requested = ctx.request.model
+        results: dict[str, SignalResult] = {}
+
+        async def resolve(name: str) -> SignalResult:
+            found = results.get(name)
+            if found is None:
+                found = results[name] = await self.signals[name].evaluate(ctx)
+            return found
+
+        via: Via
+        if requested == AUTO:
+            via = "auto"
+            decision = await self._first_match(resolve)
+        elif requested in self._by_name:
+            via, decision = "decision", self._by_name[requested]
+        elif requested in self.config.models:
+            return RoutePlan(
+                DIRECT,
+                requested,
+                (requested,),
+                "model",
+                "model named by the request",
+                routing_seconds=time.perf_counter() - started,
+            )
+        else:
+            raise NotFoundError(
+                f"The model '{requested}' does not exist: use 'auto', a decision or a "
+                "configured model (GET /v1/models lists them)",
+                param="model",
+                code="model_not_found",
+            )
+        order = await decision.selector.order(ctx)
+        return RoutePlan(
+            decision.name,
+            order[0],
+            order,
+            via,
+            render(decision.rule),
+            results,
+            time.perf_counter() - started,
+        )
+
+    async def _first_match(self, resolve: Resolve) -> CompiledDecision:
+        for decision in self.decisions:
+            if await holds(decision.rule, resolve):
+                return decision
+        return self.decisions[-1]  # unreachable: load_config requires a `when: true` default

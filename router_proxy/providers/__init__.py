@@ -1,0 +1,1 @@
+"""Provider adapters: translate OpenAI-format calls to a backend's wire format."""

@@ -1,0 +1,76 @@
+"""The one small interface every provider adapter implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from router_proxy.config.base import ProviderConfigBase
+from router_proxy.protocol import Usage
+
+
+@dataclass(frozen=True)
+class UpstreamCall:
+    """One call to one model. ``body`` is the client's OpenAI-format JSON (already
+    validated); adapters replace ``model`` with ``upstream_model`` and translate."""
+
+    model_name: str
+    upstream_model: str
+    body: dict[str, Any]
+    timeout: float
+    request_id: str
+
+
+@dataclass(frozen=True)
+class Completion:
+    body: bytes  # OpenAI chat.completion JSON, ready to send to the client
+    usage: Usage | None
+
+
+@dataclass
+class StreamStats:
+    """Filled in by the adapter while the stream runs; read by the server when it ends."""
+
+    usage: Usage | None = None
+    finish_reason: str | None = None
+
+
+@dataclass
+class ChatStream:
+    """An upstream stream already opened and answered with a success status.
+
+    ``chunks`` yields complete OpenAI SSE events (``b"data: {...}\\n\\n"``) and ends with
+    ``b"data: [DONE]\\n\\n"``. A failure after the first chunk raises a GatewayError
+    from the iterator; closing the generator releases the upstream connection.
+    """
+
+    chunks: AsyncGenerator[bytes, None]
+    stats: StreamStats = field(default_factory=StreamStats)
+
+
+class Provider(ABC):
+    """A backend reachable through one pooled client, opened by ``start`` and closed by
+    ``aclose`` with the app's lifespan."""
+
+    config_model: ClassVar[type[ProviderConfigBase]]
+
+    def __init__(self, name: str, config: ProviderConfigBase) -> None:
+        self.name = name
+        self.config = config
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Open pooled resources. Called once before the first call."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release pooled resources."""
+
+    @abstractmethod
+    async def complete(self, call: UpstreamCall) -> Completion:
+        """A non-streaming chat completion."""
+
+    @abstractmethod
+    async def stream(self, call: UpstreamCall) -> ChatStream:
+        """Open a streaming chat completion; raises before returning if the upstream
+        refuses, so the client can still get a proper error status."""

@@ -1,0 +1,117 @@
+"""What HTTP adapters share: the pooled client, the one place that turns httpx
+failures into gateway errors, upstream error bodies, and SSE framing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import orjson
+
+from router_proxy.errors import UpstreamError, UpstreamStatusError, UpstreamTimeoutError
+
+DONE_EVENT = b"data: [DONE]\n\n"
+
+
+def pooled_client(
+    *,
+    base_url: str,
+    headers: dict[str, str],
+    max_connections: int,
+    connect_timeout: float,
+) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=base_url,
+        headers=headers,
+        limits=httpx.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=30.0,
+        ),
+        timeout=httpx.Timeout(60.0, connect=connect_timeout),
+        # Never read proxy settings or .netrc from the environment: a gateway must
+        # talk to exactly the upstream its config names.
+        trust_env=False,
+    )
+
+
+def call_timeout(total: float, connect: float) -> httpx.Timeout:
+    return httpx.Timeout(total, connect=min(connect, total))
+
+
+@contextmanager
+def translate_errors(provider: str, model: str) -> Iterator[None]:
+    """Map httpx transport failures to gateway errors; the message names the model,
+    never the URL's credentials or the request headers."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeoutError(
+            f"model '{model}' (provider '{provider}') timed out: {type(exc).__name__}"
+        ) from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamError(
+            f"model '{model}' (provider '{provider}') is unreachable: {type(exc).__name__}"
+        ) from exc
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """Remove secrets an upstream may echo back (e.g. a key in an auth error)."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def upstream_error_message(body: bytes) -> str:
+    """The human message inside an upstream's error body (OpenAI or Anthropic shape)."""
+    try:
+        data: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[:300].decode("utf-8", "replace").strip() or "no body"
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return str(err["message"])
+        if isinstance(err, str):
+            return err
+    return "unrecognised error body"
+
+
+def status_error(
+    response: httpx.Response, body: bytes, *, model: str, secrets: Iterable[str]
+) -> UpstreamStatusError:
+    message = scrub(upstream_error_message(body), secrets)
+    headers = {}
+    retry_after = response.headers.get("retry-after")
+    if retry_after is not None:
+        headers["retry-after"] = retry_after
+    return UpstreamStatusError(
+        f"model '{model}' upstream returned {response.status_code}: {message}",
+        upstream_status=response.status_code,
+        headers=headers,
+    )
+
+
+def sse_event(payload: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, str]]:
+    """(event, data) pairs from SSE lines; multi-line data joined with newlines."""
+    event = "message"
+    data: list[str] = []
+    async for line in lines:
+        if not line:
+            if data:
+                yield event, "\n".join(data)
+            event, data = "message", []
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        # ":" comments and id:/retry: fields carry nothing the gateway needs.
+    if data:
+        yield event, "\n".join(data)

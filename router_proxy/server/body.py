@@ -1,0 +1,64 @@
+"""Reading a JSON body under a size limit, and validating a chat request with errors
+that name the offending field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from starlette.requests import Request
+
+from router_proxy.config.errors import format_path
+from router_proxy.errors import InvalidRequestError, PayloadTooLargeError
+from router_proxy.protocol import ChatCompletionRequest
+
+
+async def read_json_body(request: Request, limit: int) -> dict[str, Any]:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InvalidRequestError("Invalid Content-Length header")
+        if int(declared) > limit:
+            raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:  # a chunked body that never declared its length
+            raise _too_large(limit)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body:
+        raise InvalidRequestError("The request body is empty; send a JSON object")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestError(
+            f"We could not parse the JSON body of your request: {exc}", code="invalid_json"
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidRequestError("The request body must be a JSON object")
+    return data
+
+
+def _too_large(limit: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(f"Request body is larger than the limit of {limit} bytes")
+
+
+def parse_chat_request(data: dict[str, Any]) -> ChatCompletionRequest:
+    try:
+        return ChatCompletionRequest.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(part for part in err["loc"] if not _is_type_tag(part))
+        param = format_path(loc)
+        message = err["msg"]
+        if err["type"] == "missing":
+            message = "Field required"
+        raise InvalidRequestError(f"Invalid value for '{param}': {message}", param=param) from None
+
+
+def _is_type_tag(part: int | str) -> bool:
+    # Union member names pydantic puts in locs, e.g. "str" or "list[dict[str,any]]".
+    return isinstance(part, str) and (part in {"str", "int", "float", "bool"} or "[" in part)

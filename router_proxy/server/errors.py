@@ -1,0 +1,65 @@
+"""Every error leaves as OpenAI-format JSON: ``{"error": {message, type, param, code}}``.
+
+This is the HTTP boundary, the one place that catches ``Exception``: an unexpected bug
+becomes a logged 500 with a plain message, never a traceback sent to a client.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from router_proxy.errors import (
+    GatewayError,
+    InvalidRequestError,
+    MethodNotAllowedError,
+    NotFoundError,
+)
+from router_proxy.server.ids import REQUEST_ID_HEADER, request_id_of
+
+logger = logging.getLogger("router_proxy.server")
+
+
+def error_response(exc: GatewayError, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse(
+        exc.to_dict(), status_code=exc.status_code, headers={**exc.headers, **(headers or {})}
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_gateway_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, GatewayError)
+        return error_response(exc, {REQUEST_ID_HEADER: request_id_of(request)})
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        error: GatewayError
+        if exc.status_code == 404:
+            error = NotFoundError(f"Unknown path: {request.method} {request.url.path}")
+        elif exc.status_code == 405:
+            error = MethodNotAllowedError(f"Method {request.method} is not allowed here")
+        else:
+            error = InvalidRequestError(str(exc.detail))
+            error.status_code = exc.status_code
+        return error_response(error, {REQUEST_ID_HEADER: request_id_of(request)})
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        return error_response(
+            InvalidRequestError("Invalid request parameters"),
+            {REQUEST_ID_HEADER: request_id_of(request)},
+        )
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        request_id = request_id_of(request)
+        logger.exception("unhandled error (request %s)", request_id)
+        error = GatewayError(f"Internal error; quote request id {request_id} when reporting it")
+        return error_response(error, {REQUEST_ID_HEADER: request_id})
+
+    app.add_exception_handler(GatewayError, on_gateway_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(Exception, on_unexpected)

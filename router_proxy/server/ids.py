@@ -1,0 +1,22 @@
+"""Request ids: the client's ``x-request-id`` when it is sane, else a fresh one."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from starlette.requests import Request
+
+REQUEST_ID_HEADER = "x-router-request-id"
+_SANE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def request_id_of(request: Request) -> str:
+    """The id for this request, made once and kept on the request's scope."""
+    found = request.scope.get("router_request_id")
+    if isinstance(found, str):
+        return found
+    incoming = request.headers.get("x-request-id", "")
+    request_id = incoming if _SANE.match(incoming) else uuid.uuid4().hex
+    request.scope["router_request_id"] = request_id
+    return request_id

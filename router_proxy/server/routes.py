@@ -1,0 +1,83 @@
+"""The HTTP routes: OpenAI-compatible API, dry-run routing, health and metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from router_proxy.config.references import AUTO
+from router_proxy.errors import ServiceUnavailableError
+from router_proxy.protocol import ChatCompletionRequest
+from router_proxy.runtime import Runtime
+from router_proxy.server.errors import error_response
+from router_proxy.server.exchange import Exchange
+from router_proxy.server.ids import REQUEST_ID_HEADER, request_id_of
+
+router = APIRouter()
+
+_CHAT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": ChatCompletionRequest.model_json_schema()}},
+    }
+}
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+@router.post("/v1/chat/completions", openapi_extra=_CHAT_BODY, tags=["openai"])
+async def chat_completions(request: Request) -> Response:
+    """OpenAI chat completions, streamed or not; `model` is auto, a decision or a model."""
+    return await Exchange(runtime_of(request), request).respond()
+
+
+@router.post("/v1/route", openapi_extra=_CHAT_BODY, tags=["routing"])
+async def route(request: Request) -> Response:
+    """Dry run: the decision, signals and chosen model for a chat body; calls no upstream."""
+    exchange = Exchange(runtime_of(request), request)
+    await exchange.route()
+    assert exchange.plan is not None
+    return JSONResponse(exchange.plan.to_dict(), headers=exchange.headers())
+
+
+@router.get("/v1/models", tags=["openai"])
+async def list_models(request: Request) -> Response:
+    runtime = runtime_of(request)
+    runtime.auth.check(request.headers.get("authorization"))
+    data = [_model_entry(AUTO, "router-proxy")]
+    data += [_model_entry(d.name, "router-proxy:decision") for d in runtime.pipeline.decisions]
+    data += [_model_entry(name, model.provider) for name, model in runtime.config.models.items()]
+    return JSONResponse(
+        {"object": "list", "data": data}, headers={REQUEST_ID_HEADER: request_id_of(request)}
+    )
+
+
+def _model_entry(name: str, owner: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": owner}
+
+
+@router.get("/health", tags=["ops"])
+async def health() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/ready", tags=["ops"])
+async def ready(request: Request) -> Response:
+    """Readiness: a config is loaded and its providers are open."""
+    if not runtime_of(request).started:
+        return error_response(ServiceUnavailableError("starting up"))
+    return JSONResponse({"status": "ready"})
+
+
+@router.get("/metrics", tags=["ops"])
+async def metrics(request: Request) -> Response:
+    return Response(
+        generate_latest(runtime_of(request).metrics.registry), media_type=CONTENT_TYPE_LATEST
+    )

@@ -1,0 +1,1 @@
+"""Signals: facts extracted from a request (one file per YAML ``type:``)."""

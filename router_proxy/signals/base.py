@@ -1,0 +1,42 @@
+"""The interface of a signal: a named fact about a request that explains itself."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
+
+from router_proxy.config.base import SignalConfigBase
+from router_proxy.context import RequestContext
+
+SignalValueType = bool | str | float | None
+
+
+@dataclass(frozen=True, slots=True)
+class SignalResult:
+    fired: bool
+    value: SignalValueType
+    detail: str  # why: what matched, or what was looked at
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fired": self.fired, "value": self.value, "detail": self.detail}
+
+
+ConfigT = TypeVar("ConfigT", bound=SignalConfigBase)
+
+
+class Signal(ABC, Generic[ConfigT]):
+    """Built once at config load (compile patterns, embed examples there, never per
+    request); ``evaluate`` runs on the hot path only when a decision needs the value."""
+
+    config_model: ClassVar[type[SignalConfigBase]]
+    # Lower runs first when several signals could decide a rule (cheap before heavy).
+    cost_rank: ClassVar[int] = 0
+
+    def __init__(self, config: ConfigT) -> None:
+        self.config = config
+        self.name = config.name
+
+    @abstractmethod
+    async def evaluate(self, ctx: RequestContext) -> SignalResult:
+        """The signal's value for this request."""
