@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -75,6 +76,9 @@ def _serve(args: argparse.Namespace) -> int:
             "router_proxy.server.app:app_from_env", factory=True, workers=args.workers, **options
         )
     else:
+        # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal with the
+        # previous handler restored; this one turns that into a clean exit status 0.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         uvicorn.run(app_from_env(), **options)
     return 0
 
