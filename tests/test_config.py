@@ -172,3 +172,15 @@ def test_shipped_configs_validate() -> None:
     assert configs
     for path in configs:
         load_config(path, env={})
+
+
+def test_readme_policy_validates() -> None:
+    import re
+    from pathlib import Path
+
+    readme = Path(__file__).parent.parent.joinpath("README.md").read_text()
+    block = re.search(r"## A policy in 15 lines\n\n```yaml\n(.*?)```", readme, re.S)
+    assert block is not None
+    assert len(block.group(1).strip().splitlines()) == 15
+    config, _ = load_config_text(block.group(1), env={"ANTHROPIC_API_KEY": "k"})
+    assert [d.name for d in config.decisions] == ["private", "coding", "default"]
