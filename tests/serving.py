@@ -37,6 +37,8 @@ class ServerThread:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=15)
+        if self.thread.is_alive():
+            raise RuntimeError("test server did not shut down")
 
     def __enter__(self) -> ServerThread:
         self.start()

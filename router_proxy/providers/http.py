@@ -47,7 +47,7 @@ def translate_errors(provider: str, model: str) -> Iterator[None]:
     never the URL's credentials or the request headers."""
     try:
         yield
-    except httpx.TimeoutException as exc:
+    except (httpx.TimeoutException, TimeoutError) as exc:
         raise UpstreamTimeoutError(
             f"model '{model}' (provider '{provider}') timed out: {type(exc).__name__}"
         ) from exc

@@ -16,21 +16,26 @@ from pydantic import Field, SecretStr
 from router_proxy.config.base import ProviderConfigBase
 from router_proxy.errors import UpstreamError
 from router_proxy.protocol import Usage
-from router_proxy.providers.base import ChatStream, Completion, Provider, StreamStats, UpstreamCall
+from router_proxy.providers.base import ChatStream, Completion, StreamStats, UpstreamCall
 from router_proxy.providers.http import (
     DONE_EVENT,
-    call_timeout,
     iter_sse,
-    pooled_client,
-    status_error,
     translate_errors,
+    upstream_error_message,
 )
+from router_proxy.providers.http_provider import HTTPProvider
 
 
 class OpenAIProviderConfig(ProviderConfigBase):
     type: Literal["openai"]
     base_url: str = Field(pattern=r"^https?://", description="e.g. http://vllm:8000/v1")
     api_key: SecretStr | None = None
+    stream_usage: bool = Field(
+        default=True,
+        description="ask for token usage on streams (stream_options.include_usage) so "
+        "cost metrics count them; the extra chunk is hidden from clients that did not ask. "
+        "Turn off for servers that reject stream_options",
+    )
     headers: dict[str, SecretStr] = Field(
         default_factory=dict, description="extra headers sent upstream (treated as secrets)"
     )
@@ -46,98 +51,87 @@ def _usage(data: Any) -> Usage | None:
     )
 
 
-class OpenAIProvider(Provider):
+class OpenAIProvider(HTTPProvider):
     config_model = OpenAIProviderConfig
     config: OpenAIProviderConfig
 
-    def __init__(self, name: str, config: ProviderConfigBase) -> None:
-        super().__init__(name, config)
-        self._client: httpx.AsyncClient | None = None
-        self._secrets = [s.get_secret_value() for s in self.config.headers.values()]
-        if self.config.api_key is not None:
-            self._secrets.append(self.config.api_key.get_secret_value())
+    @property
+    def base_url(self) -> str:
+        return self.config.base_url
 
-    async def start(self) -> None:
+    def default_headers(self) -> dict[str, str]:
         headers = {k: v.get_secret_value() for k, v in self.config.headers.items()}
         if self.config.api_key is not None:
             headers["authorization"] = f"Bearer {self.config.api_key.get_secret_value()}"
-        self._client = pooled_client(
-            base_url=self.config.base_url.rstrip("/") + "/",
-            headers=headers,
-            max_connections=self.config.max_connections,
-            connect_timeout=self.config.connect_timeout,
-        )
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-
-    @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            raise RuntimeError(f"provider '{self.name}' used before start()")
-        return self._client
+        return headers
 
     def _request(self, call: UpstreamCall, *, stream: bool) -> httpx.Request:
-        body = dict(call.body)
-        body["model"] = call.upstream_model
-        body["stream"] = stream
-        return self.client.build_request(
-            "POST",
-            "chat/completions",
-            content=orjson.dumps(body),
-            headers={"content-type": "application/json", "x-request-id": call.request_id},
-            timeout=call_timeout(call.timeout, self.config.connect_timeout),
-        )
+        body = call.body | {"model": call.upstream_model, "stream": stream}
+        if stream and self._adds_usage(call):
+            body["stream_options"] = {
+                **(call.body.get("stream_options") or {}),
+                "include_usage": True,
+            }
+        return self.build_request("chat/completions", body, call)
+
+    def _adds_usage(self, call: UpstreamCall) -> bool:
+        """Whether the gateway asks for stream usage the client did not ask for."""
+        options = call.body.get("stream_options")
+        asked = isinstance(options, dict) and bool(options.get("include_usage"))
+        return self.config.stream_usage and not asked
 
     async def complete(self, call: UpstreamCall) -> Completion:
-        with translate_errors(self.name, call.model_name):
-            response = await self.client.send(self._request(call, stream=False))
-            body = response.content
-        if response.status_code >= 400:
-            raise status_error(response, body, model=call.model_name, secrets=self._secrets)
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamError(f"model '{call.model_name}' returned a non-JSON reply") from exc
+        body, data = await self.send_json(self._request(call, stream=False), call)
         return Completion(body=body, usage=_usage(data))
 
     async def stream(self, call: UpstreamCall) -> ChatStream:
-        with translate_errors(self.name, call.model_name):
-            response = await self.client.send(self._request(call, stream=True), stream=True)
-            if response.status_code >= 400:
-                body = await response.aread()
-                await response.aclose()
-                raise status_error(response, body, model=call.model_name, secrets=self._secrets)
+        response = await self.open_stream(self._request(call, stream=True), call)
         stats = StreamStats()
-        return ChatStream(self._relay(response, call, stats), stats)
+        return ChatStream(self._relay(response, call, stats, self._adds_usage(call)), stats)
 
     async def _relay(
-        self, response: httpx.Response, call: UpstreamCall, stats: StreamStats
+        self, response: httpx.Response, call: UpstreamCall, stats: StreamStats, hide_usage: bool
     ) -> AsyncGenerator[bytes, None]:
         try:
             with translate_errors(self.name, call.model_name):
                 async for _event, data in iter_sse(response.aiter_lines()):
                     if data == "[DONE]":
-                        break
-                    # Only chunks that can carry usage or a finish reason are parsed.
-                    if '"usage"' in data or '"finish_reason":"' in data.replace(" ", ""):
-                        self._observe(data, stats)
+                        yield DONE_EVENT
+                        return
+                    # Only chunks that can carry usage, an error or a finish reason are parsed.
+                    if (
+                        '"usage"' in data
+                        or '"error"' in data
+                        or '"finish_reason":"' in data.replace(" ", "")
+                    ):
+                        usage_only = self._observe(data, stats, call)
+                        if usage_only and hide_usage:
+                            continue
                     yield b"data: " + data.encode() + b"\n\n"
-            yield DONE_EVENT
         finally:
             await response.aclose()
+        if stats.finish_reason is None:  # closed cleanly, but the answer is incomplete
+            raise UpstreamError(f"model '{call.model_name}' ended its stream before finishing")
+        yield DONE_EVENT
 
     @staticmethod
-    def _observe(data: str, stats: StreamStats) -> None:
+    def _observe(data: str, stats: StreamStats, call: UpstreamCall) -> bool:
+        """Record usage and finish reason; raise on an error event. True for a chunk that
+        only carries usage (no choices)."""
         try:
             chunk = orjson.loads(data)
         except orjson.JSONDecodeError:
-            return
+            return False
+        if not isinstance(chunk, dict):
+            return False
+        if isinstance(chunk.get("error"), dict | str):
+            message = upstream_error_message(data.encode())
+            raise UpstreamError(f"model '{call.model_name}' failed mid-stream: {message}")
         usage = _usage(chunk)
         if usage is not None:
             stats.usage = usage
-        for choice in chunk.get("choices") or ():
+        choices = chunk.get("choices") or ()
+        for choice in choices:
             if isinstance(choice, dict) and choice.get("finish_reason"):
                 stats.finish_reason = str(choice["finish_reason"])
+        return usage is not None and not choices
