@@ -115,6 +115,17 @@ def test_health_ready_and_metrics(http: httpx.Client) -> None:
     assert UPSTREAM_KEY not in after
 
 
+def test_streamed_calls_are_counted_without_changing_the_stream(http: httpx.Client) -> None:
+    completion = 'router_tokens_total{kind="completion",model="gpt-echo"}'
+    before = http.get("/metrics").text
+    response = http.post(CHAT, json={**BODY, "stream": True})
+    events = [line for line in response.text.split("\n\n") if line]
+    assert events[-1] == "data: [DONE]"
+    assert not any('"usage"' in event for event in events)  # the client did not ask for it
+    after = http.get("/metrics").text
+    assert metric(after, completion) - metric(before, completion) == 2
+
+
 def test_one_json_log_line_per_request_with_its_id(
     http: httpx.Client, caplog: pytest.LogCaptureFixture
 ) -> None:
