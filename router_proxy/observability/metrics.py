@@ -4,7 +4,11 @@ model names) or a fixed set, never from client input, so cardinality stays bound
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from router_proxy.protocol import Usage
 
 UNKNOWN = "-"
 
@@ -52,4 +56,43 @@ class Metrics:
         )
         self.in_flight = Gauge(
             "router_requests_in_flight", "Chat requests being served", registry=r
+        )
+        # Label sets come from the config and a few statuses: bounded.
+        self._children: dict[tuple[str, str, int], tuple[Any, ...]] = {}
+
+    def record(
+        self,
+        decision: str,
+        model: str,
+        status: int,
+        upstream_seconds: float | None,
+        usage: Usage | None,
+        cost: float | None,
+    ) -> None:
+        """Account for one finished request (the only call on the hot path)."""
+        children = self._children.get((decision, model, status))
+        if children is None:
+            children = self._children[(decision, model, status)] = self._make_children(
+                decision, model, status
+            )
+        requests, upstream, prompt, completion, dollars = children
+        requests.inc()
+        if model == UNKNOWN:
+            return
+        if upstream_seconds is not None:
+            upstream.observe(upstream_seconds)
+        if usage is not None:
+            prompt.inc(usage.prompt_tokens)
+            completion.inc(usage.completion_tokens)
+        if cost:
+            dollars.inc(cost)
+
+    def _make_children(self, decision: str, model: str, status: int) -> tuple[Any, ...]:
+        # Label lookups take a lock and validate names; resolve them once per label set.
+        return (
+            self.requests.labels(decision, model, str(status)),
+            self.upstream_seconds.labels(model),
+            self.tokens.labels(model, "prompt"),
+            self.tokens.labels(model, "completion"),
+            self.cost.labels(model),
         )

@@ -3,6 +3,7 @@ failures into gateway errors, upstream error bodies, and SSE framing."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -37,6 +38,7 @@ def pooled_client(
     )
 
 
+@functools.lru_cache(maxsize=256)  # a handful of distinct values per config
 def call_timeout(total: float, connect: float) -> httpx.Timeout:
     return httpx.Timeout(total, connect=min(connect, total))
 

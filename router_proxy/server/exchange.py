@@ -143,21 +143,20 @@ class Exchange:
             self.runtime.metrics.in_flight.dec()
 
     def finish(self, status: int) -> None:
-        metrics = self.runtime.metrics
-        plan = self.plan
-        decision = plan.decision if plan else UNKNOWN
-        model = plan.model if plan else UNKNOWN
-        metrics.requests.labels(decision, model, str(status)).inc()
+        plan, usage = self.plan, self.usage
         cost = None
-        if plan is not None and self.upstream_seconds is not None:
-            metrics.upstream_seconds.labels(model).observe(self.upstream_seconds)
-        if plan is not None and self.usage is not None:
-            metrics.tokens.labels(model, "prompt").inc(self.usage.prompt_tokens)
-            metrics.tokens.labels(model, "completion").inc(self.usage.completion_tokens)
-            cost = self.runtime.config.models[model].cost.dollars(
-                self.usage.prompt_tokens, self.usage.completion_tokens
+        if plan is not None and usage is not None:
+            cost = self.runtime.config.models[plan.model].cost.dollars(
+                usage.prompt_tokens, usage.completion_tokens
             )
-            metrics.cost.labels(model).inc(cost)
+        self.runtime.metrics.record(
+            plan.decision if plan else UNKNOWN,
+            plan.model if plan else UNKNOWN,
+            status,
+            self.upstream_seconds,
+            usage,
+            cost,
+        )
         if self.runtime.config.server.log_requests:
             self._log(status, cost)
 
