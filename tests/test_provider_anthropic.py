@@ -1,23 +1,18 @@
 """The Anthropic adapter: translation both ways, and calls against a real HTTP upstream
-that checks requests the way the Messages API does (tests/upstream.py)."""
+that checks requests the way the Messages API does (tests/upstream.py). What every adapter
+promises alike (errors, timeouts, the OpenAI shape of replies and streams) is in
+tests/test_provider_contract.py."""
 
 from __future__ import annotations
 
-import socket
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import pytest
 from pydantic import ValidationError
 
-from router_proxy.errors import (
-    InvalidRequestError,
-    UpstreamError,
-    UpstreamStatusError,
-    UpstreamTimeoutError,
-)
+from router_proxy.errors import InvalidRequestError, UpstreamError
 from router_proxy.protocol import Usage
 from router_proxy.providers.anthropic import (
     AnthropicProvider,
@@ -25,64 +20,31 @@ from router_proxy.providers.anthropic import (
     to_anthropic_request,
 )
 from router_proxy.providers.anthropic_stream import to_openai_completion
-from router_proxy.providers.base import ChatStream, UpstreamCall
-from router_proxy.providers.http import DONE_EVENT
 from router_proxy.providers.registry import PROVIDER_TYPES
+from tests.provider_helpers import (
+    ANTHROPIC_KEY,
+    WEATHER_TOOL,
+    anyio_backend_fixture,  # noqa: F401
+    content_of,
+    deltas,
+    make_anthropic,
+    make_call,
+    read_chunks,
+    started,
+    up_fixture,  # noqa: F401
+    upstream_fixture,  # noqa: F401
+)
 from tests.upstream import FakeUpstream
 
 pytestmark = pytest.mark.anyio
 
-KEY = "sk-ant-secret"
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-    },
-}
 PNG_URL = "data:image/png;base64,iVBORw0KGgo="
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream() as up:
-        yield up
-
-
-@pytest.fixture
-def up(upstream: FakeUpstream) -> FakeUpstream:
-    upstream.clear()
-    return upstream
-
-
-def make_provider(base_url: str, **config: Any) -> AnthropicProvider:
-    settings = AnthropicProviderConfig(type="anthropic", base_url=base_url, api_key=KEY, **config)
-    return AnthropicProvider("claude", settings)
-
-
-@pytest.fixture
 async def provider(up: FakeUpstream) -> AsyncIterator[AnthropicProvider]:
-    provider = make_provider(up.base_url)
-    await provider.start()
-    yield provider
-    await provider.aclose()
-
-
-def make_call(upstream_model: str, *, timeout: float = 5, **body: Any) -> UpstreamCall:
-    payload = {"model": "m", "messages": [{"role": "user", "content": "hello there"}], **body}
-    return UpstreamCall(
-        model_name="m",
-        upstream_model=upstream_model,
-        body=payload,
-        timeout=timeout,
-        request_id="r1",
-    )
+    async with started(make_anthropic(up.base_url)) as provider:
+        yield provider
 
 
 def translate(**body: Any) -> dict[str, Any]:
@@ -95,22 +57,6 @@ def user(text: str) -> dict[str, Any]:
 
 def text_block(text: str) -> dict[str, Any]:
     return {"type": "text", "text": text}
-
-
-async def read_chunks(stream: ChatStream) -> list[dict[str, Any]]:
-    events = [event async for event in stream.chunks]
-    assert events[-1] == DONE_EVENT
-    assert all(e.startswith(b"data: ") and e.endswith(b"\n\n") for e in events)
-    assert DONE_EVENT not in events[:-1]
-    return [orjson.loads(e[len(b"data: ") :]) for e in events[:-1]]
-
-
-def deltas(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [c["choices"][0]["delta"] for c in chunks if c["choices"]]
-
-
-def content_of(chunks: list[dict[str, Any]]) -> list[str]:
-    return [d["content"] for d in deltas(chunks) if d.get("content")]
 
 
 # --- config and registry ----------------------------------------------------------
@@ -128,7 +74,9 @@ def test_config_defaults_and_validation() -> None:
         AnthropicProviderConfig(type="anthropic", default_max_tokens=0)
     with pytest.raises(ValidationError):
         AnthropicProviderConfig.model_validate({"type": "anthropic", "api_kye": "typo"})
-    assert KEY not in repr(AnthropicProviderConfig(type="anthropic", api_key=KEY))
+    assert ANTHROPIC_KEY not in repr(
+        AnthropicProviderConfig(type="anthropic", api_key=ANTHROPIC_KEY)
+    )
 
 
 def test_registered_under_its_type() -> None:
@@ -407,7 +355,7 @@ async def test_full_request_is_accepted_upstream(
     assert completion.usage is not None  # the upstream accepted it
     [(path, headers, sent)] = up.requests
     assert path == "/v1/messages"
-    assert headers["x-api-key"] == KEY
+    assert headers["x-api-key"] == ANTHROPIC_KEY
     assert headers["anthropic-version"] == "2023-06-01"
     assert headers["content-type"] == "application/json"
     assert "authorization" not in headers
@@ -428,14 +376,11 @@ async def test_full_request_is_accepted_upstream(
 
 
 async def test_default_max_tokens_and_version_come_from_config(up: FakeUpstream) -> None:
-    provider = make_provider(
+    provider = make_anthropic(
         up.base_url + "/", default_max_tokens=33, anthropic_version="2099-01-01"
     )
-    await provider.start()
-    try:
+    async with started(provider):
         await provider.complete(make_call("echo-model"))
-    finally:
-        await provider.aclose()
     path, headers, sent = up.requests[-1]
     assert path == "/v1/messages"
     assert sent["max_tokens"] == 33
@@ -453,27 +398,7 @@ async def test_invalid_request_is_refused_before_calling_upstream(
     assert up.requests == []
 
 
-async def test_use_before_start_is_a_clear_error(up: FakeUpstream) -> None:
-    with pytest.raises(RuntimeError, match="before start"):
-        await make_provider(up.base_url).complete(make_call("echo-model"))
-
-
 # --- replies ------------------------------------------------------------------------
-
-
-async def test_complete_maps_the_reply(provider: AnthropicProvider) -> None:
-    completion = await provider.complete(make_call("echo-model"))
-    data = orjson.loads(completion.body)
-    assert data["object"] == "chat.completion"
-    assert data["id"] == "msg_fake_1"
-    assert data["model"] == "echo-model"
-    assert isinstance(data["created"], int)
-    [choice] = data["choices"]
-    assert choice["index"] == 0
-    assert choice["message"] == {"role": "assistant", "content": "echo: hello there"}
-    assert choice["finish_reason"] == "stop"
-    assert data["usage"] == {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}
-    assert completion.usage == Usage(prompt_tokens=10, completion_tokens=3)
 
 
 async def test_max_tokens_stop_is_length(provider: AnthropicProvider) -> None:
@@ -482,20 +407,6 @@ async def test_max_tokens_stop_is_length(provider: AnthropicProvider) -> None:
     assert choice["message"]["content"] == "echo: hello"
     assert choice["finish_reason"] == "length"
     assert completion.usage == Usage(prompt_tokens=10, completion_tokens=2)
-
-
-async def test_complete_tool_call(provider: AnthropicProvider) -> None:
-    completion = await provider.complete(make_call("tool-call", tools=[WEATHER_TOOL]))
-    choice = orjson.loads(completion.body)["choices"][0]
-    assert choice["finish_reason"] == "tool_calls"
-    assert choice["message"]["content"] is None
-    [call] = choice["message"]["tool_calls"]
-    assert call["id"] == "toolu_fake_1"
-    assert call["type"] == "function"
-    assert call["function"]["name"] == "get_weather"
-    assert isinstance(call["function"]["arguments"], str)
-    assert orjson.loads(call["function"]["arguments"]) == {"city": "Paris"}
-    assert completion.usage == Usage(prompt_tokens=10, completion_tokens=5)
 
 
 async def test_complete_text_and_tool_call(provider: AnthropicProvider) -> None:
@@ -552,66 +463,12 @@ def test_unexpected_reply_shape_is_an_upstream_error() -> None:
 # --- streaming ----------------------------------------------------------------------
 
 
-async def test_stream_translates_text_events(provider: AnthropicProvider) -> None:
-    stream = await provider.stream(make_call("echo-model", stream=True))
-    chunks = await read_chunks(stream)
-    assert deltas(chunks)[0] == {"role": "assistant", "content": ""}
-    assert content_of(chunks) == ["echo:", " hello", " there"]
-    assert [c["choices"][0]["finish_reason"] for c in chunks] == [None] * 4 + ["stop"]
-    assert deltas(chunks)[-1] == {}
-    assert {c["id"] for c in chunks} == {"msg_fake_1"}
-    assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
-    assert {c["model"] for c in chunks} == {"echo-model"}
-    assert not any("usage" in c for c in chunks)  # not asked for
-    assert stream.stats.finish_reason == "stop"
-    assert stream.stats.usage == Usage(prompt_tokens=10, completion_tokens=3)
-
-
-async def test_stream_usage_chunk_when_asked_for(provider: AnthropicProvider) -> None:
-    call = make_call("echo-model", stream=True, stream_options={"include_usage": True})
-    stream = await provider.stream(call)
-    chunks = await read_chunks(stream)
-    assert chunks[-1]["choices"] == []
-    assert chunks[-1]["usage"] == {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}
-    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
-    assert stream.stats.usage == Usage(prompt_tokens=10, completion_tokens=3)
-
-
-async def test_stream_request_is_marked_stream(
-    provider: AnthropicProvider, up: FakeUpstream
-) -> None:
-    call = make_call("echo-model", stream=True, stream_options={"include_usage": True})
-    await read_chunks(await provider.stream(call))
-    sent = up.requests[-1][2]
-    assert sent["stream"] is True
-    assert "stream_options" not in sent
-
-
 async def test_stream_length_finish(provider: AnthropicProvider) -> None:
     stream = await provider.stream(make_call("echo-model", stream=True, max_tokens=2))
     chunks = await read_chunks(stream)
     assert content_of(chunks) == ["echo:", " hello"]
     assert stream.stats.finish_reason == "length"
     assert stream.stats.usage == Usage(prompt_tokens=10, completion_tokens=2)
-
-
-async def test_stream_tool_call_deltas(provider: AnthropicProvider) -> None:
-    stream = await provider.stream(make_call("tool-call", stream=True, tools=[WEATHER_TOOL]))
-    chunks = await read_chunks(stream)
-    calls = [d["tool_calls"][0] for d in deltas(chunks) if "tool_calls" in d]
-    assert calls[0] == {
-        "index": 0,
-        "id": "toolu_fake_1",
-        "type": "function",
-        "function": {"name": "get_weather", "arguments": ""},
-    }
-    assert all(set(c) == {"index", "function"} and c["index"] == 0 for c in calls[1:])
-    arguments = "".join(c["function"]["arguments"] for c in calls)
-    assert orjson.loads(arguments) == {"city": "Paris"}
-    assert content_of(chunks) == []
-    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
-    assert stream.stats.finish_reason == "tool_calls"
-    assert stream.stats.usage == Usage(prompt_tokens=10, completion_tokens=5)
 
 
 async def test_stream_tool_call_after_text_is_tool_index_zero(
@@ -635,108 +492,7 @@ async def test_stream_error_event_raises(provider: AnthropicProvider) -> None:
         await stream.chunks.__anext__()
 
 
-async def test_cut_stream_raises_while_iterating(provider: AnthropicProvider) -> None:
-    stream = await provider.stream(make_call("cut-stream", stream=True))
-    received: list[bytes] = []
-
-    async def drain() -> None:
-        async for event in stream.chunks:
-            received.append(event)
-
-    with pytest.raises(UpstreamError):
-        await drain()
-    chunks = [orjson.loads(e[len(b"data: ") :]) for e in received]
-    assert content_of(chunks) == ["echo:", " hello"]
-    assert DONE_EVENT not in received
-
-
 async def test_malformed_stream_event_raises(provider: AnthropicProvider) -> None:
     stream = await provider.stream(make_call("bad-json", stream=True))
     with pytest.raises(UpstreamError, match="malformed"):
         await stream.chunks.__anext__()
-
-
-async def test_closing_a_stream_early_releases_the_connection(up: FakeUpstream) -> None:
-    provider = make_provider(up.base_url, max_connections=1)
-    await provider.start()
-    try:
-        stream = await provider.stream(make_call("echo-model", stream=True))
-        await stream.chunks.__anext__()
-        await stream.chunks.aclose()
-        # With one pooled connection, this times out if the stream leaked it.
-        completion = await provider.complete(make_call("echo-model", timeout=2))
-        assert completion.usage == Usage(prompt_tokens=10, completion_tokens=3)
-    finally:
-        await provider.aclose()
-
-
-# --- errors -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("streaming", [False, True])
-@pytest.mark.parametrize(
-    ("model", "status", "error_type"),
-    [
-        ("fail-500", 502, "upstream_error"),
-        ("fail-400", 400, "invalid_request_error"),
-        ("fail-429", 429, "rate_limit_error"),
-    ],
-)
-async def test_upstream_error_statuses(
-    provider: AnthropicProvider, model: str, status: int, error_type: str, streaming: bool
-) -> None:
-    call = make_call(model, stream=streaming)
-    with pytest.raises(UpstreamStatusError) as info:
-        await (provider.stream(call) if streaming else provider.complete(call))
-    error = info.value
-    assert error.status_code == status
-    assert error.error_type == error_type
-    assert error.upstream_status == int(model.removeprefix("fail-"))
-    assert error.headers == ({"retry-after": "7"} if model == "fail-429" else {})
-    assert "'m'" in error.message
-
-
-@pytest.mark.parametrize("streaming", [False, True])
-async def test_auth_error_message_does_not_leak_the_key(
-    provider: AnthropicProvider, up: FakeUpstream, streaming: bool
-) -> None:
-    call = make_call("fail-401", stream=streaming)
-    with pytest.raises(UpstreamStatusError) as info:
-        await (provider.stream(call) if streaming else provider.complete(call))
-    assert up.requests[-1][1]["x-api-key"] == KEY
-    assert KEY not in str(info.value)
-    assert "invalid api key: ***" in info.value.message
-    assert info.value.upstream_status == 401
-    assert info.value.status_code == 502
-
-
-@pytest.mark.parametrize("streaming", [False, True])
-async def test_hang_times_out(provider: AnthropicProvider, streaming: bool) -> None:
-    call = make_call("hang", timeout=0.5, stream=streaming)
-    started = time.monotonic()
-    with pytest.raises(UpstreamTimeoutError) as info:
-        await (provider.stream(call) if streaming else provider.complete(call))
-    assert time.monotonic() - started < 3
-    assert info.value.status_code == 504
-
-
-@pytest.mark.parametrize("streaming", [False, True])
-async def test_connection_refused_is_an_upstream_error(streaming: bool) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    provider = make_provider(f"http://127.0.0.1:{port}")
-    await provider.start()
-    try:
-        call = make_call("echo-model", stream=streaming)
-        with pytest.raises(UpstreamError) as info:
-            await (provider.stream(call) if streaming else provider.complete(call))
-    finally:
-        await provider.aclose()
-    assert type(info.value) is UpstreamError
-    assert "unreachable" in info.value.message
-
-
-async def test_non_json_reply_is_an_upstream_error(provider: AnthropicProvider) -> None:
-    with pytest.raises(UpstreamError, match="non-JSON"):
-        await provider.complete(make_call("bad-json"))
