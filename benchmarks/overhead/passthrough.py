@@ -20,8 +20,9 @@ import httpx
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
-# Comfortably above the 32 concurrent connections the benchmark drives.
-POOL_SIZE = 128
+# Above the 32 concurrent connections the benchmark drives, and the same as the gateway's
+# default per-provider ``max_connections``, so both pools behave alike.
+POOL_SIZE = 100
 
 
 def create_app(upstream: str) -> FastAPI:
