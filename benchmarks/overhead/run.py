@@ -432,9 +432,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Gateway vs. bare passthrough overhead benchmark (wrk, interleaved rounds)."
     )
     parser.add_argument(
-        "--duration", type=int, default=5, help="seconds per measured wrk run (whole seconds)"
+        "--duration", type=int, default=1, help="seconds per measured wrk run (whole seconds)"
     )
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds (many short ones cancel machine noise)")
     parser.add_argument(
         "--warmup",
         type=int,

@@ -21,6 +21,7 @@ class HTTPProvider(Provider):
     def __init__(self, name: str, config: ProviderConfigBase) -> None:
         super().__init__(name, config)
         self._client: httpx.AsyncClient | None = None
+        self._urls: dict[str, httpx.URL] = {}
         # Scrubbed from anything an upstream sends back (error messages): every secret
         # of the provider's config, whatever field holds it.
         self.secrets = _secret_values(config)
@@ -56,9 +57,12 @@ class HTTPProvider(Provider):
     def build_request(
         self, path: str, payload: dict[str, Any], call: UpstreamCall
     ) -> httpx.Request:
+        url = self._urls.get(path)
+        if url is None:  # parse and join once per path, not once per call
+            url = self._urls[path] = self.client.base_url.join(path)
         return self.client.build_request(
             "POST",
-            path,
+            url,
             content=orjson.dumps(payload),
             headers={"content-type": "application/json", "x-request-id": call.request_id},
             timeout=call_timeout(call.timeout, self.config.connect_timeout),
