@@ -16,6 +16,8 @@ from router_proxy.config.schema import Config
 from router_proxy.context import RequestContext
 from router_proxy.decisions.rules import Resolve, Rule, RuleParser, holds, render
 from router_proxy.errors import NotFoundError
+from router_proxy.plugins.base import Plugin
+from router_proxy.plugins.registry import build_plugin
 from router_proxy.selection.base import Selector
 from router_proxy.selection.registry import SELECTORS
 from router_proxy.signals.base import Signal, SignalResult
@@ -30,6 +32,7 @@ class CompiledDecision:
     priority: int
     rule: Rule
     selector: Selector
+    plugins: tuple[Plugin, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class RoutePlan:
     rule: str  # the matched decision's rule, rendered
     signals: dict[str, SignalResult] = field(default_factory=dict)  # only those evaluated
     routing_seconds: float = 0.0
+    plugins: tuple[Plugin, ...] = ()  # the decision's, applied to the body after selection
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,7 +55,15 @@ class RoutePlan:
             "rule": self.rule,
             "signals": {name: result.to_dict() for name, result in self.signals.items()},
             "routing_ms": round(self.routing_seconds * 1000, 4),
+            "plugins": [plugin.describe() for plugin in self.plugins],
         }
+
+    def outgoing_body(self, ctx: RequestContext) -> dict[str, Any]:
+        """The client's body after the decision's plugins."""
+        body = ctx.raw_body
+        for plugin in self.plugins:
+            body = plugin.apply(body, ctx)
+        return body
 
 
 class Pipeline:
@@ -80,9 +92,9 @@ class Pipeline:
                 selector_cls.params_model.model_validate(d.route.params),
             )
             rule = parser.parse(d.when, ("decisions", index, "when"))
-            compiled.append(
-                (-d.priority, index, CompiledDecision(d.name, d.priority, rule, selector))
-            )
+            plugins = tuple(build_plugin(item) for item in d.plugins)
+            decision = CompiledDecision(d.name, d.priority, rule, selector, plugins)
+            compiled.append((-d.priority, index, decision))
         if parser.errors:  # load_config refuses these; reaching here is a caller's bug
             raise ValueError(f"unchecked config: {parser.errors}")
         compiled.sort(key=lambda item: (item[0], item[1]))
@@ -130,6 +142,7 @@ class Pipeline:
             render(decision.rule),
             results,
             time.perf_counter() - started,
+            decision.plugins,
         )
 
     async def _first_match(self, resolve: Resolve) -> CompiledDecision:

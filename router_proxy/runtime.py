@@ -1,10 +1,16 @@
-"""Runtime: one loaded config with everything built from it (pipeline, providers,
-metrics). Requests take the runtime once at their start, so a reload that swaps it
-never changes a request halfway."""
+"""Runtime: one loaded config with everything built from it (pipeline, providers, auth).
+
+Requests take the current runtime once, at their start, and hold it until their last byte
+(``acquire``/``release``). A reload builds a whole new runtime and swaps it in
+(``RuntimeSlot.swap``); the old one closes its providers only when its last request has
+finished, so requests in flight always finish on the config they started with.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import logging
+from dataclasses import dataclass, field
 
 from router_proxy.config.schema import Config
 from router_proxy.observability.metrics import Metrics
@@ -13,18 +19,26 @@ from router_proxy.providers.base import Provider
 from router_proxy.providers.registry import PROVIDER_TYPES
 from router_proxy.server.auth import ClientAuth
 
+logger = logging.getLogger("router_proxy.runtime")
 
-@dataclass
+
+@dataclass(eq=False)
 class Runtime:
     config: Config
     pipeline: Pipeline
     providers: dict[str, Provider]
     metrics: Metrics
     auth: ClientAuth
+    admin_auth: ClientAuth
+    generation: int = 0
     started: bool = False
+    in_flight: int = 0
+    retired: bool = False
+    _closing: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
-    def build(cls, config: Config, metrics: Metrics | None = None) -> Runtime:
+    def build(cls, config: Config, metrics: Metrics | None = None, generation: int = 0) -> Runtime:
+        """Build everything a config needs (may be slow: run it off the event loop)."""
         providers = {name: PROVIDER_TYPES[p.type](name, p) for name, p in config.providers.items()}
         return cls(
             config,
@@ -32,6 +46,8 @@ class Runtime:
             providers,
             metrics or Metrics(),
             ClientAuth(config.server.api_keys),
+            ClientAuth(config.server.admin_keys),
+            generation,
         )
 
     def provider_for(self, model: str) -> Provider:
@@ -46,3 +62,35 @@ class Runtime:
         self.started = False
         for provider in self.providers.values():
             await provider.aclose()
+
+    def acquire(self) -> None:
+        self.in_flight += 1
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        if self.retired and self.in_flight == 0:
+            self._close_soon()
+
+    def retire(self) -> None:
+        """No new requests will come; close once the last one in flight is done."""
+        self.retired = True
+        if self.in_flight == 0:
+            self._close_soon()
+
+    def _close_soon(self) -> None:
+        if self._closing is None:
+            # Keep a reference: a task nobody holds may be garbage-collected mid-way.
+            self._closing = asyncio.get_running_loop().create_task(self.aclose())
+
+
+class RuntimeSlot:
+    """Holds the current runtime; ``swap`` is atomic for the event loop (no await)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.current = runtime
+
+    def swap(self, runtime: Runtime) -> Runtime:
+        old, self.current = self.current, runtime
+        old.retire()
+        logger.info("config generation %d now serving", runtime.generation)
+        return old

@@ -434,7 +434,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--duration", type=int, default=1, help="seconds per measured wrk run (whole seconds)"
     )
-    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds (many short ones cancel machine noise)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=15,
+        help="interleaved rounds (many short ones cancel machine noise)",
+    )
     parser.add_argument(
         "--warmup",
         type=int,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import Field, SecretStr, WithJsonSchema
 
 from router_proxy.config.base import ProviderConfigBase, SignalConfigBase, StrictModel
+from router_proxy.plugins.registry import plugin_item_model
 from router_proxy.providers.registry import PROVIDER_TYPES
 from router_proxy.signals.registry import SIGNAL_TYPES
 
@@ -28,7 +29,9 @@ def tagged_union(types: list[type[Any]]) -> Any:
 if TYPE_CHECKING:
     ProviderConfig = ProviderConfigBase
     SignalConfig = SignalConfigBase
+    PluginItem = StrictModel
 else:
+    PluginItem = plugin_item_model()
     ProviderConfig = tagged_union([p.config_model for p in PROVIDER_TYPES.values()])
     SignalConfig = tagged_union([s.config_model for s in SIGNAL_TYPES.values()])
 
@@ -39,6 +42,13 @@ class ServerConfig(StrictModel):
     api_keys: list[SecretStr] = Field(
         default_factory=list,
         description="client keys accepted as `Authorization: Bearer KEY`; empty = no auth",
+    )
+    admin_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="keys for /admin endpoints (Bearer); empty = admin endpoints disabled",
+    )
+    watch_config: bool = Field(
+        default=True, description="reload the policy file when it changes on disk"
     )
     max_body_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024, description="larger request bodies get 413"
@@ -93,6 +103,9 @@ class DecisionConfig(StrictModel):
     priority: int = Field(default=0, description="higher is tried first; ties keep file order")
     when: WhenExpr
     route: RouteConfig
+    plugins: list[PluginItem] = Field(
+        default_factory=list, description="edits to the request, applied after selection"
+    )
 
 
 class Config(StrictModel):

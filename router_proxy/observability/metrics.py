@@ -57,6 +57,17 @@ class Metrics:
         self.in_flight = Gauge(
             "router_requests_in_flight", "Chat requests being served", registry=r
         )
+        self.config_reloads = Counter(
+            "router_config_reloads",
+            "Policy reloads by trigger and result",
+            ["trigger", "result"],
+            registry=r,
+        )
+        self.config_generation = Gauge(
+            "router_config_generation",
+            "Generation of the policy now serving (0 = first)",
+            registry=r,
+        )
         # Label sets come from the config and a few statuses: bounded.
         self._children: dict[tuple[str, str, int], tuple[Any, ...]] = {}
 

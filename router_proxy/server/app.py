@@ -1,33 +1,57 @@
-"""The app factory: one Runtime per config, providers opened and closed with the lifespan."""
+"""The app factory: the current Runtime in a slot, providers opened and closed with the
+lifespan, and live reload (file watch, SIGHUP, POST /admin/reload) when a path is known."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 
 from router_proxy import __version__
 from router_proxy.config.load import load_config
+from router_proxy.config.reload import Reloader
 from router_proxy.config.schema import Config
-from router_proxy.runtime import Runtime
+from router_proxy.runtime import Runtime, RuntimeSlot
+from router_proxy.server.admin import router as admin_router
 from router_proxy.server.errors import install_error_handlers
 from router_proxy.server.routes import router
 
 CONFIG_ENV = "ROUTER_PROXY_CONFIG"
+logger = logging.getLogger("router_proxy.server")
 
 
-def create_app(config: Config) -> FastAPI:
-    runtime = Runtime.build(config)
+def create_app(
+    config: Config, *, config_path: Path | None = None, env: Mapping[str, str] | None = None
+) -> FastAPI:
+    """``config_path`` enables reloading from that file (``env`` interpolates it)."""
+    slot = RuntimeSlot(Runtime.build(config))
+    reloader = Reloader(slot, config_path, env) if config_path is not None else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await runtime.start()
+        await slot.current.start()
+        stop = asyncio.Event()
+        watcher = None
+        if reloader is not None and config.server.watch_config:
+            watcher = asyncio.create_task(reloader.watch(stop))
+        hangup = _on_sighup(reloader)
         try:
             yield
         finally:
-            await runtime.aclose()
+            stop.set()
+            if watcher is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait_for(watcher, timeout=5)
+            if hangup:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            await slot.current.aclose()
 
     app = FastAPI(
         title="router-proxy",
@@ -37,14 +61,35 @@ def create_app(config: Config) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    app.state.runtime = runtime
+    app.state.slot = slot
+    app.state.reloader = reloader
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(admin_router)
     return app
+
+
+def _on_sighup(reloader: Reloader | None) -> bool:
+    """SIGHUP reloads the policy; only possible when the loop runs in the main thread."""
+    if reloader is None:
+        return False
+    tasks: set[asyncio.Task[object]] = set()
+
+    def handle() -> None:
+        task: asyncio.Task[object] = asyncio.ensure_future(reloader.reload("sighup"))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, handle)
+    except (RuntimeError, NotImplementedError, ValueError):
+        return False  # not the main thread (embedded in tests) or no signals here
+    return True
 
 
 def app_from_env() -> FastAPI:
     """Factory for `uvicorn --factory` and worker processes: the config path comes from
     ROUTER_PROXY_CONFIG, because uvicorn's workers re-import the app by name."""
-    config, _ = load_config(os.environ[CONFIG_ENV])
-    return create_app(config)
+    path = Path(os.environ[CONFIG_ENV])
+    config, _ = load_config(path)
+    return create_app(config, config_path=path)

@@ -56,7 +56,7 @@ class Exchange:
             headers["x-router-model"] = self.plan.model
         return headers
 
-    async def route(self) -> RequestContext:
+    async def route(self) -> tuple[RequestContext, RoutePlan]:
         """Auth, body, validation and routing: everything before the upstream."""
         self.runtime.auth.check(self.request.headers.get("authorization"))
         raw = await read_json_body(self.request, self.runtime.config.server.max_body_bytes)
@@ -64,23 +64,23 @@ class Exchange:
         self.stream = chat.stream
         headers = {k: v for k, v in self.request.headers.items() if k not in _PRIVATE_HEADERS}
         ctx = RequestContext(chat, raw, self.request_id, headers)
-        self.plan = await self.runtime.pipeline.route(ctx)
-        self.runtime.metrics.routing_seconds.observe(self.plan.routing_seconds)
-        return ctx
+        plan = self.plan = await self.runtime.pipeline.route(ctx)
+        self.runtime.metrics.routing_seconds.observe(plan.routing_seconds)
+        return ctx, plan
 
     async def respond(self) -> Response:
-        metrics = self.runtime.metrics
-        metrics.in_flight.inc()
+        # The runtime stays open until this request's last byte, even across a reload.
+        self.runtime.acquire()
+        self.runtime.metrics.in_flight.inc()
         handed_to_stream = False
         try:
-            ctx = await self.route()
-            assert self.plan is not None
-            model = self.plan.model
+            ctx, plan = await self.route()
+            model = plan.model
             provider = self.runtime.provider_for(model)
             call = UpstreamCall(
                 model_name=model,
                 upstream_model=self.runtime.config.upstream_name(model),
-                body=ctx.raw_body,
+                body=plan.outgoing_body(ctx),
                 timeout=self.runtime.config.models[model].timeout,
                 request_id=self.request_id,
             )
@@ -102,7 +102,11 @@ class Exchange:
             return error_response(exc, self.headers())
         finally:
             if not handed_to_stream:
-                metrics.in_flight.dec()
+                self._done()
+
+    def _done(self) -> None:
+        self.runtime.metrics.in_flight.dec()
+        self.runtime.release()
 
     async def _timed(self, upstream: Awaitable[T]) -> T:
         began = time.perf_counter()
@@ -140,7 +144,7 @@ class Exchange:
             self.usage = stream.stats.usage
             self.upstream_seconds = time.perf_counter() - began
             self.finish(200)
-            self.runtime.metrics.in_flight.dec()
+            self._done()
 
     def finish(self, status: int) -> None:
         plan, usage = self.plan, self.usage

@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from router_proxy.config.references import AUTO
 from router_proxy.errors import ServiceUnavailableError
 from router_proxy.protocol import ChatCompletionRequest
-from router_proxy.runtime import Runtime
+from router_proxy.runtime import Runtime, RuntimeSlot
 from router_proxy.server.errors import error_response
 from router_proxy.server.exchange import Exchange
 from router_proxy.server.ids import REQUEST_ID_HEADER, request_id_of
@@ -27,8 +27,9 @@ _CHAT_BODY: dict[str, Any] = {
 
 
 def runtime_of(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
+    """The runtime serving now; a request keeps the one it started with."""
+    slot: RuntimeSlot = request.app.state.slot
+    return slot.current
 
 
 @router.post("/v1/chat/completions", openapi_extra=_CHAT_BODY, tags=["openai"])
@@ -41,9 +42,8 @@ async def chat_completions(request: Request) -> Response:
 async def route(request: Request) -> Response:
     """Dry run: the decision, signals and chosen model for a chat body; calls no upstream."""
     exchange = Exchange(runtime_of(request), request)
-    await exchange.route()
-    assert exchange.plan is not None
-    return JSONResponse(exchange.plan.to_dict(), headers=exchange.headers())
+    _, plan = await exchange.route()
+    return JSONResponse(plan.to_dict(), headers=exchange.headers())
 
 
 @router.get("/v1/models", tags=["openai"])

@@ -1,0 +1,92 @@
+"""Live policy: rebuild and swap the runtime when the policy changes, without a restart.
+
+Triggers: the file changing on disk (watchfiles; Kubernetes ConfigMap updates included,
+which replace a symlink rather than write the file), ``POST /admin/reload`` and SIGHUP.
+A new config is loaded and fully built off the event loop, started, then swapped in at
+once. An invalid one is refused: its errors (with YAML paths) are logged and counted,
+and the old config keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import watchfiles
+
+from router_proxy.config.errors import ConfigError
+from router_proxy.config.load import load_config
+from router_proxy.runtime import Runtime, RuntimeSlot
+
+logger = logging.getLogger("router_proxy.reload")
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    ok: bool
+    generation: int
+    errors: tuple[str, ...] = ()
+    changed: bool = True
+
+
+def file_digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+class Reloader:
+    def __init__(self, slot: RuntimeSlot, path: Path, env: Mapping[str, str] | None = None) -> None:
+        self.slot = slot
+        self.path = path
+        self.env = env
+        self._lock = asyncio.Lock()
+        self._digest = file_digest(path)
+
+    async def reload(self, trigger: str, *, only_if_changed: bool = False) -> ReloadOutcome:
+        async with self._lock:  # one reload at a time; later triggers see its result
+            current = self.slot.current
+            digest = await asyncio.to_thread(file_digest, self.path)
+            if only_if_changed and digest == self._digest:
+                return ReloadOutcome(True, current.generation, changed=False)
+            try:
+                runtime = await asyncio.to_thread(self._build, current.generation + 1)
+            except ConfigError as exc:
+                return self._refused(trigger, current, [str(i) for i in exc.issues])
+            await runtime.start()
+            self._digest = digest
+            self.slot.swap(runtime)
+            current.metrics.config_reloads.labels(trigger, "success").inc()
+            current.metrics.config_generation.set(runtime.generation)
+            logger.info("policy reloaded (%s): generation %d", trigger, runtime.generation)
+            return ReloadOutcome(True, runtime.generation)
+
+    def _build(self, generation: int) -> Runtime:
+        config, _ = load_config(self.path, env=self.env)
+        return Runtime.build(config, self.slot.current.metrics, generation)
+
+    def _refused(self, trigger: str, current: Runtime, errors: list[str]) -> ReloadOutcome:
+        current.metrics.config_reloads.labels(trigger, "failure").inc()
+        logger.error(
+            "policy reload (%s) refused; generation %d keeps serving:\n  %s",
+            trigger,
+            current.generation,
+            "\n  ".join(errors),
+        )
+        return ReloadOutcome(False, current.generation, tuple(errors))
+
+    async def watch(self, stop: asyncio.Event) -> None:
+        """Reload whenever the file's content changes. The parent folder is watched, so
+        editors that replace the file and ConfigMap symlink swaps are both seen."""
+        async for _changes in watchfiles.awatch(
+            self.path.parent, stop_event=stop, debounce=200, recursive=False
+        ):
+            try:
+                await self.reload("file", only_if_changed=True)
+            except Exception:  # a background loop: one bad reload must not end watching
+                logger.exception("policy reload from file failed")

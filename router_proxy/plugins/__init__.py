@@ -1,0 +1,1 @@
+"""Plugins: per-decision edits to the request, applied after selection."""

@@ -1,0 +1,32 @@
+"""The interface of a plugin: a pure edit of the outgoing OpenAI-format body."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from router_proxy.context import RequestContext
+
+Body = dict[str, Any]
+
+
+class Plugin(ABC):
+    """Built once per decision at load. ``apply`` returns a new body (never mutates the
+    client's, which other steps and logs may still read)."""
+
+    name: ClassVar[str]
+    # What a YAML item `{name: <value>}` is validated as.
+    config_type: ClassVar[Any]
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    @abstractmethod
+    def apply(self, body: Body, ctx: RequestContext) -> Body:
+        """The body to send upstream."""
+
+    def describe(self) -> str:
+        value = self.config.model_dump() if isinstance(self.config, BaseModel) else self.config
+        return f"{self.name}: {value}"

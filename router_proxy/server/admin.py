@@ -1,0 +1,46 @@
+"""Admin endpoints, behind ``server.admin_keys`` (disabled when none are configured)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from router_proxy.config.reload import Reloader
+from router_proxy.errors import GatewayError, InvalidRequestError
+from router_proxy.runtime import RuntimeSlot
+from router_proxy.server.ids import REQUEST_ID_HEADER, request_id_of
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+class AdminDisabledError(GatewayError):
+    status_code = 403
+    error_type = "permission_error"
+    code = "admin_disabled"
+
+
+def check_admin(request: Request) -> None:
+    slot: RuntimeSlot = request.app.state.slot
+    admin = slot.current.admin_auth
+    if not admin.enabled:
+        raise AdminDisabledError("Admin endpoints are disabled: set server.admin_keys")
+    admin.check(request.headers.get("authorization"))
+
+
+@router.post("/reload")
+async def reload_policy(request: Request) -> Response:
+    """Reload the policy file now; an invalid policy is refused and the old one serves."""
+    check_admin(request)
+    reloader: Reloader | None = request.app.state.reloader
+    if reloader is None:
+        raise InvalidRequestError("This gateway was started without a policy file to reload")
+    outcome = await reloader.reload("admin")
+    if not outcome.ok:
+        raise InvalidRequestError(
+            "Policy refused; the previous one keeps serving:\n" + "\n".join(outcome.errors),
+            code="invalid_config",
+        )
+    return JSONResponse(
+        {"status": "reloaded", "generation": outcome.generation},
+        headers={REQUEST_ID_HEADER: request_id_of(request)},
+    )
