@@ -121,7 +121,10 @@ def _explain(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))
         return 0
-    print(f"decision:   {plan.decision}  (via {plan.via}; rule: {plan.rule})")
+    print(f"decision:   {plan.decision}  (via {plan.via})")
+    print(f"because:    {plan.explanation}")
+    for name, why in plan.rejected().items():
+        print(f"not {name}: {why}")
     print(f"model:      {plan.model}")
     print(f"candidates: {', '.join(plan.candidates)}")
     for name, result in plan.signals.items():

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from router_proxy.config.references import AUTO, DIRECT
 from router_proxy.config.schema import Config
 from router_proxy.context import RequestContext
-from router_proxy.decisions.rules import Resolve, Rule, RuleParser, holds, render
+from router_proxy.decisions.rules import Resolve, Rule, RuleParser, explain, holds, render
 from router_proxy.errors import NotFoundError
 from router_proxy.plugins.base import Plugin
 from router_proxy.plugins.registry import build_plugin
@@ -45,6 +45,18 @@ class RoutePlan:
     signals: dict[str, SignalResult] = field(default_factory=dict)  # only those evaluated
     routing_seconds: float = 0.0
     plugins: tuple[Plugin, ...] = ()  # the decision's, applied to the body after selection
+    # Decisions tried before the match (all failed), then the match: explained on demand,
+    # never on the hot path.
+    tried: tuple[CompiledDecision, ...] = ()
+
+    @property
+    def explanation(self) -> str:
+        """The matched rule with the value of each signal behind it."""
+        return explain(self.tried[-1].rule, self.signals) if self.tried else self.rule
+
+    def rejected(self) -> dict[str, str]:
+        """Each decision tried before the match, with why it did not hold."""
+        return {d.name: explain(d.rule, self.signals) for d in self.tried[:-1]}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -53,6 +65,8 @@ class RoutePlan:
             "candidates": list(self.candidates),
             "via": self.via,
             "rule": self.rule,
+            "explanation": self.explanation,
+            "rejected": self.rejected(),
             "signals": {name: result.to_dict() for name, result in self.signals.items()},
             "routing_ms": round(self.routing_seconds * 1000, 4),
             "plugins": [plugin.describe() for plugin in self.plugins],
@@ -114,9 +128,11 @@ class Pipeline:
         via: Via
         if requested == AUTO:
             via = "auto"
-            decision = await self._first_match(resolve)
+            tried = await self._first_match(resolve)
+            decision = tried[-1]
         elif requested in self._by_name:
             via, decision = "decision", self._by_name[requested]
+            tried = (decision,)
         elif requested in self.config.models:
             return RoutePlan(
                 DIRECT,
@@ -143,10 +159,13 @@ class Pipeline:
             results,
             time.perf_counter() - started,
             decision.plugins,
+            tried,
         )
 
-    async def _first_match(self, resolve: Resolve) -> CompiledDecision:
-        for decision in self.decisions:
+    async def _first_match(self, resolve: Resolve) -> tuple[CompiledDecision, ...]:
+        """The decisions tried, in order; the last one held."""
+        for i, decision in enumerate(self.decisions):
             if await holds(decision.rule, resolve):
-                return decision
-        return self.decisions[-1]  # unreachable: load_config requires a `when: true` default
+                return tuple(self.decisions[: i + 1])
+        # Unreachable: load_config requires a `when: true` default.
+        return tuple(self.decisions)

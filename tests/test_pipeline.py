@@ -126,3 +126,22 @@ def test_plan_serialises_for_explain(pipeline: Pipeline) -> None:
     assert data["rule"] == "all(code, not(long))"
     assert data["signals"]["code"] == {"fired": True, "value": True, "detail": "matched 'python'"}
     assert data["routing_ms"] >= 0
+
+
+def test_explanation_shows_each_predicate_and_why_earlier_decisions_failed(
+    pipeline: Pipeline,
+) -> None:
+    plan = route(pipeline, "a python essay")
+    assert plan.decision == "first-tie"
+    # `any` stops at the first true child; `urgent` was never needed.
+    assert plan.explanation == "any(urgent [False] ✗, long [True] ✓)"
+    assert plan.rejected() == {
+        "privacy": "private [False] ✗",
+        "coding": "all(code [True] ✓, not(long [True] ✓))",
+    }
+    plan = route(pipeline, "hello", model="named-only")
+    assert plan.explanation == "false"
+    assert plan.rejected() == {}
+    data = route(pipeline, "hello").to_dict()
+    assert data["explanation"] == "true"
+    assert set(data["rejected"]) == {"privacy", "coding", "first-tie", "second-tie", "named-only"}

@@ -162,5 +162,24 @@ def render(rule: Rule) -> str:
     return f"{name}({', '.join(render(c) for c in rule.children)})"
 
 
+def explain(rule: Rule, results: Mapping[str, SignalResult]) -> str:
+    """The rule with each signal's outcome: ``all(code=true ✓, not(long=false ✗))``.
+    A signal never computed (short-circuited away) shows ``?``."""
+    if isinstance(rule, Const):
+        return render(rule)
+    if isinstance(rule, Ref | Equals):
+        result = results.get(rule.signal)
+        if result is None:
+            return f"{render(rule)} ?"
+        held = result.fired and (isinstance(rule, Ref) or result.value == rule.value)
+        value = result.value if not isinstance(result.value, float) else round(result.value, 3)
+        shown = rule.signal if isinstance(rule, Ref) else f"{rule.signal}={rule.value}"
+        return f"{shown} [{value}] {'✓' if held else '✗'}"
+    if isinstance(rule, Not):
+        return f"not({explain(rule.child, results)})"
+    name = "all" if isinstance(rule, AllOf) else "any"
+    return f"{name}({', '.join(explain(c, results) for c in rule.children)})"
+
+
 def is_always_true(rule: Rule) -> bool:
     return isinstance(rule, Const) and rule.value
