@@ -10,6 +10,12 @@ from router_proxy.protocol import ChatCompletionRequest, message_text
 
 TextScope = Literal["last_user", "user", "all"]
 
+# Credentials never reach routing (signals, explain output, logs): the server drops these
+# request headers before building the context.
+SECRET_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie"}
+)
+
 
 @dataclass
 class RequestContext:
@@ -19,6 +25,8 @@ class RequestContext:
     request_id: str
     headers: Mapping[str, str] = field(default_factory=dict)  # lower-cased names
     _texts: dict[str, str] = field(default_factory=dict, repr=False)
+    # Per-request results signals share (e.g. one token count for several length signals).
+    memo: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_prompt(cls, prompt: str, *, request_id: str = "explain") -> RequestContext:

@@ -134,3 +134,59 @@ def test_plugins_reach_the_upstream(make_gateway: GatewayFactory, upstream: Fake
         model="gpt-echo", messages=[{"role": "user", "content": "hi"}], max_tokens=4096
     )
     assert upstream.requests[-1][2]["max_tokens"] == 4096
+
+
+def test_redact_pii_masks_every_message_and_keeps_the_rest() -> None:
+    from router_proxy.plugins.redact_pii import RedactOptions, RedactPiiPlugin
+
+    body = {
+        "model": "auto",
+        "messages": [
+            {"role": "system", "content": "Reply to jane.doe@example.com"},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Card 4111 1111 1111 1111, call +1 650-253-0000."},
+                    {"type": "image_url", "image_url": {"url": "http://x/4111111111111111.png"}},
+                ],
+            },
+            {"role": "user", "content": "Order 4111 1111 1111 1112 ships in 3 days."},
+        ],
+    }
+    out = RedactPiiPlugin(True).apply(body, ctx_for(body))
+    assert out["messages"][0]["content"] == "Reply to [EMAIL]"
+    parts = out["messages"][1]["content"]
+    assert parts[0]["text"] == "Card [CREDIT_CARD], call [PHONE]."
+    assert parts[1] == body["messages"][1]["content"][1]  # type: ignore[index]  # images untouched
+    # Fails the Luhn check: an order number, not a card.
+    assert out["messages"][2]["content"] == "Order 4111 1111 1111 1112 ships in 3 days."
+    assert body["messages"][0]["content"] == "Reply to jane.doe@example.com"  # type: ignore[index]
+    only_email = RedactPiiPlugin(RedactOptions(kinds=["email"], mask="<{kind}>"))
+    out = only_email.apply(body, ctx_for(body))
+    assert out["messages"][0]["content"] == "Reply to <email>"
+    assert "4111 1111 1111 1111" in out["messages"][1]["content"][0]["text"]
+    assert RedactPiiPlugin(False).apply(body, ctx_for(body)) is body
+
+
+def test_redact_pii_masks_tool_call_arguments() -> None:
+    from router_proxy.plugins.redact_pii import RedactPiiPlugin
+
+    body = {
+        "model": "auto",
+        "messages": [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "c1",
+                        "type": "function",
+                        "function": {"name": "mail", "arguments": '{"to": "bob@example.org"}'},
+                    }
+                ],
+            }
+        ],
+    }
+    out = RedactPiiPlugin(True).apply(body, ctx_for(body))
+    assert out["messages"][0]["tool_calls"][0]["function"]["arguments"] == '{"to": "[EMAIL]"}'
+    assert out["messages"][0]["content"] is None

@@ -9,11 +9,13 @@ from pydantic import BaseModel, create_model, model_validator
 from router_proxy.config.base import StrictModel
 from router_proxy.plugins.base import Plugin
 from router_proxy.plugins.params import ParamsPlugin
+from router_proxy.plugins.redact_pii import RedactPiiPlugin
 from router_proxy.plugins.system_prompt import SystemPromptPlugin
 
 PLUGINS: dict[str, type[Plugin]] = {
     "system_prompt": SystemPromptPlugin,
     "params": ParamsPlugin,
+    "redact_pii": RedactPiiPlugin,
 }
 
 

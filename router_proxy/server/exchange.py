@@ -14,7 +14,7 @@ from typing import TypeVar
 from fastapi.responses import Response, StreamingResponse
 from starlette.requests import Request
 
-from router_proxy.context import RequestContext
+from router_proxy.context import SECRET_HEADERS, RequestContext
 from router_proxy.errors import GatewayError
 from router_proxy.observability.logging import ACCESS_LOGGER, log_event
 from router_proxy.observability.metrics import UNKNOWN
@@ -31,10 +31,6 @@ access_log = logging.getLogger(ACCESS_LOGGER)
 logger = logging.getLogger("router_proxy.server")
 
 T = TypeVar("T")
-# Headers that must never reach signals, explain output or logs.
-_PRIVATE_HEADERS = frozenset(
-    {"authorization", "x-api-key", "api-key", "cookie", "proxy-authorization"}
-)
 
 
 class Exchange:
@@ -62,7 +58,7 @@ class Exchange:
         raw = await read_json_body(self.request, self.runtime.config.server.max_body_bytes)
         chat = parse_chat_request(raw)
         self.stream = chat.stream
-        headers = {k: v for k, v in self.request.headers.items() if k not in _PRIVATE_HEADERS}
+        headers = {k: v for k, v in self.request.headers.items() if k not in SECRET_HEADERS}
         ctx = RequestContext(chat, raw, self.request_id, headers)
         plan = self.plan = await self.runtime.pipeline.route(ctx)
         self.runtime.metrics.routing_seconds.observe(plan.routing_seconds)

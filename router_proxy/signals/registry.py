@@ -6,10 +6,20 @@ from typing import Any
 
 from router_proxy.config.base import SignalConfigBase
 from router_proxy.signals.base import Signal
+from router_proxy.signals.conversation import ConversationSignal
+from router_proxy.signals.header import HeaderSignal
 from router_proxy.signals.keyword import KeywordSignal
+from router_proxy.signals.language import LanguageSignal
+from router_proxy.signals.length import LengthSignal
+from router_proxy.signals.pii import PiiSignal
 
 SIGNAL_TYPES: dict[str, type[Signal[Any]]] = {
     "keyword": KeywordSignal,
+    "length": LengthSignal,
+    "language": LanguageSignal,
+    "pii": PiiSignal,
+    "header": HeaderSignal,
+    "conversation": ConversationSignal,
 }
 
 
