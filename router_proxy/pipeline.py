@@ -15,12 +15,13 @@ from router_proxy.config.references import AUTO, DIRECT
 from router_proxy.config.schema import Config
 from router_proxy.context import RequestContext
 from router_proxy.decisions.rules import Resolve, Rule, RuleParser, explain, holds, render
+from router_proxy.embeddings.shared import SharedEncoder
 from router_proxy.errors import NotFoundError
 from router_proxy.plugins.base import Plugin
 from router_proxy.plugins.registry import build_plugin
 from router_proxy.selection.base import Selector
 from router_proxy.selection.registry import SELECTORS
-from router_proxy.signals.base import Signal, SignalResult
+from router_proxy.signals.base import Signal, SignalResources, SignalResult
 from router_proxy.signals.registry import build_signal
 
 Via = Literal["auto", "decision", "model"]
@@ -93,9 +94,12 @@ class Pipeline:
         self._by_name = {d.name: d for d in decisions}
 
     @classmethod
-    def build(cls, config: Config) -> Pipeline:
-        """Compile a config already checked by ``load_config``."""
-        signals = {s.name: build_signal(s) for s in config.signals}
+    def build(cls, config: Config, resources: SignalResources | None = None) -> Pipeline:
+        """Compile a config already checked by ``load_config`` (slow when it embeds
+        examples: run it off the event loop)."""
+        if resources is None:
+            resources = SignalResources(SharedEncoder(config.embeddings))
+        signals = {s.name: build_signal(s, resources) for s in config.signals}
         parser = RuleParser({s.name: s for s in config.signals})
         compiled: list[tuple[int, int, CompiledDecision]] = []
         for index, d in enumerate(config.decisions):

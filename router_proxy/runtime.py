@@ -13,11 +13,13 @@ import logging
 from dataclasses import dataclass, field
 
 from router_proxy.config.schema import Config
+from router_proxy.embeddings.shared import SharedEncoder
 from router_proxy.observability.metrics import Metrics
 from router_proxy.pipeline import Pipeline
 from router_proxy.providers.base import Provider
 from router_proxy.providers.registry import PROVIDER_TYPES
 from router_proxy.server.auth import ClientAuth
+from router_proxy.signals.base import SignalResources
 
 logger = logging.getLogger("router_proxy.runtime")
 
@@ -30,23 +32,40 @@ class Runtime:
     metrics: Metrics
     auth: ClientAuth
     admin_auth: ClientAuth
+    encoder: SharedEncoder
     generation: int = 0
+    # Set when a newer runtime no longer shares this one's encoder: close it with us.
+    encoder_retired: bool = False
     started: bool = False
     in_flight: int = 0
     retired: bool = False
     _closing: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
-    def build(cls, config: Config, metrics: Metrics | None = None, generation: int = 0) -> Runtime:
-        """Build everything a config needs (may be slow: run it off the event loop)."""
+    def build(
+        cls,
+        config: Config,
+        metrics: Metrics | None = None,
+        generation: int = 0,
+        encoder: SharedEncoder | None = None,
+    ) -> Runtime:
+        """Build everything a config needs (may be slow: run it off the event loop).
+        ``encoder``: the previous runtime's, kept (model and cache) if the config's
+        ``embeddings`` section did not change."""
+        shared = (
+            encoder.for_config(config.embeddings)
+            if encoder is not None
+            else SharedEncoder(config.embeddings)
+        )
         providers = {name: PROVIDER_TYPES[p.type](name, p) for name, p in config.providers.items()}
         return cls(
             config,
-            Pipeline.build(config),
+            Pipeline.build(config, SignalResources(shared)),
             providers,
             metrics or Metrics(),
             ClientAuth(config.server.api_keys),
             ClientAuth(config.server.admin_keys),
+            shared,
             generation,
         )
 
@@ -62,6 +81,8 @@ class Runtime:
         self.started = False
         for provider in self.providers.values():
             await provider.aclose()
+        if self.encoder_retired:
+            self.encoder.close()
 
     def acquire(self) -> None:
         self.in_flight += 1
@@ -91,6 +112,7 @@ class RuntimeSlot:
 
     def swap(self, runtime: Runtime) -> Runtime:
         old, self.current = self.current, runtime
+        old.encoder_retired = old.encoder is not runtime.encoder
         old.retire()
         logger.info("config generation %d now serving", runtime.generation)
         return old

@@ -161,17 +161,30 @@ def test_validate_cli_prints_every_error_and_exits_1(tmp_path, capsys) -> None: 
 def test_schema_cli_prints_json_schema(capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
-    assert set(schema["properties"]) == {"server", "providers", "models", "signals", "decisions"}
+    assert set(schema["properties"]) == {
+        "server",
+        "embeddings",
+        "providers",
+        "models",
+        "signals",
+        "decisions",
+    }
     assert schema["additionalProperties"] is False
 
 
 def test_shipped_configs_validate() -> None:
+    import re
     from pathlib import Path
 
+    from router_proxy.pipeline import Pipeline
+
     configs = sorted(Path(__file__).parent.parent.joinpath("configs").glob("*.yaml"))
-    assert configs
+    assert len(configs) >= 6
     for path in configs:
-        load_config(path, env={})
+        # Every variable the example requires (no default), as a deployment would set it.
+        names = re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", path.read_text())
+        config, _ = load_config(path, env={name: "set-by-test" for name in names})
+        Pipeline.build(config)
 
 
 def test_readme_policy_validates() -> None:

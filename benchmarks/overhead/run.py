@@ -334,6 +334,7 @@ def run_wrk(
     connections: int,
     duration: int,
     round_no: int,
+    script: Path = LUA_SCRIPT,
 ) -> WrkResult:
     threads = 1 if connections == 1 else min(2, connections)
     cmd = [
@@ -344,7 +345,7 @@ def run_wrk(
         f"--timeout={WRK_REQUEST_TIMEOUT_S}s",
         "--latency",
         "-s",
-        str(LUA_SCRIPT),
+        str(script),
         server.base + CHAT_PATH,
     ]
     pid = server.proc.pid if server.proc else -1

@@ -68,7 +68,8 @@ class Reloader:
 
     def _build(self, generation: int) -> Runtime:
         config, _ = load_config(self.path, env=self.env)
-        return Runtime.build(config, self.slot.current.metrics, generation)
+        current = self.slot.current
+        return Runtime.build(config, current.metrics, generation, encoder=current.encoder)
 
     def _refused(self, trigger: str, current: Runtime, errors: list[str]) -> ReloadOutcome:
         current.metrics.config_reloads.labels(trigger, "failure").inc()

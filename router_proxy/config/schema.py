@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import Field, SecretStr, WithJsonSchema
 
 from router_proxy.config.base import ProviderConfigBase, SignalConfigBase, StrictModel
+from router_proxy.embeddings.config import EmbeddingsConfig
 from router_proxy.plugins.registry import plugin_item_model
 from router_proxy.providers.registry import PROVIDER_TYPES
 from router_proxy.signals.registry import SIGNAL_TYPES
@@ -110,6 +111,10 @@ class DecisionConfig(StrictModel):
 
 class Config(StrictModel):
     server: ServerConfig = Field(default_factory=ServerConfig)
+    embeddings: EmbeddingsConfig = Field(
+        default_factory=EmbeddingsConfig,
+        description="the encoder shared by embedding signals and learned selectors",
+    )
     providers: dict[str, ProviderConfig] = Field(min_length=1)
     models: dict[str, ModelConfig] = Field(min_length=1)
     signals: list[SignalConfig] = Field(default_factory=list)

@@ -51,6 +51,7 @@ def create_app(
                     await asyncio.wait_for(watcher, timeout=5)
             if hangup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            slot.current.encoder_retired = True  # shutting down: nothing shares it now
             await slot.current.aclose()
 
     app = FastAPI(

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
 
 from router_proxy.config.base import SignalConfigBase
 from router_proxy.context import RequestContext
+
+if TYPE_CHECKING:
+    from router_proxy.embeddings.shared import SharedEncoder
 
 SignalValueType = bool | str | float | None
 
@@ -25,6 +28,13 @@ class SignalResult:
 ConfigT = TypeVar("ConfigT", bound=SignalConfigBase)
 
 
+@dataclass(frozen=True, slots=True)
+class SignalResources:
+    """What the process shares with every signal it builds."""
+
+    encoder: SharedEncoder  # loads on first .get(): no embedding signal, no model loaded
+
+
 class Signal(ABC, Generic[ConfigT]):
     """Built once at config load (compile patterns, embed examples there, never per
     request); ``evaluate`` runs on the hot path only when a decision needs the value."""
@@ -32,6 +42,11 @@ class Signal(ABC, Generic[ConfigT]):
     config_model: ClassVar[type[SignalConfigBase]]
     # Lower runs first when several signals could decide a rule (cheap before heavy).
     cost_rank: ClassVar[int] = 0
+
+    @classmethod
+    def build(cls, config: Any, resources: SignalResources) -> Self:
+        """Signals that need shared resources (the encoder) override this."""
+        return cls(config)
 
     def __init__(self, config: ConfigT) -> None:
         self.config = config

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from router_proxy.config.base import SignalConfigBase
-from router_proxy.signals.base import Signal
+from router_proxy.signals.base import Signal, SignalResources
 from router_proxy.signals.conversation import ConversationSignal
+from router_proxy.signals.domain import DomainSignal
+from router_proxy.signals.embedding import EmbeddingSignal
 from router_proxy.signals.header import HeaderSignal
 from router_proxy.signals.keyword import KeywordSignal
 from router_proxy.signals.language import LanguageSignal
@@ -20,8 +22,10 @@ SIGNAL_TYPES: dict[str, type[Signal[Any]]] = {
     "pii": PiiSignal,
     "header": HeaderSignal,
     "conversation": ConversationSignal,
+    "embedding": EmbeddingSignal,
+    "domain": DomainSignal,
 }
 
 
-def build_signal(config: SignalConfigBase) -> Signal[Any]:
-    return SIGNAL_TYPES[config.type](config)
+def build_signal(config: SignalConfigBase, resources: SignalResources) -> Signal[Any]:
+    return SIGNAL_TYPES[config.type].build(config, resources)
