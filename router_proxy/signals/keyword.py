@@ -8,6 +8,7 @@ load, so a request costs one scan however many terms there are.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
@@ -56,31 +57,64 @@ def term_pattern(term: str) -> str:
     return rf"(?<!\w){re.escape(term)}(?!\w)"
 
 
+@dataclass(frozen=True, slots=True)
+class _Term:
+    """One term, compiled. Plain terms carry a ``needle`` for a substring test: a C-speed
+    scan that settles most prompts (the term is absent) before any regex runs."""
+
+    term: str
+    needle: str | None
+    pattern: re.Pattern[str]
+
+    def find(self, text: str, folded: str) -> str | None:
+        if self.needle is None:
+            match = self.pattern.search(text)
+        else:
+            haystack = text if self.needle is self.term else folded
+            if self.needle not in haystack:
+                return None
+            match = self.pattern.search(haystack)
+        return match.group(0) if match else None
+
+
+def _compile(term: str, case_sensitive: bool) -> _Term:
+    if term.startswith(REGEX_PREFIX):
+        flags = 0 if case_sensitive else re.IGNORECASE
+        return _Term(term, None, re.compile(term_pattern(term), flags))
+    # Plain terms are matched against the lower-cased text (made once per request), so
+    # neither the substring test nor the boundary regex needs IGNORECASE.
+    needle = term if case_sensitive else term.lower()
+    return _Term(term, needle, re.compile(term_pattern(needle)))
+
+
 class KeywordSignal(Signal[KeywordSignalConfig]):
     config_model = KeywordSignalConfig
     cost_rank = 10
 
     def __init__(self, config: KeywordSignalConfig) -> None:
         super().__init__(config)
-        flags = 0 if config.case_sensitive else re.IGNORECASE
-        self._any = (
-            re.compile("|".join(f"(?:{term_pattern(t)})" for t in config.any), flags)
-            if config.any
-            else None
-        )
-        self._all = [(t, re.compile(term_pattern(t), flags)) for t in config.all]
+        self._any = [_compile(t, config.case_sensitive) for t in config.any]
+        self._all = [_compile(t, config.case_sensitive) for t in config.all]
+
+    def _folded(self, ctx: RequestContext) -> str:
+        key = f"keyword.folded.{self.config.scope}"
+        folded = ctx.memo.get(key)
+        if folded is None:  # shared by every keyword signal reading this scope
+            folded = ctx.memo[key] = ctx.text(self.config.scope).lower()
+        return str(folded)
 
     async def evaluate(self, ctx: RequestContext) -> SignalResult:
         text = ctx.text(self.config.scope)
+        folded = text if self.config.case_sensitive else self._folded(ctx)
         found: list[str] = []
-        if self._all:
-            for term, pattern in self._all:
-                if not pattern.search(text):
-                    return SignalResult(False, False, f"'{term}' not found in {self.config.scope}")
-            found.extend(term for term, _ in self._all)
-        if self._any is not None:
-            match = self._any.search(text)
-            if match is None:
+        for term in self._all:
+            hit = term.find(text, folded)
+            if hit is None:
+                return SignalResult(False, False, f"'{term.term}' not found in {self.config.scope}")
+            found.append(hit)
+        if self._any:
+            hit = next((h for t in self._any if (h := t.find(text, folded)) is not None), None)
+            if hit is None:
                 return SignalResult(False, False, f"no term found in {self.config.scope}")
-            found.append(match.group(0))
+            found.append(hit)
         return SignalResult(True, True, "matched " + ", ".join(repr(f) for f in found))
