@@ -55,7 +55,8 @@ def test_value_is_the_count_and_bounds_are_inclusive() -> None:
     assert not evaluate(length(max_tokens=5), prompt).fired
     result = evaluate(length(min_tokens=2, max_tokens=10), prompt)
     assert result == SignalResult(True, 6, "6 tokens, in range 2..10")
-    assert evaluate(length(min_tokens=100), prompt).detail == "6 tokens, needs >= 100"
+    # 18 bytes cannot hold 100 tokens: settled without counting.
+    assert evaluate(length(min_tokens=100), prompt).detail == "<=18 tokens, needs >= 100"
 
 
 def test_whole_conversation_with_parts_and_tool_calls_is_counted() -> None:
@@ -148,3 +149,53 @@ def test_value_predicates_are_refused_with_a_hint() -> None:
     assert problem is not None
     assert "min_tokens / max_tokens" in problem
     assert LengthSignal.cost_rank == 5
+
+
+def test_counting_in_chunks_is_exact() -> None:
+    """Chunks are cut where cl100k's pre-tokenizer splits anyway, so they add up."""
+    from router_proxy.signals.tokens import CHUNK, RunningCount, shared_counter
+
+    counter = shared_counter()
+    samples = [
+        "The quick brown fox jumps over the lazy dog. " * 200,
+        "def f(x):\n    return [i ** 2 for i in range(x)]  # squares\n" * 150,
+        "Grüße aus München, señor! Ça va? Что нового? 日本語のテキスト。 " * 120,
+        '{"key": "value", "n": [1, 2, 3]} ' * 300,
+        "word " * 5000,
+    ]
+    for text in samples:
+        assert len(text) > 3 * CHUNK
+        running = RunningCount(counter, text)
+        count = running.total()
+        assert not count.partial
+        assert count.tokens == counter.exact(text)
+
+
+def test_counting_stops_once_the_answer_is_known() -> None:
+    from router_proxy.signals.tokens import CHUNK, RunningCount, shared_counter
+
+    text = "plenty of words in this prompt " * 2000
+    running = RunningCount(shared_counter(), text)
+    count = running.reach(51)  # "more than 50 tokens?"
+    assert count.partial
+    assert count.tokens >= 51
+    assert running.pos < 2 * CHUNK  # one chunk was enough
+    result = evaluate(length(max_tokens=50), text)
+    assert not result.fired
+    assert result.detail.startswith(">=")
+    # A later question about the same request continues from there, and ends exact.
+    assert running.total().tokens == shared_counter().exact(text)
+
+
+def test_text_too_small_to_reach_min_tokens_is_not_counted() -> None:
+    from router_proxy.signals.tokens import RunningCount, shared_counter
+
+    text = "a short prompt, well under the bar"
+    running = RunningCount(shared_counter(), text)
+    count = running.reach(1000)
+    assert (count.tokens, count.at_most, running.pos) == (len(text), True, 0)
+    result = evaluate(length(min_tokens=1000), text)
+    assert not result.fired
+    assert result.detail.startswith(f"<={len(text)}")
+    # Multi-byte text: the ceiling is in bytes, not characters.
+    assert RunningCount(shared_counter(), "日本語").reach(100).tokens == 9

@@ -5,8 +5,13 @@ plus the names and arguments of tool calls, with the ``cl100k_base`` tokenizer
 (see ``tokens.py`` for how close that is to other model families, and for the sampled
 estimate used on texts over 64 Ki characters). Chat-format overhead (a few tokens per
 message) and tool definitions are not counted. Fires when the count is within
-``min_tokens`` <= count <= ``max_tokens`` (either bound may be left out); the value is
-the count, so decision logs show it.
+``min_tokens`` <= count <= ``max_tokens`` (either bound may be left out).
+
+Counting goes only as far as the answer needs (the hot path stays cheap on long prompts):
+it stops once the count passes ``max_tokens`` or reaches ``min_tokens`` (detail ``>=N``),
+and text with fewer bytes than ``min_tokens`` is not counted at all, since a token covers
+at least one byte (detail ``<=N``). The value is that count or bound; the signals of one
+request share it.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from router_proxy.config.base import SignalConfigBase
 from router_proxy.context import RequestContext
 from router_proxy.signals.base import Signal, SignalResult
 from router_proxy.signals.conversation import conversation_text
-from router_proxy.signals.tokens import shared_counter
+from router_proxy.signals.tokens import RunningCount, shared_counter
 
 
 class LengthSignalConfig(SignalConfigBase):
@@ -76,10 +81,12 @@ class LengthSignal(Signal[LengthSignalConfig]):
         self._counter = shared_counter()  # loads the vocabulary once per process
 
     async def evaluate(self, ctx: RequestContext) -> SignalResult:
-        count = ctx.memo.get(_MEMO_KEY)
-        if count is None:  # several length signals share one count per request
-            count = ctx.memo[_MEMO_KEY] = self._counter.count(conversation_text(ctx))
+        running = ctx.memo.get(_MEMO_KEY)
+        if running is None:  # several length signals share one count per request
+            running = ctx.memo[_MEMO_KEY] = RunningCount(self._counter, conversation_text(ctx))
         low, high = self.config.min_tokens, self.config.max_tokens
+        # Count only as far as the answer needs: past max_tokens, or up to min_tokens.
+        count = running.reach(high + 1 if high is not None else low or 0)
         fired = (low is None or count.tokens >= low) and (high is None or count.tokens <= high)
         noun = "token" if count.tokens == 1 else "tokens"
         verdict = "in range" if fired else "needs"

@@ -45,6 +45,8 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import re
+import sys
 from dataclasses import dataclass
 from importlib import resources
 
@@ -73,9 +75,21 @@ class TokenizerUnavailable(RuntimeError):
 class TokenCount:
     tokens: int
     exact: bool  # False when sampled from a very long text
+    partial: bool = False  # counting stopped early: the text has at least `tokens`
+    at_most: bool = False  # not counted: `tokens` is the text's size in bytes, a ceiling
 
     def __str__(self) -> str:
+        if self.partial:
+            return f">={self.tokens}"
+        if self.at_most:
+            return f"<={self.tokens}"
         return f"{self.tokens}" if self.exact else f"~{self.tokens}"
+
+
+# A single space between a non-space and a letter: cl100k's pre-tokenizer always starts a
+# piece (" word") there and no piece spans it, so the two sides' counts add up exactly.
+_CUT = re.compile(r"(?<=\S) (?=[^\W\d_])")
+CHUNK = 1024  # characters counted per step when counting can stop early
 
 
 def _load_ranks() -> dict[bytes, int]:
@@ -118,6 +132,43 @@ class TokenCounter:
         # Each window is cut mid-word at both ends, which costs about one extra token.
         sampled = sum(max(self.exact(text[s : s + _WINDOW]) - 1, 0) for s in starts)
         return TokenCount(round(sampled * len(text) / (SAMPLES * _WINDOW)), exact=False)
+
+
+class RunningCount:
+    """One text's count, made chunk by chunk and only as far as a question needs: "more
+    than N tokens?" stops as soon as the count passes N. Shared by the signals of one
+    request, each continuing where the last one stopped."""
+
+    def __init__(self, counter: TokenCounter, text: str) -> None:
+        self.counter = counter
+        self.text = text
+        self.pos = 0
+        self.tokens = 0
+
+    def total(self) -> TokenCount:
+        """The whole text's count (exact up to ``EXACT_LIMIT`` characters)."""
+        return self.reach(sys.maxsize, ceiling_ok=False)
+
+    def reach(self, target: int, *, ceiling_ok: bool = True) -> TokenCount:
+        """Count until ``tokens >= target`` or the text ends; a text that needs counting
+        past ``EXACT_LIMIT`` characters gets the sampled estimate instead."""
+        text = self.text
+        # A token covers at least one UTF-8 byte: if even one token per remaining byte
+        # cannot reach the target, the answer is known without counting.
+        if ceiling_ok and self.pos < len(text) and self.tokens + len(text) - self.pos < target:
+            ceiling = self.tokens + len(text[self.pos :].encode("utf-8", "surrogatepass"))
+            if ceiling < target:
+                return TokenCount(ceiling, exact=False, at_most=True)
+        while self.pos < len(text) and self.tokens < target:
+            end = len(text)
+            if self.pos + CHUNK < end:
+                cut = _CUT.search(text, self.pos + CHUNK)
+                end = cut.start() if cut is not None else end
+            if end > EXACT_LIMIT:
+                return self.counter.count(text)
+            self.tokens += self.counter.exact(text[self.pos : end])
+            self.pos = end
+        return TokenCount(self.tokens, exact=True, partial=self.pos < len(text))
 
 
 @functools.cache
