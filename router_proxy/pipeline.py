@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from router_proxy.config.errors import ConfigError, ConfigIssue
 from router_proxy.config.references import AUTO, DIRECT
 from router_proxy.config.schema import Config
 from router_proxy.context import RequestContext
@@ -19,9 +20,11 @@ from router_proxy.embeddings.shared import SharedEncoder
 from router_proxy.errors import NotFoundError
 from router_proxy.plugins.base import Plugin
 from router_proxy.plugins.registry import build_plugin
+from router_proxy.resources import Resources
+from router_proxy.selection.artifact import ArtifactError
 from router_proxy.selection.base import Selector
 from router_proxy.selection.registry import SELECTORS
-from router_proxy.signals.base import Signal, SignalResources, SignalResult
+from router_proxy.signals.base import Signal, SignalResult
 from router_proxy.signals.registry import build_signal
 
 Via = Literal["auto", "decision", "model"]
@@ -94,21 +97,16 @@ class Pipeline:
         self._by_name = {d.name: d for d in decisions}
 
     @classmethod
-    def build(cls, config: Config, resources: SignalResources | None = None) -> Pipeline:
+    def build(cls, config: Config, resources: Resources | None = None) -> Pipeline:
         """Compile a config already checked by ``load_config`` (slow when it embeds
         examples: run it off the event loop)."""
         if resources is None:
-            resources = SignalResources(SharedEncoder(config.embeddings))
+            resources = Resources(SharedEncoder(config.embeddings))
         signals = {s.name: build_signal(s, resources) for s in config.signals}
         parser = RuleParser({s.name: s for s in config.signals})
         compiled: list[tuple[int, int, CompiledDecision]] = []
         for index, d in enumerate(config.decisions):
-            selector_cls = SELECTORS[d.route.algorithm]
-            selector = selector_cls(
-                tuple(d.route.candidates),
-                config.models,
-                selector_cls.params_model.model_validate(d.route.params),
-            )
+            selector = _build_selector(config, index, resources)
             rule = parser.parse(d.when, ("decisions", index, "when"))
             plugins = tuple(build_plugin(item) for item in d.plugins)
             decision = CompiledDecision(d.name, d.priority, rule, selector, plugins)
@@ -173,3 +171,14 @@ class Pipeline:
                 return tuple(self.decisions[: i + 1])
         # Unreachable: load_config requires a `when: true` default.
         return tuple(self.decisions)
+
+
+def _build_selector(config: Config, index: int, resources: Resources) -> Selector:
+    route = config.decisions[index].route
+    selector_cls = SELECTORS[route.algorithm]
+    params = selector_cls.params_model.model_validate(route.params)
+    try:
+        return selector_cls.build(tuple(route.candidates), config.models, params, resources)
+    except ArtifactError as exc:  # e.g. the artifact changed on disk since the check
+        path = ("decisions", index, "route", "params", "artifact")
+        raise ConfigError([ConfigIssue(path, str(exc))]) from exc

@@ -18,8 +18,8 @@ from router_proxy.observability.metrics import Metrics
 from router_proxy.pipeline import Pipeline
 from router_proxy.providers.base import Provider
 from router_proxy.providers.registry import PROVIDER_TYPES
+from router_proxy.resources import Resources
 from router_proxy.server.auth import ClientAuth
-from router_proxy.signals.base import SignalResources
 
 logger = logging.getLogger("router_proxy.runtime")
 
@@ -60,7 +60,7 @@ class Runtime:
         providers = {name: PROVIDER_TYPES[p.type](name, p) for name, p in config.providers.items()}
         return cls(
             config,
-            Pipeline.build(config, SignalResources(shared)),
+            Pipeline.build(config, Resources(shared)),
             providers,
             metrics or Metrics(),
             ClientAuth(config.server.api_keys),

@@ -92,11 +92,15 @@ def _check_route(config: Config, i: int, decision: DecisionConfig) -> list[Probl
             )
         )
     else:
+        at: Path = ("decisions", i, "route", "params")
         try:
-            selector.params_model.model_validate(route.params)
+            params = selector.params_model.model_validate(route.params)
         except ValidationError as exc:
             for err in exc.errors():
-                problems.append((("decisions", i, "route", "params", *err["loc"]), err["msg"]))
+                problems.append(((*at, *err["loc"]), err["msg"]))
+        else:
+            known = tuple(c for c in route.candidates if c in config.models)
+            problems += [(at, msg) for msg in selector.check(known, params, config)]
     return problems
 
 

@@ -8,11 +8,13 @@ nothing and the static path never imports torch.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from router_proxy.embeddings.base import Encoder
 from router_proxy.embeddings.cache import CachedEncoder
 from router_proxy.embeddings.config import EmbeddingsConfig
-from router_proxy.embeddings.static import StaticEncoder
+from router_proxy.embeddings.static import BUNDLED_MODEL, StaticEncoder
+from router_proxy.embeddings.transformer import NAME as ST_NAME
 from router_proxy.embeddings.transformer import SentenceTransformerEncoder
 
 EncoderFactory = Callable[[EmbeddingsConfig], Encoder]
@@ -31,3 +33,12 @@ def build_encoder(config: EmbeddingsConfig) -> Encoder:
         encoder = CachedEncoder(encoder, config.cache_size)
     encoder.calibration  # noqa: B018 - measured at load, not on the first request
     return encoder
+
+
+def encoder_name(config: EmbeddingsConfig) -> str:
+    """The ``Encoder.name`` that ``config`` will load, known without loading it (config
+    checks compare it with the encoder an artifact was trained with)."""
+    local = Path(config.model).name if config.model else None
+    if config.backend == "static":
+        return f"static:{local or BUNDLED_MODEL}"
+    return f"st:{local}" if local else ST_NAME

@@ -55,7 +55,7 @@ class SharedEncoder:
 
 
 class EncoderResources(Protocol):
-    """What a signal's ``build`` needs from the process (``SignalResources`` has it)."""
+    """What a signal's ``build`` needs from the process (``Resources`` has it)."""
 
     @property
     def encoder(self) -> SharedEncoder: ...

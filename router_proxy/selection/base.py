@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from router_proxy.config.base import StrictModel
-from router_proxy.config.schema import ModelConfig
 from router_proxy.context import RequestContext
+
+if TYPE_CHECKING:
+    from router_proxy.config.schema import Config, ModelConfig
+    from router_proxy.resources import Resources
 
 
 class NoParams(StrictModel):
@@ -25,11 +28,28 @@ class Selector(ABC):
     params_model: ClassVar[type[StrictModel]] = NoParams
 
     def __init__(
-        self, candidates: tuple[str, ...], models: Mapping[str, ModelConfig], params: StrictModel
+        self, candidates: tuple[str, ...], models: Mapping[str, ModelConfig], params: Any
     ) -> None:
         self.candidates = candidates
         self.models = models
         self.params = params
+
+    @classmethod
+    def check(cls, candidates: tuple[str, ...], params: Any, config: Config) -> list[str]:
+        """Cheap checks at config load (files exist, artifacts fit); problems as messages
+        about ``route.params``. Heavy loading waits for ``build``."""
+        return []
+
+    @classmethod
+    def build(
+        cls,
+        candidates: tuple[str, ...],
+        models: Mapping[str, ModelConfig],
+        params: Any,
+        resources: Resources,
+    ) -> Self:
+        """Selectors that load artifacts or need the encoder override this."""
+        return cls(candidates, models, params)
 
     @abstractmethod
     async def order(self, ctx: RequestContext) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ from router_proxy.config.base import SignalConfigBase
 from router_proxy.context import RequestContext
 
 if TYPE_CHECKING:
-    from router_proxy.embeddings.shared import SharedEncoder
+    from router_proxy.resources import Resources
 
 SignalValueType = bool | str | float | None
 
@@ -28,13 +28,6 @@ class SignalResult:
 ConfigT = TypeVar("ConfigT", bound=SignalConfigBase)
 
 
-@dataclass(frozen=True, slots=True)
-class SignalResources:
-    """What the process shares with every signal it builds."""
-
-    encoder: SharedEncoder  # loads on first .get(): no embedding signal, no model loaded
-
-
 class Signal(ABC, Generic[ConfigT]):
     """Built once at config load (compile patterns, embed examples there, never per
     request); ``evaluate`` runs on the hot path only when a decision needs the value."""
@@ -44,7 +37,7 @@ class Signal(ABC, Generic[ConfigT]):
     cost_rank: ClassVar[int] = 0
 
     @classmethod
-    def build(cls, config: Any, resources: SignalResources) -> Self:
+    def build(cls, config: Any, resources: Resources) -> Self:
         """Signals that need shared resources (the encoder) override this."""
         return cls(config)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from router_proxy.config.base import SignalConfigBase
-from router_proxy.signals.base import Signal, SignalResources
+from router_proxy.resources import Resources
+from router_proxy.signals.base import Signal
 from router_proxy.signals.conversation import ConversationSignal
 from router_proxy.signals.domain import DomainSignal
 from router_proxy.signals.embedding import EmbeddingSignal
@@ -27,5 +28,5 @@ SIGNAL_TYPES: dict[str, type[Signal[Any]]] = {
 }
 
 
-def build_signal(config: SignalConfigBase, resources: SignalResources) -> Signal[Any]:
+def build_signal(config: SignalConfigBase, resources: Resources) -> Signal[Any]:
     return SIGNAL_TYPES[config.type].build(config, resources)
