@@ -1,0 +1,1 @@
+"""Offline work: train selectors from routing data, evaluate them, generate data."""

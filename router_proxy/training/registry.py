@@ -1,0 +1,17 @@
+"""Trainers by algorithm name (`router-proxy train --algorithm NAME`). A file plus a line.
+
+A trainer turns TrainingData (rows, cached prompt embeddings, models) and its options into
+an Artifact that the selector of the same name serves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from router_proxy.selection.artifact import Artifact
+from router_proxy.training.data import TrainingData
+
+Trainer = Callable[[TrainingData, dict[str, Any]], Artifact]
+
+TRAINERS: dict[str, Trainer] = {}
