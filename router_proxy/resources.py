@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from router_proxy.embeddings.shared import SharedEncoder
+from router_proxy.selection.latency_stats import LatencyTracker
 
 
 @dataclass(frozen=True, slots=True)
@@ -12,3 +13,5 @@ class Resources:
     # Loads on first .get(): a policy with no embedding signal or learned selector never
     # loads a model.
     encoder: SharedEncoder
+    # Observed upstream latency per model, fed by every call (the `latency` selector).
+    latency: LatencyTracker = field(default_factory=LatencyTracker)

@@ -32,7 +32,7 @@ class Runtime:
     metrics: Metrics
     auth: ClientAuth
     admin_auth: ClientAuth
-    encoder: SharedEncoder
+    resources: Resources
     generation: int = 0
     # Set when a newer runtime no longer shares this one's encoder: close it with us.
     encoder_retired: bool = False
@@ -43,31 +43,32 @@ class Runtime:
 
     @classmethod
     def build(
-        cls,
-        config: Config,
-        metrics: Metrics | None = None,
-        generation: int = 0,
-        encoder: SharedEncoder | None = None,
+        cls, config: Config, previous: Runtime | None = None, metrics: Metrics | None = None
     ) -> Runtime:
         """Build everything a config needs (may be slow: run it off the event loop).
-        ``encoder``: the previous runtime's, kept (model and cache) if the config's
-        ``embeddings`` section did not change."""
-        shared = (
-            encoder.for_config(config.embeddings)
-            if encoder is not None
-            else SharedEncoder(config.embeddings)
-        )
+        From ``previous`` (a reload) it keeps the metrics, the latency statistics and the
+        encoder (model and cache) if the ``embeddings`` section did not change."""
+        if previous is not None:
+            shared = previous.resources.encoder.for_config(config.embeddings)
+            resources = Resources(shared, previous.resources.latency)
+            metrics = previous.metrics
+        else:
+            resources = Resources(SharedEncoder(config.embeddings))
         providers = {name: PROVIDER_TYPES[p.type](name, p) for name, p in config.providers.items()}
         return cls(
             config,
-            Pipeline.build(config, Resources(shared)),
+            Pipeline.build(config, resources),
             providers,
             metrics or Metrics(),
             ClientAuth(config.server.api_keys),
             ClientAuth(config.server.admin_keys),
-            shared,
-            generation,
+            resources,
+            previous.generation + 1 if previous is not None else 0,
         )
+
+    @property
+    def encoder(self) -> SharedEncoder:
+        return self.resources.encoder
 
     def provider_for(self, model: str) -> Provider:
         return self.providers[self.config.models[model].provider]

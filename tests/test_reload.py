@@ -226,7 +226,8 @@ def test_a_retired_runtime_closes_only_after_its_last_request() -> None:
 
     async def scenario() -> list[bool]:
         config, _ = load_config_text(policy(), env={})
-        old, new = Runtime.build(config), Runtime.build(config, generation=1)
+        old = Runtime.build(config)
+        new = Runtime.build(config, previous=old)
         await old.start()
         await new.start()
         slot = RuntimeSlot(old)

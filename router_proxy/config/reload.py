@@ -55,7 +55,7 @@ class Reloader:
             if only_if_changed and digest == self._digest:
                 return ReloadOutcome(True, current.generation, changed=False)
             try:
-                runtime = await asyncio.to_thread(self._build, current.generation + 1)
+                runtime = await asyncio.to_thread(self._build)
             except ConfigError as exc:
                 return self._refused(trigger, current, [str(i) for i in exc.issues])
             await runtime.start()
@@ -66,10 +66,9 @@ class Reloader:
             logger.info("policy reloaded (%s): generation %d", trigger, runtime.generation)
             return ReloadOutcome(True, runtime.generation)
 
-    def _build(self, generation: int) -> Runtime:
+    def _build(self) -> Runtime:
         config, _ = load_config(self.path, env=self.env)
-        current = self.slot.current
-        return Runtime.build(config, current.metrics, generation, encoder=current.encoder)
+        return Runtime.build(config, previous=self.slot.current)
 
     def _refused(self, trigger: str, current: Runtime, errors: list[str]) -> ReloadOutcome:
         current.metrics.config_reloads.labels(trigger, "failure").inc()

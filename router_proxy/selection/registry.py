@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from router_proxy.selection.base import Selector
+from router_proxy.selection.cheapest import CheapestSelector
+from router_proxy.selection.latency import LatencySelector
 from router_proxy.selection.static import StaticSelector
+from router_proxy.selection.weighted import WeightedSelector
 
 SELECTORS: dict[str, type[Selector]] = {
     "static": StaticSelector,
+    "weighted": WeightedSelector,
+    "cheapest": CheapestSelector,
+    "latency": LatencySelector,
 }

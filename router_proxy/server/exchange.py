@@ -107,7 +107,12 @@ class Exchange:
     async def _timed(self, upstream: Awaitable[T]) -> T:
         began = time.perf_counter()
         try:
-            return await upstream
+            result = await upstream
+            if self.plan is not None:  # successes only: a fast failure is not a fast model
+                # (for a stream this is the time to its first byte)
+                elapsed = time.perf_counter() - began
+                self.runtime.resources.latency.observe(self.plan.model, elapsed)
+            return result
         except GatewayError as exc:
             if self.plan is not None:
                 self.runtime.metrics.upstream_errors.labels(

@@ -1,0 +1,44 @@
+"""``algorithm: latency``: candidates by their observed upstream latency (a decayed
+average, see latency_stats). A model not called yet goes first, so it gets measured."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Self
+
+from router_proxy.context import RequestContext
+from router_proxy.selection.base import Selector
+from router_proxy.selection.latency_stats import LatencyTracker
+
+if TYPE_CHECKING:
+    from router_proxy.config.schema import ModelConfig
+    from router_proxy.resources import Resources
+
+
+class LatencySelector(Selector):
+    def __init__(
+        self,
+        candidates: tuple[str, ...],
+        models: Mapping[str, ModelConfig],
+        params: Any,
+        tracker: LatencyTracker | None = None,
+    ) -> None:
+        super().__init__(candidates, models, params)
+        self.tracker = tracker or LatencyTracker()
+
+    @classmethod
+    def build(
+        cls,
+        candidates: tuple[str, ...],
+        models: Mapping[str, ModelConfig],
+        params: Any,
+        resources: Resources,
+    ) -> Self:
+        return cls(candidates, models, params, resources.latency)
+
+    async def order(self, ctx: RequestContext) -> tuple[str, ...]:
+        def key(model: str) -> float:
+            average = self.tracker.average(model)
+            return -1.0 if average is None else average
+
+        return tuple(sorted(self.candidates, key=key))
