@@ -11,11 +11,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from router_proxy.context import RequestContext
 from router_proxy.embeddings.base import Encoder
 from router_proxy.embeddings.config import EmbeddingsConfig
 from router_proxy.embeddings.registry import build_encoder
-from router_proxy.protocol import ChatCompletionRequest
 
 T = TypeVar("T")
 
@@ -38,13 +36,3 @@ def encoder(backend: str = "static") -> Encoder:
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
-
-
-def ctx_of(prompt_or_messages: str | list[dict[str, Any]]) -> RequestContext:
-    messages = (
-        [{"role": "user", "content": prompt_or_messages}]
-        if isinstance(prompt_or_messages, str)
-        else prompt_or_messages
-    )
-    body = {"model": "auto", "messages": messages}
-    return RequestContext(ChatCompletionRequest.model_validate(body), body, "t")

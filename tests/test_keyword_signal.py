@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
 
-from router_proxy.context import RequestContext
-from router_proxy.protocol import ChatCompletionRequest
-from router_proxy.signals.base import SignalResult
 from router_proxy.signals.keyword import KeywordSignal, KeywordSignalConfig
-
-
-def ctx_of(messages: list[dict[str, Any]]) -> RequestContext:
-    body = {"model": "auto", "messages": messages}
-    return RequestContext(ChatCompletionRequest.model_validate(body), body, "t")
-
-
-def evaluate(signal: KeywordSignal, text_or_messages: str | list[dict[str, Any]]) -> SignalResult:
-    messages = (
-        [{"role": "user", "content": text_or_messages}]
-        if isinstance(text_or_messages, str)
-        else text_or_messages
-    )
-    return asyncio.run(signal.evaluate(ctx_of(messages)))
+from tests.signal_helpers import evaluate
 
 
 def keyword(**kwargs: Any) -> KeywordSignal:
@@ -77,7 +60,7 @@ def test_case_sensitive_option() -> None:
 
 
 def test_scopes_and_list_of_parts_content() -> None:
-    conversation = [
+    conversation: list[dict[str, Any]] = [
         {"role": "system", "content": "You know python."},
         {
             "role": "user",

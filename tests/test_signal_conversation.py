@@ -2,37 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-import pytest
-from pydantic import ValidationError
-
-from router_proxy.context import RequestContext
-from router_proxy.protocol import ChatCompletionRequest
 from router_proxy.signals.base import SignalResult
 from router_proxy.signals.conversation import (
     ConversationSignal,
     ConversationSignalConfig,
     conversation_text,
 )
+from tests.signal_helpers import assert_refused, ctx_of, evaluate
 
 TOOL = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
 IMAGE = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
 
 
-def ctx_of(messages: list[dict[str, Any]], **extra: Any) -> RequestContext:
-    body = {"model": "auto", "messages": messages, **extra}
-    return RequestContext(ChatCompletionRequest.model_validate(body), body, "t")
-
-
 def conversation(**kwargs: Any) -> ConversationSignal:
     config = ConversationSignalConfig(name="c", type="conversation", **kwargs)
     return ConversationSignal(config)
-
-
-def evaluate(signal: ConversationSignal, ctx: RequestContext) -> SignalResult:
-    return asyncio.run(signal.evaluate(ctx))
 
 
 def turns(n: int) -> list[dict[str, Any]]:
@@ -44,13 +30,13 @@ def turns(n: int) -> list[dict[str, Any]]:
 
 def test_counts_user_turns_only() -> None:
     signal = conversation(min_turns=3)
-    assert not evaluate(signal, ctx_of(turns(2))).fired
-    result = evaluate(signal, ctx_of(turns(3)))
+    assert not evaluate(signal, turns(2)).fired
+    result = evaluate(signal, turns(3))
     assert result == SignalResult(True, True, "3 user turns, tools: no, images: no")
-    assert evaluate(conversation(max_turns=1), ctx_of(turns(1))).detail == (
+    assert evaluate(conversation(max_turns=1), turns(1)).detail == (
         "1 user turn, tools: no, images: no"
     )
-    assert evaluate(conversation(max_turns=1), ctx_of(turns(2))).detail == (
+    assert evaluate(conversation(max_turns=1), turns(2)).detail == (
         "2 user turns, tools: no, images: no (more than 1 turns)"
     )
     only_system = ctx_of([{"role": "system", "content": "x"}])
@@ -59,14 +45,14 @@ def test_counts_user_turns_only() -> None:
 
 def test_tools_and_legacy_functions() -> None:
     wants_tools = conversation(tools=True)
-    assert evaluate(wants_tools, ctx_of(turns(1), tools=[TOOL])).fired
+    assert evaluate(wants_tools, turns(1), tools=[TOOL]).fired
     legacy = ctx_of(turns(1), functions=[TOOL["function"]])
     assert evaluate(wants_tools, legacy).fired
-    assert not evaluate(wants_tools, ctx_of(turns(1), tools=[])).fired
-    no_tools = evaluate(wants_tools, ctx_of(turns(1)))
+    assert not evaluate(wants_tools, turns(1), tools=[]).fired
+    no_tools = evaluate(wants_tools, turns(1))
     assert no_tools.detail == "1 user turn, tools: no, images: no (tools missing)"
-    assert evaluate(conversation(tools=False), ctx_of(turns(1))).fired
-    assert not evaluate(conversation(tools=False), ctx_of(turns(1), tools=[TOOL])).fired
+    assert evaluate(conversation(tools=False), turns(1)).fired
+    assert not evaluate(conversation(tools=False), turns(1), tools=[TOOL]).fired
 
 
 def test_images_in_any_message() -> None:
@@ -75,22 +61,22 @@ def test_images_in_any_message() -> None:
         {"role": "assistant", "content": "a cat"},
         {"role": "user", "content": "thanks"},
     ]
-    assert evaluate(conversation(images=True), ctx_of(with_image)).fired
+    assert evaluate(conversation(images=True), with_image).fired
     text_parts = [{"role": "user", "content": [{"type": "text", "text": "no image"}]}]
-    assert not evaluate(conversation(images=True), ctx_of(text_parts)).fired
-    assert evaluate(conversation(images=False), ctx_of(text_parts)).fired
+    assert not evaluate(conversation(images=True), text_parts).fired
+    assert evaluate(conversation(images=False), text_parts).fired
     empty: list[dict[str, Any]] = [
         {"role": "user", "content": []},
         {"role": "user", "content": None},
     ]
-    assert evaluate(conversation(images=False, min_turns=2), ctx_of(empty)).fired
+    assert evaluate(conversation(images=False, min_turns=2), empty).fired
 
 
 def test_all_conditions_must_hold_and_all_failures_are_listed() -> None:
     signal = conversation(min_turns=2, max_turns=4, tools=True, images=False)
-    assert evaluate(signal, ctx_of(turns(3), tools=[TOOL])).fired
+    assert evaluate(signal, turns(3), tools=[TOOL]).fired
     messages = [{"role": "user", "content": [IMAGE]}]
-    result = evaluate(signal, ctx_of(messages))
+    result = evaluate(signal, messages)
     assert result == SignalResult(
         False,
         False,
@@ -100,7 +86,7 @@ def test_all_conditions_must_hold_and_all_failures_are_listed() -> None:
 
 def test_long_conversations() -> None:
     many = [*turns(5000), {"role": "user", "content": "ü" * 1_000_000}]
-    assert evaluate(conversation(min_turns=5001), ctx_of(many)).fired
+    assert evaluate(conversation(min_turns=5001), many).fired
 
 
 def test_conversation_text_adds_tool_calls_to_scope_all() -> None:
@@ -123,18 +109,17 @@ def test_conversation_text_adds_tool_calls_to_scope_all() -> None:
 
 
 def test_bad_configs_are_refused() -> None:
-    with pytest.raises(ValidationError, match="needs at least one of"):
-        ConversationSignalConfig(name="c", type="conversation")
-    with pytest.raises(ValidationError, match="could never fire"):
-        ConversationSignalConfig(name="c", type="conversation", min_turns=3, max_turns=2)
-    with pytest.raises(ValidationError, match="greater than or equal to 0"):
-        ConversationSignalConfig(name="c", type="conversation", max_turns=-1)
-    with pytest.raises(ValidationError, match="Input should be a valid boolean"):
-        ConversationSignalConfig.model_validate(
-            {"name": "c", "type": "conversation", "tools": "some"}
-        )
-    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
-        ConversationSignalConfig.model_validate({"name": "c", "type": "conversation", "turns": 2})
+    assert_refused(
+        ConversationSignalConfig,
+        {"name": "c", "type": "conversation"},
+        [
+            ({}, "needs at least one of"),
+            ({"min_turns": 3, "max_turns": 2}, "could never fire"),
+            ({"max_turns": -1}, "greater than or equal to 0"),
+            ({"tools": "some"}, "Input should be a valid boolean"),
+            ({"turns": 2}, "Extra inputs are not permitted"),
+        ],
+    )
 
 
 def test_is_boolean_and_cheap() -> None:

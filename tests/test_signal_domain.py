@@ -10,7 +10,8 @@ from pydantic import ValidationError
 from router_proxy.decisions.rules import Equals, RuleParser, holds
 from router_proxy.signals.base import SignalResult
 from router_proxy.signals.domain import DomainSignal, DomainSignalConfig
-from tests.test_embeddings_support import BACKENDS, ctx_of, encoder, run
+from tests.signal_helpers import ctx_of, evaluate
+from tests.test_embeddings_support import BACKENDS, encoder, run
 
 LABELS = {
     "law": [
@@ -53,9 +54,9 @@ OUT_OF_DOMAIN = [
 
 
 def config(**kwargs: Any) -> DomainSignalConfig:
-    fields: dict[str, Any] = {"name": "domain", "type": "domain", "labels": LABELS}
-    fields.update(kwargs)
-    return DomainSignalConfig.model_validate(fields)
+    return DomainSignalConfig.model_validate(
+        {"name": "domain", "type": "domain", "labels": LABELS, **kwargs}
+    )
 
 
 def signal(backend: str = "static", **kwargs: Any) -> DomainSignal:
@@ -65,7 +66,7 @@ def signal(backend: str = "static", **kwargs: Any) -> DomainSignal:
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(("label", "prompt"), IN_DOMAIN)
 def test_picks_the_right_label(backend: str, label: str, prompt: str) -> None:
-    result = run(signal(backend).evaluate(ctx_of(prompt)))
+    result = evaluate(signal(backend), prompt)
     assert (result.fired, result.value) == (True, label), result.detail
     assert "closest example" in result.detail
 
@@ -73,37 +74,37 @@ def test_picks_the_right_label(backend: str, label: str, prompt: str) -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("prompt", OUT_OF_DOMAIN)
 def test_out_of_domain_prompts_get_no_label(backend: str, prompt: str) -> None:
-    result = run(signal(backend).evaluate(ctx_of(prompt)))
+    result = evaluate(signal(backend), prompt)
     assert (result.fired, result.value) == (False, None), result.detail
     assert result.detail.startswith("no label")
 
 
 def test_min_margin_refuses_a_close_call() -> None:
     prompt = "My employer fired me without notice, is that legal?"
-    result = run(signal(min_margin=100).evaluate(ctx_of(prompt)))
+    result = evaluate(signal(min_margin=100), prompt)
     assert (result.fired, result.value) == (False, None)
     assert "ahead by" in result.detail
     assert "law" in result.detail
 
 
 def test_min_confidence_refuses_a_weak_best() -> None:
-    result = run(signal(min_confidence=100).evaluate(ctx_of("How do I make pancakes?")))
+    result = evaluate(signal(min_confidence=100), "How do I make pancakes?")
     assert (result.fired, result.value) == (False, None)
     assert "best cooking" in result.detail
 
 
 def test_one_label_needs_no_margin() -> None:
     single = signal(labels={"cooking": LABELS["cooking"]})
-    result = run(single.evaluate(ctx_of("Suggest a vegan lasagna recipe.")))
+    result = evaluate(single, "Suggest a vegan lasagna recipe.")
     assert result.value == "cooking"
 
 
 def test_edge_inputs() -> None:
-    assert run(signal().evaluate(ctx_of(""))) == SignalResult(False, None, "no text in last_user")
+    assert evaluate(signal(), "") == SignalResult(False, None, "no text in last_user")
     parts = [{"type": "text", "text": "Can I take paracetamol while on antibiotics?"}]
-    assert run(signal().evaluate(ctx_of([{"role": "user", "content": parts}]))).value == "medicine"
+    assert evaluate(signal(), [{"role": "user", "content": parts}]).value == "medicine"
     for odd in ("法律の質問があります", "😀", "\ud800", "recipe " * 300_000):
-        assert run(signal().evaluate(ctx_of(odd))).value in (None, *LABELS)
+        assert evaluate(signal(), odd).value in (None, *LABELS)
 
 
 def test_accepts_only_known_labels() -> None:

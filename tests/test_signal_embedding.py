@@ -12,7 +12,8 @@ from pydantic import ValidationError
 from router_proxy.embeddings.base import Encoder
 from router_proxy.embeddings.shared import SharedEncoder
 from router_proxy.signals.embedding import EmbeddingSignal, EmbeddingSignalConfig
-from tests.test_embeddings_support import BACKENDS, ctx_of, encoder, run
+from tests.signal_helpers import evaluate
+from tests.test_embeddings_support import BACKENDS, encoder
 
 MATH = [
     "solve this equation for x",
@@ -36,9 +37,9 @@ UNRELATED = [
 
 
 def config(**kwargs: Any) -> EmbeddingSignalConfig:
-    fields: dict[str, Any] = {"name": "math", "type": "embedding", "examples": MATH}
-    fields.update(kwargs)
-    return EmbeddingSignalConfig.model_validate(fields)
+    return EmbeddingSignalConfig.model_validate(
+        {"name": "math", "type": "embedding", "examples": MATH, **kwargs}
+    )
 
 
 def signal(backend: str = "static", **kwargs: Any) -> EmbeddingSignal:
@@ -48,7 +49,7 @@ def signal(backend: str = "static", **kwargs: Any) -> EmbeddingSignal:
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("prompt", PARAPHRASES)
 def test_fires_on_paraphrases(backend: str, prompt: str) -> None:
-    result = run(signal(backend).evaluate(ctx_of(prompt)))
+    result = evaluate(signal(backend), prompt)
     assert result.fired, result.detail
     assert isinstance(result.value, float)
     assert result.value >= 0.6
@@ -57,31 +58,31 @@ def test_fires_on_paraphrases(backend: str, prompt: str) -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("prompt", UNRELATED)
 def test_silent_on_unrelated_prompts(backend: str, prompt: str) -> None:
-    result = run(signal(backend).evaluate(ctx_of(prompt)))
+    result = evaluate(signal(backend), prompt)
     assert not result.fired, result.detail
     assert isinstance(result.value, float)
     assert result.value < 0.6
 
 
 def test_detail_names_the_closest_example_and_the_score() -> None:
-    result = run(signal().evaluate(ctx_of("Find the derivative of cos(3x).")))
+    result = evaluate(signal(), "Find the derivative of cos(3x).")
     assert "'compute the derivative of this function'" in result.detail
     assert f"{result.value:.2f}" in result.detail
 
 
 def test_threshold_and_mean_top_k() -> None:
     prompt = "Solve 3x + 7 = 22 for x."
-    best = run(signal().evaluate(ctx_of(prompt)))
+    best = evaluate(signal(), prompt)
     assert isinstance(best.value, float)
-    assert not run(signal(threshold=best.value + 0.01).evaluate(ctx_of(prompt))).fired
-    mean = run(signal(aggregate="mean_top_k", top_k=3).evaluate(ctx_of(prompt)))
+    assert not evaluate(signal(threshold=best.value + 0.01), prompt).fired
+    mean = evaluate(signal(aggregate="mean_top_k", top_k=3), prompt)
     assert isinstance(mean.value, float)
     assert mean.value < best.value
 
 
 def test_no_text_is_no_match() -> None:
     for messages in ([{"role": "user", "content": ""}], [{"role": "user", "content": None}]):
-        result = run(signal().evaluate(ctx_of(messages)))
+        result = evaluate(signal(), messages)
         assert (result.fired, result.value) == (False, None)
         assert "no text" in result.detail
 
@@ -92,7 +93,7 @@ def test_content_parts_are_read() -> None:
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
         {"type": "text", "text": "for x."},
     ]
-    assert run(signal().evaluate(ctx_of([{"role": "user", "content": parts}]))).fired
+    assert evaluate(signal(), [{"role": "user", "content": parts}]).fired
 
 
 def test_scope() -> None:
@@ -100,15 +101,15 @@ def test_scope() -> None:
         {"role": "system", "content": "Prove that the statement holds for all n."},
         {"role": "user", "content": "Who painted the Mona Lisa?"},
     ]
-    assert not run(signal().evaluate(ctx_of(messages))).fired
-    assert run(signal(scope="all").evaluate(ctx_of(messages))).fired
+    assert not evaluate(signal(), messages).fired
+    assert evaluate(signal(scope="all"), messages).fired
 
 
 @pytest.mark.parametrize(
     "prompt", ["日本語で微分を説明して", "😀🎉", "\ud800", "שלום", "x" * 2_000_000]
 )
 def test_odd_prompts_never_fail(prompt: str) -> None:
-    result = run(signal().evaluate(ctx_of(prompt)))
+    result = evaluate(signal(), prompt)
     assert isinstance(result.value, float)
 
 
@@ -116,7 +117,7 @@ def test_long_few_shot_prompt() -> None:
     shots = "\n\n".join(
         f"Q: solve {i}x + {i + 1} = {i + 9} for x\nA: x = {8 / i:.2f}" for i in range(1, 80)
     )
-    assert run(signal().evaluate(ctx_of(shots + "\n\nQ: solve 2x = 10 for x\nA:"))).fired
+    assert evaluate(signal(), shots + "\n\nQ: solve 2x = 10 for x\nA:").fired
 
 
 class CountingEncoder(Encoder):
@@ -143,7 +144,7 @@ def test_examples_are_embedded_once_at_build() -> None:
     built = EmbeddingSignal(config(), counting)
     assert counting.encoded == [len(MATH)]
     for prompt in PARAPHRASES:
-        run(built.evaluate(ctx_of(prompt)))
+        evaluate(built, prompt)
     assert counting.encoded == [len(MATH)]
     assert counting.embedded == len(PARAPHRASES)
 

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
-from router_proxy.context import RequestContext
-from router_proxy.protocol import ChatCompletionRequest
 from router_proxy.signals.base import SignalResult
 from router_proxy.signals.language import (
     DETECTABLE,
@@ -18,20 +14,11 @@ from router_proxy.signals.language import (
     LanguageSignalConfig,
     clean,
 )
-
-
-def ctx_of(messages: list[dict[str, Any]]) -> RequestContext:
-    body = {"model": "auto", "messages": messages}
-    return RequestContext(ChatCompletionRequest.model_validate(body), body, "t")
+from tests.signal_helpers import assert_refused, evaluate
 
 
 def language(**kwargs: Any) -> LanguageSignal:
     return LanguageSignal(LanguageSignalConfig(name="lang", type="language", **kwargs))
-
-
-def evaluate(signal: LanguageSignal, prompt: str | list[dict[str, Any]]) -> SignalResult:
-    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-    return asyncio.run(signal.evaluate(ctx_of(messages)))
 
 
 @pytest.mark.parametrize(
@@ -140,16 +127,17 @@ def test_very_long_prompts_read_head_and_tail() -> None:
 def test_codes_are_validated() -> None:
     config = LanguageSignalConfig(name="l", type="language", languages=["DE", " fr "])
     assert config.languages == ["de", "fr"]
-    with pytest.raises(ValidationError, match="'xx' is not an ISO 639-1 two-letter language code"):
-        LanguageSignalConfig(name="l", type="language", languages=["xx"])
-    with pytest.raises(ValidationError, match="write 'pt'"):
-        LanguageSignalConfig(name="l", type="language", languages=["pt-BR"])
-    with pytest.raises(ValidationError, match="cannot recognise 'aa'"):
-        LanguageSignalConfig(name="l", type="language", languages=["aa"])  # Afar
-    with pytest.raises(ValidationError, match="less than or equal to 1"):
-        LanguageSignalConfig(name="l", type="language", min_confidence=1.5)
-    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
-        LanguageSignalConfig.model_validate({"name": "l", "type": "language", "language": "de"})
+    assert_refused(
+        LanguageSignalConfig,
+        {"name": "l", "type": "language"},
+        [
+            ({"languages": ["xx"]}, "'xx' is not an ISO 639-1 two-letter language code"),
+            ({"languages": ["pt-BR"]}, "write 'pt'"),
+            ({"languages": ["aa"]}, "cannot recognise 'aa'"),  # Afar
+            ({"min_confidence": 1.5}, "less than or equal to 1"),
+            ({"language": "de"}, "Extra inputs are not permitted"),
+        ],
+    )
     assert DETECTABLE <= ISO_639_1
 
 

@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
-from router_proxy.context import RequestContext
-from router_proxy.protocol import ChatCompletionRequest
 from router_proxy.signals import tokens
 from router_proxy.signals.base import SignalResult
 from router_proxy.signals.length import LengthSignal, LengthSignalConfig
 from router_proxy.signals.tokens import EXACT_LIMIT, TokenCounter, shared_counter
-
-
-def ctx_of(messages: list[dict[str, Any]]) -> RequestContext:
-    body = {"model": "auto", "messages": messages}
-    return RequestContext(ChatCompletionRequest.model_validate(body), body, "t")
+from tests.signal_helpers import assert_refused, evaluate
 
 
 def length(**kwargs: Any) -> LengthSignal:
     return LengthSignal(LengthSignalConfig(name="len", type="length", **kwargs))
-
-
-def evaluate(signal: LengthSignal, prompt: str | list[dict[str, Any]]) -> SignalResult:
-    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-    return asyncio.run(signal.evaluate(ctx_of(messages)))
 
 
 @pytest.mark.parametrize(
@@ -133,14 +120,16 @@ def test_vocabulary_is_checked_by_hash(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_bad_configs_are_refused() -> None:
-    with pytest.raises(ValidationError, match="needs `min_tokens`, `max_tokens` or both"):
-        LengthSignalConfig(name="l", type="length")
-    with pytest.raises(ValidationError, match="could never fire"):
-        LengthSignalConfig(name="l", type="length", min_tokens=10, max_tokens=5)
-    with pytest.raises(ValidationError, match="greater than or equal to 0"):
-        LengthSignalConfig(name="l", type="length", min_tokens=-1)
-    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
-        LengthSignalConfig.model_validate({"name": "l", "type": "length", "min_token": 5})
+    assert_refused(
+        LengthSignalConfig,
+        {"name": "l", "type": "length"},
+        [
+            ({}, "needs `min_tokens`, `max_tokens` or both"),
+            ({"min_tokens": 10, "max_tokens": 5}, "could never fire"),
+            ({"min_tokens": -1}, "greater than or equal to 0"),
+            ({"min_token": 5}, "Extra inputs are not permitted"),
+        ],
+    )
 
 
 def test_value_predicates_are_refused_with_a_hint() -> None:

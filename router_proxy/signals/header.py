@@ -18,20 +18,18 @@ from pydantic import Field, field_validator
 from router_proxy.config.base import SignalConfigBase
 from router_proxy.context import SECRET_HEADERS, RequestContext
 from router_proxy.signals.base import Signal, SignalResult
+from router_proxy.signals.keyword import REGEX_PREFIX, check_regex_term, term_pattern
 
-REGEX_PREFIX = "re:"
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+$")  # RFC 9110 field-name characters
 
 HeaderValue = str | list[str]
 
 
 def _check_value(name: str, value: str) -> str:
-    if value.startswith(REGEX_PREFIX):
-        try:
-            re.compile(value[len(REGEX_PREFIX) :])
-        except re.error as exc:
-            raise ValueError(f"header '{name}': {value!r} is not a valid regex: {exc}") from exc
-    return value
+    try:
+        return check_regex_term(value)
+    except ValueError as exc:
+        raise ValueError(f"header '{name}': {exc}") from exc
 
 
 class HeaderSignalConfig(SignalConfigBase):
@@ -71,9 +69,7 @@ class _Expected:
     def __init__(self, expected: HeaderValue) -> None:
         options = expected if isinstance(expected, list) else [expected]
         self.literals = frozenset(o.strip() for o in options if not o.startswith(REGEX_PREFIX))
-        self.patterns = [
-            re.compile(o[len(REGEX_PREFIX) :]) for o in options if o.startswith(REGEX_PREFIX)
-        ]
+        self.patterns = [re.compile(term_pattern(o)) for o in options if o.startswith(REGEX_PREFIX)]
 
     def matches(self, value: str) -> bool:
         value = value.strip()

@@ -20,15 +20,20 @@ from router_proxy.signals.base import Signal, SignalResult
 REGEX_PREFIX = "re:"
 
 
-def _check_term(term: str) -> str:
-    if not term.strip():
-        raise ValueError("empty term")
+def check_regex_term(term: str) -> str:
+    """``term`` as given; a ``re:`` term's regex must compile (ValueError if not)."""
     if term.startswith(REGEX_PREFIX):
         try:
             re.compile(term[len(REGEX_PREFIX) :])
         except re.error as exc:
             raise ValueError(f"{term!r} is not a valid regex: {exc}") from exc
     return term
+
+
+def _check_term(term: str) -> str:
+    if not term.strip():
+        raise ValueError("empty term")
+    return check_regex_term(term)
 
 
 Term = Annotated[str, AfterValidator(_check_term)]
