@@ -1,4 +1,4 @@
-"""``router-proxy``: serve | validate | explain | schema."""
+"""``router-proxy``: serve | validate | explain | schema | train | eval | calibrate."""
 
 from __future__ import annotations
 
@@ -50,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--model", default="auto", help="the request's `model` (default auto)")
     explain.add_argument("prompt")
     explain.set_defaults(handler=_explain)
+
+    from router_proxy.training.commands import register as register_training
+
+    register_training(commands)
     return parser
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from router_proxy.selection.base import Selector
 from router_proxy.selection.cheapest import CheapestSelector
+from router_proxy.selection.knn import KnnSelector
 from router_proxy.selection.latency import LatencySelector
 from router_proxy.selection.static import StaticSelector
 from router_proxy.selection.weighted import WeightedSelector
@@ -13,4 +14,5 @@ SELECTORS: dict[str, type[Selector]] = {
     "weighted": WeightedSelector,
     "cheapest": CheapestSelector,
     "latency": LatencySelector,
+    "knn": KnnSelector,
 }

@@ -11,7 +11,10 @@ from typing import Any
 
 from router_proxy.selection.artifact import Artifact
 from router_proxy.training.data import TrainingData
+from router_proxy.training.knn_train import train_knn
 
 Trainer = Callable[[TrainingData, dict[str, Any]], Artifact]
 
-TRAINERS: dict[str, Trainer] = {}
+TRAINERS: dict[str, Trainer] = {
+    "knn": train_knn,
+}

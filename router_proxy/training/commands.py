@@ -1,0 +1,164 @@
+"""``router-proxy train`` and ``router-proxy eval``; ``register`` adds them to the CLI.
+
+    router-proxy train --algorithm knn --data train.jsonl --out artifacts/knn \\
+        [--option k=50 --option weights=uniform] [--backend static]
+    router-proxy eval --router artifacts/knn [--router artifacts/mf] --data test.jsonl \\
+        [--json] [--plot curve.png]
+
+Progress bars go to stderr; stdout carries only the result (one JSON object with --json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from typing import TYPE_CHECKING, Any, get_args
+
+from router_proxy.embeddings.config import Backend, EmbeddingsConfig
+from router_proxy.selection.artifact import ArtifactError
+from router_proxy.selection.dataset import DatasetError
+from router_proxy.training.registry import TRAINERS
+
+if TYPE_CHECKING:
+    from router_proxy.training.evaluate import Evaluation
+
+BACKENDS = get_args(Backend)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    train = subparsers.add_parser("train", help="train a learned selector from routing data")
+    train.add_argument("--algorithm", required=True, choices=sorted(TRAINERS))
+    train.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        metavar="JSONL",
+        help="wide-format routing data (repeat for several files)",
+    )
+    train.add_argument("--out", required=True, metavar="DIR", help="artifact directory")
+    train.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="trainer option; the value is read as JSON when it parses",
+    )
+    train.add_argument("--backend", choices=BACKENDS, default="static", help="encoder")
+    train.add_argument("--embeddings-model", metavar="DIR", help="a local encoder folder")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(handler=_train)
+
+    ev = subparsers.add_parser("eval", help="quality-cost curves of trained selectors")
+    ev.add_argument(
+        "--router",
+        action="append",
+        required=True,
+        metavar="DIR",
+        help="artifact directory (repeat to compare); its name labels it",
+    )
+    ev.add_argument("--data", required=True, metavar="JSONL", help="held-out routing data")
+    ev.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    ev.add_argument("--plot", metavar="PNG", help="write the quality-cost figure here")
+    ev.add_argument("--points", type=int, default=48, help="cost weights swept (default 48)")
+    ev.add_argument(
+        "--embeddings-model",
+        metavar="DIR",
+        help="the encoder folder, for artifacts trained with a local model",
+    )
+    ev.add_argument("--quiet", action="store_true", help="no progress bars")
+    ev.set_defaults(handler=_eval)
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs; values as JSON when they parse (50, 0.1, true), else text."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--option wants KEY=VALUE, not {pair!r}")
+        try:
+            options[key.strip()] = json.loads(value)
+        except ValueError:
+            options[key.strip()] = value
+    return options
+
+
+def _train(args: argparse.Namespace) -> int:
+    from router_proxy.embeddings.registry import build_encoder
+    from router_proxy.training.data import TrainingData
+
+    try:
+        options = parse_options(args.option)
+        encoder = build_encoder(EmbeddingsConfig(backend=args.backend, model=args.embeddings_model))
+        started = time.perf_counter()
+        data = TrainingData.load(args.data, encoder, progress=not args.quiet)
+        if not data.models:  # query-only data (no scores): models that answered every row
+            data = TrainingData.load(args.data, encoder, field="responses", progress=False)
+        embedded = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # means over data without costs
+            artifact = TRAINERS[args.algorithm](data, options)
+        trained = time.perf_counter()
+        path = artifact.save(args.out)
+    except (ArtifactError, DatasetError, ValueError, OSError) as exc:
+        print(f"train: {exc}", file=sys.stderr)
+        return 1
+    chosen = {k: v for k, v in artifact.extra.items() if isinstance(v, str | int | float)}
+    print(
+        f"{args.algorithm}: {len(data.rows)} prompts, {len(data.models)} models, "
+        f"encoder {data.encoder}"
+    )
+    print(f"settings: {json.dumps(chosen)}")
+    print(f"time: embedding {embedded - started:.2f} s, training {trained - embedded:.2f} s")
+    print(f"wrote {path}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from router_proxy.training.evaluate import evaluate
+
+    try:
+        result = evaluate(
+            args.router,
+            args.data,
+            points=args.points,
+            embeddings_model=args.embeddings_model,
+            progress=not args.quiet,
+        )
+        if args.plot:
+            from router_proxy.training.plot import plot
+
+            plot(result, args.plot)
+    except (ArtifactError, DatasetError, ValueError, OSError, RuntimeError) as exc:
+        print(f"eval: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result.to_json()) if args.json else format_table(result))
+    return 0
+
+
+def format_table(result: Evaluation) -> str:
+    low, high = result.axis
+    lines = [f"{result.rows} held-out rows; AIQ on the shared cost axis ${low:.3f}-${high:.3f}"]
+    for router in result.routers:
+        lines += [
+            "",
+            f"router {router.name} ({router.algorithm})  AIQ {router.aiq:.4f}",
+            f"  {'cost_weight':>12}  {'quality':>8}  {'$/1k':>8}",
+        ]
+        lines += [
+            f"  {p.cost_weight:12.5g}  {p.quality:8.4f}  {p.cost_per_1k:8.3f}"
+            for p in router.points
+        ]
+    base = result.baselines
+    lines += ["", "baselines", f"  {'model':<44}  {'quality':>8}  {'$/1k':>8}"]
+    for model, (cost, quality) in sorted(base.single.items(), key=lambda kv: kv[1][0]):
+        mark = "  <- best single" if model == base.best_single else ""
+        lines.append(f"  {model:<44}  {quality:8.4f}  {cost:8.3f}{mark}")
+    for label, (cost, quality) in (("random (expected)", base.random), ("oracle", base.oracle)):
+        lines.append(f"  {label:<44}  {quality:8.4f}  {cost:8.3f}")
+    lines += ["", "AIQ", f"  {'zero router (single-model hull)':<44}  {result.zero_router_aiq:.4f}"]
+    lines += [f"  {r.name:<44}  {r.aiq:.4f}" for r in result.routers]
+    return "\n".join(lines)

@@ -1,0 +1,236 @@
+"""``router-proxy eval``: quality-cost curves of trained routers on held-out data.
+
+Each router is served as the gateway would serve it: the selector class registered for
+the artifact's algorithm, built from the artifact (candidates = the artifact's models),
+with the encoder the artifact records. Every test row is routed at each cost weight of a
+grid drawn from the predictions and the cost spread (0 up to the weight at which every
+row goes to the cheapest model); a point is the mean score of the chosen models and the
+mean recorded cost of those calls, in US$ per 1,000 queries. Rows lacking a model's cost
+get that model's mean cost (0 for data without costs).
+
+Selectors with ``predict_batch`` predict all rows at once; the others row by row. When a
+selector keeps ``LearnedSelector.rank``, the sweep applies that rule (float32 penalty,
+first of ties) to the predictions, vectorised; a selector with its own ``rank`` is
+called row by row at every weight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from tqdm import tqdm
+
+from router_proxy.embeddings.config import EmbeddingsConfig
+from router_proxy.embeddings.registry import encoder_name
+from router_proxy.embeddings.shared import SharedEncoder
+from router_proxy.resources import Resources
+from router_proxy.selection.artifact import ArtifactError, read_meta
+from router_proxy.selection.dataset import DatasetError, RoutingRow, models_of, read_rows
+from router_proxy.selection.learned import LearnedSelector
+from router_proxy.selection.registry import SELECTORS
+from router_proxy.training.aiq import (
+    Baselines,
+    Chooser,
+    CurvePoint,
+    Matrix,
+    aiq,
+    baselines,
+    choices_at,
+    cost_weight_grid,
+    fill_costs,
+    shared_axis,
+    sweep,
+)
+from router_proxy.training.data import embed_prompts
+
+BACKENDS = ("static", "sentence-transformers")
+
+
+def embeddings_config(encoder: str, model: str | None = None) -> EmbeddingsConfig:
+    """The embeddings config that loads the encoder named ``encoder`` (an artifact's)."""
+    for backend in BACKENDS:
+        config = EmbeddingsConfig(backend=backend, model=model)
+        if encoder_name(config) == encoder:
+            return config
+    hint = "" if model else "; pass the model folder it was trained with (--embeddings-model)"
+    raise ArtifactError(f"cannot load encoder '{encoder}' (model {model or 'bundled'}){hint}")
+
+
+def resources_for(encoder: str, model: str | None = None) -> Resources:
+    return Resources(encoder=SharedEncoder(embeddings_config(encoder, model)))
+
+
+def selector_from_artifact(
+    directory: str | Path, resources: Resources, cost_weight: float = 0.0
+) -> LearnedSelector:
+    """The registered selector for the artifact in ``directory``, all its models as
+    candidates, built as serving builds it (no config needed)."""
+    meta = read_meta(directory)
+    algorithm = str(meta.get("algorithm"))
+    cls = SELECTORS.get(algorithm)
+    if cls is None or not issubclass(cls, LearnedSelector):
+        known = sorted(n for n, c in SELECTORS.items() if issubclass(c, LearnedSelector))
+        raise ArtifactError(
+            f"'{directory}' holds a '{algorithm}' artifact, and no learned selector of that "
+            f"name is registered (known: {', '.join(known) or 'none'})"
+        )
+    params = cls.params_model.model_validate({"artifact": directory, "cost_weight": cost_weight})
+    return cls.build(tuple(meta["models"]), {}, params, resources)
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    rows: list[RoutingRow]
+    models: list[str]  # models scored in every row
+    scores: Matrix  # rows x models
+    costs: Matrix  # rows x models, US$ per call, gaps filled
+
+    @classmethod
+    def read(cls, path: str | Path) -> HeldOut:
+        rows = read_rows(path)
+        models = models_of(rows)
+        if not rows or not models:
+            raise DatasetError(f"{path}: no rows, or no model scored in every row")
+        scores = np.array([[r.scores[m] for m in models] for r in rows], dtype=np.float32)
+        costs = np.array([[r.costs.get(m, np.nan) for m in models] for r in rows], np.float32)
+        return cls(rows, models, scores, fill_costs(costs))
+
+    def columns(self, names: Sequence[str]) -> npt.NDArray[np.intp]:
+        missing = [n for n in names if n not in self.models]
+        if missing:
+            raise DatasetError(f"the test data has no score in every row for {missing}")
+        return np.array([self.models.index(n) for n in names], dtype=np.intp)
+
+
+@dataclass(frozen=True)
+class RouterCurve:
+    name: str
+    algorithm: str
+    points: list[CurvePoint]
+    aiq: float
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    rows: int
+    routers: list[RouterCurve]
+    baselines: Baselines
+    axis: tuple[float, float]  # the shared cost axis of AIQ (US$ per 1k queries)
+    zero_router_aiq: float
+
+    def to_json(self) -> dict[str, Any]:
+        def pair(point: tuple[float, float]) -> dict[str, float]:
+            return {"cost_per_1k": round(point[0], 6), "quality": round(point[1], 6)}
+
+        base = self.baselines
+        best = base.best_single
+        return {
+            "routers": {
+                r.name: [{**pair(p.point), "cost_weight": p.cost_weight} for p in r.points]
+                for r in self.routers
+            },
+            "baselines": {
+                "rows": self.rows,
+                "single": {m: pair(p) for m, p in base.single.items()},
+                "best_single": {"model": best, **pair(base.single[best])},
+                "random": pair(base.random),
+                "oracle": pair(base.oracle),
+                "zero_router": {
+                    "aiq": round(self.zero_router_aiq, 6),
+                    "cost_axis": [round(x, 6) for x in self.axis],
+                },
+            },
+            "aiq": {r.name: round(r.aiq, 6) for r in self.routers},
+        }
+
+
+def predictions(selector: LearnedSelector, vectors: Matrix, progress: bool) -> Matrix:
+    """Predicted quality of every artifact model for every row."""
+    batch = getattr(selector, "predict_batch", None)
+    if callable(batch):
+        return np.asarray(batch(vectors), dtype=np.float32)
+    rows = tqdm(vectors, desc="predicting", unit="row", disable=not progress)
+    return np.stack([selector.predict(v) for v in rows]).astype(np.float32)
+
+
+def _row_by_row(directory: str | Path, resources: Resources, vectors: Matrix) -> Chooser:
+    def choose(cost_weight: float) -> npt.NDArray[np.intp]:
+        selector = selector_from_artifact(directory, resources, cost_weight)
+        order = selector.candidates
+        return np.array([order.index(selector.rank(v)[0]) for v in vectors], dtype=np.intp)
+
+    return choose
+
+
+def router_curve(
+    directory: str | Path,
+    resources: Resources,
+    vectors: Matrix,
+    test: HeldOut,
+    points: int = 48,
+    progress: bool = True,
+) -> list[CurvePoint]:
+    """The router's quality-cost curve on ``test`` (``vectors``: its prompts' embeddings)."""
+    selector = selector_from_artifact(directory, resources)
+    columns = test.columns(selector.candidates)
+    recorded = selector.artifact.arrays.get("cost_per_1k")
+    per_1k = (
+        recorded[selector.index].astype(np.float32)
+        if recorded is not None
+        else np.zeros(len(selector.candidates), dtype=np.float32)
+    )
+    predicted = predictions(selector, vectors, progress)[:, selector.index]
+    grid = cost_weight_grid(predicted, per_1k, points)
+    if type(selector).rank is LearnedSelector.rank:
+        choose: Chooser = partial(choices_at, predicted, per_1k)
+    else:
+        choose = _row_by_row(directory, resources, vectors)
+    return sweep(choose, test.scores[:, columns], test.costs[:, columns], grid)
+
+
+def evaluate(
+    routers: Sequence[str | Path],
+    data: str | Path,
+    *,
+    points: int = 48,
+    embeddings_model: str | None = None,
+    progress: bool = True,
+) -> Evaluation:
+    """Curves of ``routers`` (artifact directories) on ``data``, baselines, AIQ."""
+    test = HeldOut.read(data)
+    prompts = [row.prompt for row in test.rows]
+    shared: dict[str, Resources] = {}
+    vectors: dict[str, Matrix] = {}
+    named: list[tuple[str, str, list[CurvePoint]]] = []
+    for directory in routers:
+        meta = read_meta(directory)
+        encoder = str(meta.get("encoder"))
+        if encoder not in shared:
+            shared[encoder] = resources_for(encoder, embeddings_model)
+            vectors[encoder] = embed_prompts(
+                prompts, shared[encoder].encoder.get(), progress=progress
+            )
+        curve = router_curve(directory, shared[encoder], vectors[encoder], test, points, progress)
+        name = _unique(Path(directory).resolve().name, [n for n, _, _ in named])
+        named.append((name, str(meta.get("algorithm")), curve))
+    base = baselines(test.models, test.scores, test.costs)
+    singles = list(base.single.values())
+    low, high = shared_axis([singles, *([p.point for p in c] for _, _, c in named)])
+    curves = [
+        RouterCurve(name, algorithm, curve, aiq([p.point for p in curve], low, high))
+        for name, algorithm, curve in named
+    ]
+    return Evaluation(len(test.rows), curves, base, (low, high), aiq(singles, low, high))
+
+
+def _unique(name: str, taken: list[str]) -> str:
+    candidate, number = name, 2
+    while candidate in taken:
+        candidate, number = f"{name}#{number}", number + 1
+    return candidate
