@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from router_proxy.selection.base import Selector
+from router_proxy.selection.cascal import CascalSelector
 from router_proxy.selection.cheapest import CheapestSelector
 from router_proxy.selection.knn import KnnSelector
 from router_proxy.selection.latency import LatencySelector
@@ -15,4 +16,5 @@ SELECTORS: dict[str, type[Selector]] = {
     "cheapest": CheapestSelector,
     "latency": LatencySelector,
     "knn": KnnSelector,
+    "cascal": CascalSelector,
 }

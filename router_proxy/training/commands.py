@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, get_args
 from router_proxy.embeddings.config import Backend, EmbeddingsConfig
 from router_proxy.selection.artifact import ArtifactError
 from router_proxy.selection.dataset import DatasetError
-from router_proxy.training.registry import TRAINERS
+from router_proxy.training.registry import QUERY_ONLY, TRAINERS
 
 if TYPE_CHECKING:
     from router_proxy.training.evaluate import Evaluation
@@ -94,9 +94,12 @@ def _train(args: argparse.Namespace) -> int:
         options = parse_options(args.option)
         encoder = build_encoder(EmbeddingsConfig(backend=args.backend, model=args.embeddings_model))
         started = time.perf_counter()
-        data = TrainingData.load(args.data, encoder, progress=not args.quiet)
-        if not data.models:  # query-only data (no scores): models that answered every row
-            data = TrainingData.load(args.data, encoder, field="responses", progress=False)
+        # Query-only trainers (CASCAL) learn from the models' responses and never read
+        # `scores`; the others learn from `scores`.
+        field = "responses" if args.algorithm in QUERY_ONLY else "scores"
+        data = TrainingData.load(args.data, encoder, field=field, progress=not args.quiet)
+        if not data.models:
+            raise ValueError(f"no model has `{field}` in every row: {args.algorithm} needs them")
         embedded = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # means over data without costs

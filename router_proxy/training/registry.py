@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from router_proxy.selection.artifact import Artifact
+from router_proxy.training.cascal_train import train_cascal
 from router_proxy.training.data import TrainingData
 from router_proxy.training.knn_train import train_knn
 
@@ -17,4 +18,7 @@ Trainer = Callable[[TrainingData, dict[str, Any]], Artifact]
 
 TRAINERS: dict[str, Trainer] = {
     "knn": train_knn,
+    "cascal": train_cascal,
 }
+# Trainers that learn from `responses` only and must never see `scores`.
+QUERY_ONLY = frozenset({"cascal"})
