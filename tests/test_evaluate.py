@@ -220,9 +220,7 @@ def test_vectorised_sweep_matches_the_selector_row_by_row(
     vectors = embed_prompts([r.prompt for r in testset.rows], resources.encoder.get())
     fast = router_curve(out, resources, vectors, testset, points=12, progress=False)
 
-    class RowByRow(KnnSelector):  # no batch prediction, its own rank: the slow path
-        predict_batch = None  # type: ignore[assignment]
-
+    class RowByRow(KnnSelector):  # its own rank: evaluation must call it row by row
         def rank(self, embedding: Vector) -> tuple[str, ...]:
             return super().rank(embedding)
 

@@ -25,18 +25,16 @@ Selection is a (niches x dim) product and a few small vector operations: microse
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from router_proxy.embeddings.shared import SharedEncoder
 from router_proxy.selection.artifact import Artifact, ArtifactError
-from router_proxy.selection.learned import LearnedParams, LearnedSelector, Vector
+from router_proxy.selection.learned import LearnedSelector, Vector
 
 if TYPE_CHECKING:
-    from router_proxy.config.schema import ModelConfig
+    pass
 
 Matrix = npt.NDArray[np.float32]
 SCALES = ("ranking", "consensus")
@@ -112,23 +110,14 @@ class NicheIndex:
 class CascalSelector(LearnedSelector):
     algorithm = "cascal"
 
-    def __init__(
-        self,
-        candidates: tuple[str, ...],
-        models: Mapping[str, ModelConfig],
-        params: LearnedParams,
-        artifact: Artifact,
-        encoder: SharedEncoder,
-    ) -> None:
-        super().__init__(candidates, models, params, artifact, encoder)
-        self.niches = NicheIndex(artifact)
+    @classmethod
+    def predictor(cls, artifact: Artifact) -> NicheIndex:
+        return NicheIndex(artifact)
 
-    def predict(self, embedding: Vector) -> Vector:
-        return self.niches.predict(embedding)
-
-    def predict_batch(self, embeddings: Matrix) -> Matrix:
-        """``predict`` for every row of ``embeddings`` at once (offline evaluation)."""
-        return self.niches.predict_batch(embeddings)
+    @property
+    def niches(self) -> NicheIndex:
+        assert isinstance(self.model, NicheIndex)
+        return self.model
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -21,7 +21,6 @@ microseconds for a few thousand training prompts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -29,12 +28,11 @@ import numpy as np
 import numpy.typing as npt
 
 from router_proxy.embeddings.base import normalise
-from router_proxy.embeddings.shared import SharedEncoder
 from router_proxy.selection.artifact import Artifact, ArtifactError
-from router_proxy.selection.learned import LearnedParams, LearnedSelector, Vector
+from router_proxy.selection.learned import LearnedSelector, Vector
 
 if TYPE_CHECKING:
-    from router_proxy.config.schema import ModelConfig
+    pass
 
 Matrix = npt.NDArray[np.float32]
 CHUNK = 1024  # query rows per block in batch prediction (bounds the similarity block)
@@ -122,20 +120,6 @@ class KnnIndex:
 class KnnSelector(LearnedSelector):
     algorithm = "knn"
 
-    def __init__(
-        self,
-        candidates: tuple[str, ...],
-        models: Mapping[str, ModelConfig],
-        params: LearnedParams,
-        artifact: Artifact,
-        encoder: SharedEncoder,
-    ) -> None:
-        super().__init__(candidates, models, params, artifact, encoder)
-        self.knn = KnnIndex.from_artifact(artifact)
-
-    def predict(self, embedding: Vector) -> Vector:
-        return self.knn.predict(np.asarray(embedding, dtype=np.float32))
-
-    def predict_batch(self, embeddings: Matrix) -> Matrix:
-        """``predict`` for every row of ``embeddings`` at once (offline evaluation)."""
-        return self.knn.predict_batch(embeddings)
+    @classmethod
+    def predictor(cls, artifact: Artifact) -> KnnIndex:
+        return KnnIndex.from_artifact(artifact)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +35,15 @@ if TYPE_CHECKING:
     from router_proxy.resources import Resources
 
 Vector = npt.NDArray[np.float32]
+Matrix = npt.NDArray[np.float32]
+
+
+class Predictor(Protocol):
+    """An algorithm's model, built from its artifact: predicted quality per artifact model."""
+
+    def predict(self, embedding: Vector) -> Vector: ...
+
+    def predict_batch(self, embeddings: Matrix) -> Matrix: ...
 
 
 class LearnedParams(StrictModel):
@@ -60,6 +69,7 @@ class LearnedSelector(Selector):
         super().__init__(candidates, models, params)
         self.artifact = artifact
         self.encoder = encoder
+        self.model = self.predictor(artifact)
         # Positions of the candidates in the artifact's model order, resolved once.
         self.index = np.array([artifact.models.index(c) for c in candidates])
         costs = artifact.arrays.get("cost_per_1k")
@@ -93,9 +103,18 @@ class LearnedSelector(Selector):
         check_fit(artifact, candidates, resources.encoder.get().name)
         return cls(candidates, models, params, artifact, resources.encoder)
 
+    @classmethod
     @abstractmethod
+    def predictor(cls, artifact: Artifact) -> Predictor:
+        """The algorithm's model, built from its artifact once at load."""
+
     def predict(self, embedding: Vector) -> Vector:
         """Predicted quality of every artifact model (artifact order) for one prompt."""
+        return self.model.predict(np.asarray(embedding, dtype=np.float32))
+
+    def predict_batch(self, embeddings: Matrix) -> Matrix:
+        """``predict`` for every row of ``embeddings`` at once (offline evaluation)."""
+        return self.model.predict_batch(embeddings)
 
     def rank(self, embedding: Vector) -> tuple[str, ...]:
         """Candidates by predicted quality minus the cost penalty, best first."""

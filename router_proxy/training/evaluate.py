@@ -8,10 +8,10 @@ row goes to the cheapest model); a point is the mean score of the chosen models 
 mean recorded cost of those calls, in US$ per 1,000 queries. Rows lacking a model's cost
 get that model's mean cost (0 for data without costs).
 
-Selectors with ``predict_batch`` predict all rows at once; the others row by row. When a
-selector keeps ``LearnedSelector.rank``, the sweep applies that rule (float32 penalty,
-first of ties) to the predictions, vectorised; a selector with its own ``rank`` is
-called row by row at every weight.
+Selectors predict all rows at once (``predict_batch``). When a selector keeps
+``LearnedSelector.rank``, the sweep applies that rule (float32 penalty, first of ties) to
+the predictions, vectorised; a selector with its own ``rank`` is called row by row at
+every weight.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from tqdm import tqdm
 
 from router_proxy.embeddings.config import EmbeddingsConfig
 from router_proxy.embeddings.registry import encoder_name
@@ -150,15 +149,6 @@ class Evaluation:
         }
 
 
-def predictions(selector: LearnedSelector, vectors: Matrix, progress: bool) -> Matrix:
-    """Predicted quality of every artifact model for every row."""
-    batch = getattr(selector, "predict_batch", None)
-    if callable(batch):
-        return np.asarray(batch(vectors), dtype=np.float32)
-    rows = tqdm(vectors, desc="predicting", unit="row", disable=not progress)
-    return np.stack([selector.predict(v) for v in rows]).astype(np.float32)
-
-
 def _row_by_row(directory: str | Path, resources: Resources, vectors: Matrix) -> Chooser:
     def choose(cost_weight: float) -> npt.NDArray[np.intp]:
         selector = selector_from_artifact(directory, resources, cost_weight)
@@ -185,7 +175,7 @@ def router_curve(
         if recorded is not None
         else np.zeros(len(selector.candidates), dtype=np.float32)
     )
-    predicted = predictions(selector, vectors, progress)[:, selector.index]
+    predicted = np.asarray(selector.predict_batch(vectors), dtype=np.float32)[:, selector.index]
     grid = cost_weight_grid(predicted, per_1k, points)
     if type(selector).rank is LearnedSelector.rank:
         choose: Chooser = partial(choices_at, predicted, per_1k)
