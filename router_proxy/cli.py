@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     from router_proxy.training.commands import register as register_training
 
     register_training(commands)
+    from router_proxy.training.calibrate import register as register_calibrate
+
+    register_calibrate(commands)
     return parser
 
 

@@ -7,6 +7,7 @@ from router_proxy.selection.cascal import CascalSelector
 from router_proxy.selection.cheapest import CheapestSelector
 from router_proxy.selection.knn import KnnSelector
 from router_proxy.selection.latency import LatencySelector
+from router_proxy.selection.mf import MfSelector
 from router_proxy.selection.static import StaticSelector
 from router_proxy.selection.weighted import WeightedSelector
 
@@ -16,5 +17,6 @@ SELECTORS: dict[str, type[Selector]] = {
     "cheapest": CheapestSelector,
     "latency": LatencySelector,
     "knn": KnnSelector,
+    "mf": MfSelector,
     "cascal": CascalSelector,
 }

@@ -92,6 +92,11 @@ class TrainingData:
     def cost_per_1k(self) -> Matrix:
         """Each model's mean cost per 1,000 queries (0 where the data has no costs)."""
         costs = self.cost_matrix()
-        with np.errstate(invalid="ignore"):
-            mean = np.nanmean(costs, axis=0) if costs.size else np.zeros(len(self.models))
-        return np.nan_to_num(mean * 1000.0).astype(np.float32)
+        known = ~np.isnan(costs)
+        total = np.where(known, costs, 0.0).sum(axis=0)
+        # Mean over the rows that have a cost; 0 for a model with none (data without costs).
+        mean = np.divide(
+            total, known.sum(axis=0), out=np.zeros(len(self.models)), where=known.any(axis=0)
+        )
+        per_1k: Matrix = (mean * 1000.0).astype(np.float32)
+        return per_1k

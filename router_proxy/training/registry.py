@@ -13,11 +13,13 @@ from router_proxy.selection.artifact import Artifact
 from router_proxy.training.cascal_train import train_cascal
 from router_proxy.training.data import TrainingData
 from router_proxy.training.knn_train import train_knn
+from router_proxy.training.mf_train import train_mf
 
 Trainer = Callable[[TrainingData, dict[str, Any]], Artifact]
 
 TRAINERS: dict[str, Trainer] = {
     "knn": train_knn,
+    "mf": train_mf,
     "cascal": train_cascal,
 }
 # Trainers that learn from `responses` only and must never see `scores`.
