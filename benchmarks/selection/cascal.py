@@ -37,8 +37,9 @@ from router_proxy.embeddings.registry import ENCODER_BACKENDS  # noqa: E402
 from router_proxy.embeddings.shared import SharedEncoder  # noqa: E402
 from router_proxy.selection.cascal import CascalSelector, NicheIndex  # noqa: E402
 from router_proxy.selection.learned import LearnedParams  # noqa: E402
+from router_proxy.training.aiq import aiq  # noqa: E402
 from router_proxy.training.cascal_train import train_cascal  # noqa: E402
-from router_proxy.training.data import TrainingData  # noqa: E402
+from router_proxy.training.data import TrainingData, stratified_holdout  # noqa: E402
 
 DATA = Path("/work/shared/data/routerbench")
 WEIGHTS = [0.0, *np.round(np.logspace(-4, 1, 31), 6).tolist()]
@@ -49,54 +50,9 @@ GRID: list[dict[str, Any]] = [
 ] + [{"reliability_by_task": True}, {"niches_by_task": False}]
 
 
-def subset(data: TrainingData, idx: np.ndarray) -> TrainingData:
-    rows = [data.rows[i] for i in idx]
-    return TrainingData(rows, data.embeddings[idx], data.models, data.encoder, data.data_hash)
-
-
 def split(data: TrainingData, fraction: float = 0.2, seed: int = 0) -> tuple[Any, Any]:
-    rng = np.random.default_rng(seed)
-    tasks = np.array([r.task for r in data.rows])
-    fit, val = [], []
-    for task in sorted(set(tasks)):
-        idx = np.nonzero(tasks == task)[0]
-        rng.shuffle(idx)
-        cut = round(len(idx) * fraction)
-        val += idx[:cut].tolist()
-        fit += idx[cut:].tolist()
-    return np.sort(fit), np.sort(val)
-
-
-def hull(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Non-decreasing upper convex hull, cheapest first (ALGORITHMS.md, AIQ)."""
-    out: list[tuple[float, float]] = []
-    for p in sorted(points):
-        while (
-            len(out) >= 2
-            and (
-                (out[-1][0] - out[-2][0]) * (p[1] - out[-2][1])
-                - (out[-1][1] - out[-2][1]) * (p[0] - out[-2][0])
-            )
-            >= 0
-        ):
-            out.pop()
-        out.append(p)
-    rising: list[tuple[float, float]] = []
-    for p in out:
-        if not rising or p[1] > rising[-1][1]:
-            rising.append(p)
-    return rising
-
-
-def aiq(points: list[tuple[float, float]], low: float, high: float) -> float:
-    """Area under the hull on [low, high] (flat to high, 0 below its cheapest point)."""
-    h = hull(points)
-    h = [*h, (high, h[-1][1])] if h[-1][0] < high else h
-    grid = np.linspace(low, high, 20001)
-    xs, ys = zip(*h, strict=True)
-    curve = np.where(grid < xs[0], 0.0, np.interp(grid, xs, ys))
-    area = float(np.sum((curve[1:] + curve[:-1]) / 2 * np.diff(grid)))
-    return area / (high - low)
+    held = stratified_holdout([r.task for r in data.rows], fraction, seed)
+    return np.flatnonzero(~held), np.flatnonzero(held)
 
 
 def sweep(values: np.ndarray, data: TrainingData, per_1k: np.ndarray) -> list[dict[str, Any]]:
@@ -130,7 +86,7 @@ def best_under(points: list[tuple[float, float]], budget: float) -> float:
 
 def tune(train: TrainingData, budget: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     fit_idx, val_idx = split(train)
-    fit, val = subset(train, fit_idx), subset(train, val_idx)
+    fit, val = train.subset(fit_idx), train.subset(val_idx)
     ref = singles(val)
     low, high = min(c for c, _ in ref.values()), max(c for c, _ in ref.values())
     table = []

@@ -29,9 +29,9 @@ from router_proxy.selection.mf import MfSelector
 from router_proxy.selection.registry import SELECTORS
 from router_proxy.training.aiq import aiq, choices_at, cost_weight_grid, sweep, upper_hull
 from router_proxy.training.calibrate import RoutePoint, choose, curve_for, routing_curve
-from router_proxy.training.data import TrainingData
+from router_proxy.training.data import TrainingData, stratified_holdout
 from router_proxy.training.evaluate import HeldOut
-from router_proxy.training.mf_train import fold_ids, train_mf
+from router_proxy.training.mf_train import train_mf
 
 DATA = Path("/work/shared/data")
 WEIGHTS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 1.0)
@@ -181,19 +181,9 @@ def latency(selector: MfSelector, emb: np.ndarray) -> None:
 
 def open7(out: Path, shared: SharedEncoder) -> None:
     data = TrainingData.load([DATA / "open7/train.jsonl"], shared.get())
-    folds = fold_ids([r.task for r in data.rows], 5, seed=0)
-
-    def subset(mask: np.ndarray) -> TrainingData:
-        idx = np.flatnonzero(mask)
-        return TrainingData(
-            [data.rows[i] for i in idx],
-            data.embeddings[idx],
-            data.models,
-            data.encoder,
-            data.data_hash,
-        )
-
-    train, hold = subset(folds != 0), subset(folds == 0)
+    # The same hold-out as benchmarks/selection/run.py, so the figures compare.
+    held = stratified_holdout([r.task for r in data.rows], 0.2, seed=0)
+    train, hold = data.subset(~held), data.subset(held)
     start = time.perf_counter()
     artifact = train_mf(train, {})
     print(

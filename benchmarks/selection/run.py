@@ -49,7 +49,7 @@ from router_proxy.training.aiq import (
     sweep,
     upper_hull,
 )
-from router_proxy.training.data import TrainingData
+from router_proxy.training.data import TrainingData, stratified_holdout
 from router_proxy.training.evaluate import Evaluation, evaluate, selector_from_artifact
 from router_proxy.training.knn_train import score_matrix, train_knn
 from router_proxy.training.registry import TRAINERS
@@ -60,32 +60,13 @@ BUDGETS = (2.50, 0.50)  # targets: >= 0.87 at <= $2.50, >= 0.83 at <= $0.50
 TARGETS = {2.50: 0.87, 0.50: 0.83}
 
 
-def stratified(rows: Sequence[RoutingRow], share: float, seed: int) -> np.ndarray:
-    """A boolean mask picking ``share`` of each task's rows (fixed seed)."""
-    rng = np.random.default_rng(seed)
-    by_task: dict[str, list[int]] = defaultdict(list)
-    for i, row in enumerate(rows):
-        by_task[row.task].append(i)
-    mask = np.zeros(len(rows), dtype=bool)
-    for task in sorted(by_task):
-        index = np.array(by_task[task])
-        rng.shuffle(index)
-        mask[index[: round(share * len(index))]] = True
-    return mask
-
-
-def subset(data: TrainingData, mask: np.ndarray) -> TrainingData:
-    rows = [r for r, keep in zip(data.rows, mask, strict=True) if keep]
-    return TrainingData(rows, data.embeddings[mask], data.models, data.encoder, data.data_hash)
-
-
 def label(k: int, temperature: float | None) -> str:
     return f"k={k} " + ("uniform" if temperature is None else f"softmax t={temperature}")
 
 
 def validate(data: TrainingData, val: np.ndarray) -> list[dict[str, Any]]:
     """Every (k, weighting) trained on ~val and scored on val: AIQ (or quality, no costs)."""
-    fit, held = subset(data, ~val), subset(data, val)
+    fit, held = data.subset(~val), data.subset(val)
     scores, costs = score_matrix(held), fill_costs(held.cost_matrix())
     per_1k = fit.cost_per_1k()
     curves = []
@@ -221,7 +202,7 @@ def print_curve(result: Evaluation) -> None:
 def routerbench(root: Path, encoder: Encoder, work: Path, plot: bool) -> dict[str, Any]:
     train_path, dev_path = root / "routerbench" / "train.jsonl", root / "routerbench" / "dev.jsonl"
     data = TrainingData.load([train_path], encoder, progress=False)
-    table = validate(data, stratified(data.rows, 0.2, seed=0))
+    table = validate(data, stratified_holdout([r.task for r in data.rows], 0.2, seed=0))
     print_validation("RouterBench", table, "AIQ")
     best = max(table, key=lambda e: e["score"])
     setups = {
@@ -297,12 +278,12 @@ def target_checks(result: Evaluation) -> list[dict[str, Any]]:
 def open7(root: Path, encoder: Encoder, work: Path) -> dict[str, Any]:
     source = root / "open7" / "train.jsonl"
     lines = [line for line in source.read_text().splitlines() if line.strip()]
-    held = stratified(read_rows(source), 0.2, seed=0)
+    held = stratified_holdout([r.task for r in read_rows(source)], 0.2, seed=0)
     train_path, test_path = work / "open7-train.jsonl", work / "open7-test.jsonl"
     train_path.write_text("".join(f"{x}\n" for x, h in zip(lines, held, strict=True) if not h))
     test_path.write_text("".join(f"{x}\n" for x, h in zip(lines, held, strict=True) if h))
     data = TrainingData.load([train_path], encoder, progress=False)
-    table = validate(data, stratified(data.rows, 0.2, seed=1))
+    table = validate(data, stratified_holdout([r.task for r in data.rows], 0.2, seed=1))
     print_validation("open7", table, "quality")
     best = max(table, key=lambda e: e["score"])
     auto, _ = train_to(data, {}, work / "knn")

@@ -52,6 +52,21 @@ def embed_prompts(prompts: Sequence[str], encoder: Encoder, *, progress: bool = 
     return vectors.astype(np.float32, copy=False)
 
 
+def stratified_holdout(tasks: Sequence[str], share: float, seed: int) -> npt.NDArray[np.bool_]:
+    """A mask holding out ``share`` of each task's rows (seeded), so every experiment on
+    the same data and seed holds out exactly the same rows."""
+    rng = np.random.default_rng(seed)
+    by_task: dict[str, list[int]] = {}
+    for i, task in enumerate(tasks):
+        by_task.setdefault(task, []).append(i)
+    mask = np.zeros(len(tasks), dtype=bool)
+    for task in sorted(by_task):
+        index = np.array(by_task[task])
+        rng.shuffle(index)
+        mask[index[: round(share * len(index))]] = True
+    return mask
+
+
 @dataclass
 class TrainingData:
     rows: list[RoutingRow]
@@ -74,6 +89,12 @@ class TrainingData:
             raise ValueError(f"no rows in {', '.join(map(str, paths))}")
         vectors = embed_prompts([r.prompt for r in rows], encoder, progress=progress)
         return cls(rows, vectors, models_of(rows, field), encoder.name, data_hash(paths))
+
+    def subset(self, keep: npt.NDArray[np.bool_] | npt.NDArray[np.integer]) -> TrainingData:
+        """The rows a boolean mask or an index array selects, embeddings alongside."""
+        index = np.flatnonzero(keep) if keep.dtype == np.bool_ else keep
+        rows = [self.rows[i] for i in index]
+        return TrainingData(rows, self.embeddings[index], self.models, self.encoder, self.data_hash)
 
     def score_matrix(self) -> Matrix:
         """rows x models quality (NaN where a row lacks a model's score)."""
