@@ -9,11 +9,12 @@ GatewayError                      500 (only as a base; never raised itself)
 ├── NotFoundError                 404 invalid_request_error / model_not_found
 ├── MethodNotAllowedError         405
 ├── PayloadTooLargeError          413
+├── RateLimitError                429 rate_limit_error (the gateway's own limits)
 ├── UpstreamError                 502 upstream_error (connect failure, bad reply)
 │   ├── UpstreamStatusError       upstream answered an error status; client errors
 │   │                             (400/404/413/422/429) keep their status, others 502
 │   └── UpstreamTimeoutError      504
-└── ServiceUnavailableError       503
+└── ServiceUnavailableError       503 (starting up; no candidate could answer)
 """
 
 from __future__ import annotations
@@ -81,10 +82,18 @@ class PayloadTooLargeError(GatewayError):
     code = "request_too_large"
 
 
+class RateLimitError(GatewayError):
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
 class UpstreamError(GatewayError):
     status_code = 502
     error_type = "upstream_error"
     code = "upstream_error"
+    # The connection failed (refused, reset, dropped): safe to try the same model again.
+    transport = False
 
 
 # Upstream statuses that describe the client's request, not the upstream's health:

@@ -18,6 +18,8 @@ from router_proxy.observability.metrics import Metrics
 from router_proxy.pipeline import Pipeline
 from router_proxy.providers.base import Provider
 from router_proxy.providers.registry import PROVIDER_TYPES
+from router_proxy.resilience.dispatch import Dispatcher
+from router_proxy.resilience.rate_limits import LimitStorages, RateLimits
 from router_proxy.resources import Resources
 from router_proxy.server.auth import ClientAuth
 
@@ -33,9 +35,13 @@ class Runtime:
     auth: ClientAuth
     admin_auth: ClientAuth
     resources: Resources
+    limits: RateLimits
+    dispatcher: Dispatcher
     generation: int = 0
-    # Set when a newer runtime no longer shares this one's encoder: close it with us.
+    # Set when a newer runtime no longer shares this one's encoder (or shared state):
+    # close it with us.
     encoder_retired: bool = False
+    shared_retired: bool = False
     started: bool = False
     in_flight: int = 0
     retired: bool = False
@@ -48,21 +54,26 @@ class Runtime:
         """Build everything a config needs (may be slow: run it off the event loop).
         From ``previous`` (a reload) it keeps the metrics, the latency statistics and the
         encoder (model and cache) if the ``embeddings`` section did not change."""
+        breaker, state = config.resilience.breaker, config.state
         if previous is not None:
-            shared = previous.resources.encoder.for_config(config.embeddings)
-            resources = Resources(shared, previous.resources.latency)
+            encoder = previous.resources.encoder.for_config(config.embeddings)
+            resources = Resources.create(encoder, state, breaker, previous.resources)
             metrics = previous.metrics
         else:
-            resources = Resources(SharedEncoder(config.embeddings))
+            resources = Resources.create(SharedEncoder(config.embeddings), state, breaker)
+        metrics = metrics or Metrics()
+        limits = RateLimits(config.limits, _storages(resources), metrics.count_rate_limited)
         providers = {name: PROVIDER_TYPES[p.type](name, p) for name, p in config.providers.items()}
         return cls(
             config,
             Pipeline.build(config, resources),
             providers,
-            metrics or Metrics(),
+            metrics,
             ClientAuth(config.server.api_keys),
             ClientAuth(config.server.admin_keys),
             resources,
+            limits,
+            Dispatcher(config.resilience.retries, resources.breakers, limits, config.models),
             previous.generation + 1 if previous is not None else 0,
         )
 
@@ -76,6 +87,7 @@ class Runtime:
     async def start(self) -> None:
         for provider in self.providers.values():
             await provider.start()
+        self.resources.shared.start()
         self.started = True
 
     async def aclose(self) -> None:
@@ -84,6 +96,8 @@ class Runtime:
             await provider.aclose()
         if self.encoder_retired:
             self.encoder.close()
+        if self.shared_retired:
+            await self.resources.shared.aclose()
 
     def acquire(self) -> None:
         self.in_flight += 1
@@ -105,6 +119,11 @@ class Runtime:
             self._closing = asyncio.get_running_loop().create_task(self.aclose())
 
 
+def _storages(resources: Resources) -> LimitStorages:
+    assert resources.limit_storages is not None  # set by Resources.__post_init__
+    return resources.limit_storages
+
+
 class RuntimeSlot:
     """Holds the current runtime; ``swap`` is atomic for the event loop (no await)."""
 
@@ -114,6 +133,7 @@ class RuntimeSlot:
     def swap(self, runtime: Runtime) -> Runtime:
         old, self.current = self.current, runtime
         old.encoder_retired = old.encoder is not runtime.encoder
+        old.shared_retired = old.resources.shared is not runtime.resources.shared
         old.retire()
         logger.info("config generation %d now serving", runtime.generation)
         return old

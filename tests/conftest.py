@@ -32,7 +32,7 @@ models:
   unauthorized: {provider: fake-openai, upstream_model: fail-401}
   limited: {provider: fake-openai, upstream_model: fail-429}
   garbled: {provider: fake-openai, upstream_model: bad-json}
-  slow: {provider: fake-openai, upstream_model: hang, timeout: 0.5}
+  slow: {provider: fake-openai, upstream_model: hang, timeouts: {total: 0.5}}
   cut: {provider: fake-openai, upstream_model: cut-stream}
   local: {provider: mock}
   unreachable: {provider: nowhere}

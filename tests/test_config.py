@@ -80,7 +80,7 @@ def test_all_errors_are_reported_together() -> None:
     providers:
       mock: {type: mokc}
     models:
-      small: {provider: mock, timeout: -1}
+      small: {provider: mock, timeouts: {total: -1}}
     signals:
       - {name: code, type: keyword, any: ["re:("]}
     decisions:
@@ -89,7 +89,9 @@ def test_all_errors_are_reported_together() -> None:
     errors = errors_of(text)
     assert errors[0].startswith("providers.mock: unknown type 'mokc' (expected one of: 'openai'")
     assert errors[0].endswith("(line 2)")
-    assert any(e.startswith("models.small.timeout: input should be greater than 0") for e in errors)
+    assert any(
+        e.startswith("models.small.timeouts.total: input should be greater than 0") for e in errors
+    )
     assert any(e.startswith("signals[0].any[0]: 're:(' is not a valid regex") for e in errors)
     assert any(
         e.startswith("decisions[0].route.candidates: list should have at least 1") for e in errors
@@ -168,6 +170,9 @@ def test_schema_cli_prints_json_schema(capsys) -> None:  # type: ignore[no-untyp
         "models",
         "signals",
         "decisions",
+        "resilience",
+        "limits",
+        "state",
     }
     assert schema["additionalProperties"] is False
 

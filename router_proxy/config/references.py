@@ -28,6 +28,7 @@ def check_references(config: Config) -> list[Problem]:
                     f" (known: {', '.join(sorted(config.providers))})",
                 )
             )
+    problems += _check_model_names(config)
     problems += _check_names(config)
     signals = {s.name: s for s in config.signals}
     parser = RuleParser(signals)
@@ -36,6 +37,22 @@ def check_references(config: Config) -> list[Problem]:
         problems += _check_route(config, i, decision)
     problems += parser.errors
     problems += _check_default(config.decisions)
+    return problems
+
+
+def _check_model_names(config: Config) -> list[Problem]:
+    """Fallback lists and per-model limits name configured models."""
+    problems: list[Problem] = []
+    for name, model in config.models.items():
+        for j, other in enumerate(model.fallbacks):
+            path = ("models", name, "fallbacks", j)
+            if other not in config.models:
+                problems.append((path, f"unknown model '{other}'"))
+            elif other == name:
+                problems.append((path, "a model cannot fall back to itself"))
+    for name in config.limits.per_model:
+        if name not in config.models:
+            problems.append((("limits", "per_model", name), f"unknown model '{name}'"))
     return problems
 
 

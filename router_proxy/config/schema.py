@@ -15,7 +15,14 @@ from pydantic import Field, SecretStr, WithJsonSchema
 from router_proxy.config.base import ProviderConfigBase, SignalConfigBase, StrictModel
 from router_proxy.embeddings.config import EmbeddingsConfig
 from router_proxy.plugins.registry import plugin_item_model
+from router_proxy.providers.base import Timeouts
 from router_proxy.providers.registry import PROVIDER_TYPES
+from router_proxy.resilience.config import (
+    LimitsConfig,
+    ResilienceConfig,
+    StateConfig,
+    TimeoutsConfig,
+)
 from router_proxy.signals.registry import SIGNAL_TYPES
 
 NAME_PATTERN = r"^[A-Za-z0-9_.:/@-]+$"
@@ -73,8 +80,17 @@ class ModelConfig(StrictModel):
         default=None, description="the name the provider knows; defaults to this model's key"
     )
     cost: CostConfig = Field(default_factory=CostConfig)
-    timeout: float = Field(default=120.0, gt=0, description="seconds for the whole call")
+    timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig)
+    fallbacks: list[str] = Field(
+        default_factory=list,
+        description="models tried next when this one fails, before the decision's next "
+        "candidate (also for requests that name this model directly)",
+    )
     description: str = ""
+
+    def call_timeouts(self) -> Timeouts:
+        t = self.timeouts
+        return Timeouts(total=t.total, first_byte=t.first_byte, connect=t.connect)
 
 
 WhenExpr = Annotated[
@@ -119,6 +135,16 @@ class Config(StrictModel):
     models: dict[str, ModelConfig] = Field(min_length=1)
     signals: list[SignalConfig] = Field(default_factory=list)
     decisions: list[DecisionConfig] = Field(min_length=1)
+    resilience: ResilienceConfig = Field(
+        default_factory=ResilienceConfig, description="retries, fallback budget, breakers"
+    )
+    limits: LimitsConfig = Field(
+        default_factory=LimitsConfig, description="rate limits and budgets (429 when over)"
+    )
+    state: StateConfig = Field(
+        default_factory=StateConfig,
+        description="where breakers, latencies and limit counters live (memory | redis)",
+    )
 
     def upstream_name(self, model: str) -> str:
         return self.models[model].upstream_model or model

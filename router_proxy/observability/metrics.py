@@ -4,6 +4,7 @@ model names) or a fixed set, never from client input, so cardinality stays bound
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -68,8 +69,44 @@ class Metrics:
             "Generation of the policy now serving (0 = first)",
             registry=r,
         )
+        self.breaker_state = Gauge(
+            "router_breaker_state",
+            "Circuit breaker per model: 0 closed, 1 half-open, 2 open",
+            ["model"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "router_rate_limited",
+            "Requests refused by the gateway's own limits",
+            ["scope", "limit"],
+            registry=r,
+        )
+        self.upstream_attempts = Counter(
+            "router_upstream_attempts",
+            "Upstream attempts by model and outcome (success, retry, failure)",
+            ["model", "outcome"],
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "router_fallbacks",
+            "Requests answered by a model other than the selector's first choice",
+            ["decision"],
+            registry=r,
+        )
+        self.shared_state_up = Gauge(
+            "router_shared_state_up",
+            "1 while the shared state (Redis) answers; 0 while serving on local state",
+            registry=r,
+        )
         # Label sets come from the config and a few statuses: bounded.
         self._children: dict[tuple[str, str, int], tuple[Any, ...]] = {}
+
+    def count_rate_limited(self, scope: str, limit: str) -> None:
+        self.rate_limited.labels(scope, limit).inc()
+
+    def show_breakers(self, states: Mapping[str, int]) -> None:
+        for model, state in states.items():
+            self.breaker_state.labels(model).set(state)
 
     def record(
         self,

@@ -17,6 +17,7 @@ from router_proxy.providers.base import StreamStats, UpstreamCall
 from router_proxy.providers.http import (
     DONE_EVENT,
     iter_sse,
+    lines_within,
     scrub,
     sse_event,
     translate_errors,
@@ -232,7 +233,9 @@ async def translate_stream(
     translator = StreamTranslator(call, stats, secrets)
     try:
         with translate_errors(provider, call.model_name):
-            async for event, data in iter_sse(response.aiter_lines()):
+            async for event, data in iter_sse(
+                lines_within(response, call.timeouts.total, call.model_name)
+            ):
                 for chunk in translator.feed(event, data):
                     yield chunk
                 if translator.finished:

@@ -12,6 +12,20 @@ from router_proxy.protocol import Usage
 
 
 @dataclass(frozen=True)
+class Timeouts:
+    """Seconds. ``first_byte`` bounds the wait for the answer to start (for a stream, also
+    each gap between events); ``total`` the whole call, a stream's last byte included."""
+
+    total: float
+    first_byte: float | None = None  # None: total
+    connect: float | None = None  # None: the provider's connect_timeout
+
+    @property
+    def idle(self) -> float:
+        return self.first_byte if self.first_byte is not None else self.total
+
+
+@dataclass(frozen=True)
 class UpstreamCall:
     """One call to one model. ``body`` is the client's OpenAI-format JSON (already
     validated); adapters replace ``model`` with ``upstream_model`` and translate."""
@@ -19,7 +33,7 @@ class UpstreamCall:
     model_name: str
     upstream_model: str
     body: dict[str, Any]
-    timeout: float
+    timeouts: Timeouts
     request_id: str
 
 

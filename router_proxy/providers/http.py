@@ -4,6 +4,7 @@ failures into gateway errors, upstream error bodies, and SSE framing."""
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -39,8 +40,20 @@ def pooled_client(
 
 
 @functools.lru_cache(maxsize=256)  # a handful of distinct values per config
-def call_timeout(total: float, connect: float) -> httpx.Timeout:
-    return httpx.Timeout(total, connect=min(connect, total))
+def call_timeout(idle: float, connect: float) -> httpx.Timeout:
+    """httpx bounds each read by ``idle`` (the first byte, then every gap); the whole
+    call's ``total`` is the caller's asyncio deadline."""
+    return httpx.Timeout(idle, connect=min(connect, idle))
+
+
+async def lines_within(response: httpx.Response, total: float, model: str) -> AsyncIterator[str]:
+    """A stream's lines, ended by a timeout error once ``total`` seconds have passed
+    (httpx only bounds each read; a trickling stream would otherwise run forever)."""
+    deadline = time.monotonic() + total
+    async for line in response.aiter_lines():
+        if time.monotonic() > deadline:
+            raise UpstreamTimeoutError(f"model '{model}' stream exceeded its total timeout")
+        yield line
 
 
 @contextmanager
@@ -54,9 +67,11 @@ def translate_errors(provider: str, model: str) -> Iterator[None]:
             f"model '{model}' (provider '{provider}') timed out: {type(exc).__name__}"
         ) from exc
     except httpx.HTTPError as exc:
-        raise UpstreamError(
+        error = UpstreamError(
             f"model '{model}' (provider '{provider}') is unreachable: {type(exc).__name__}"
-        ) from exc
+        )
+        error.transport = isinstance(exc, httpx.TransportError)
+        raise error from exc
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:

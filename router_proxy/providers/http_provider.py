@@ -65,14 +65,16 @@ class HTTPProvider(Provider):
             url,
             content=orjson.dumps(payload),
             headers={"content-type": "application/json", "x-request-id": call.request_id},
-            timeout=call_timeout(call.timeout, self.config.connect_timeout),
+            timeout=call_timeout(
+                call.timeouts.idle, call.timeouts.connect or self.config.connect_timeout
+            ),
         )
 
     async def send_json(self, request: httpx.Request, call: UpstreamCall) -> tuple[bytes, Any]:
         """Send, refuse error statuses, return the body and its parsed JSON."""
         # httpx's timeouts bound each read; this bounds the whole call.
         with translate_errors(self.name, call.model_name):
-            async with asyncio.timeout(call.timeout):
+            async with asyncio.timeout(call.timeouts.total):
                 response = await self.client.send(request)
             body = response.content
         if response.status_code >= 400:
@@ -85,7 +87,8 @@ class HTTPProvider(Provider):
     async def open_stream(self, request: httpx.Request, call: UpstreamCall) -> httpx.Response:
         """Send a streaming request; an error status is raised before any byte is relayed."""
         with translate_errors(self.name, call.model_name):
-            response = await self.client.send(request, stream=True)
+            async with asyncio.timeout(call.timeouts.idle):
+                response = await self.client.send(request, stream=True)
             if response.status_code >= 400:
                 body = await response.aread()
                 await response.aclose()

@@ -20,6 +20,7 @@ from router_proxy.providers.base import ChatStream, Completion, StreamStats, Ups
 from router_proxy.providers.http import (
     DONE_EVENT,
     iter_sse,
+    lines_within,
     translate_errors,
     upstream_error_message,
 )
@@ -94,7 +95,9 @@ class OpenAIProvider(HTTPProvider):
     ) -> AsyncGenerator[bytes, None]:
         try:
             with translate_errors(self.name, call.model_name):
-                async for _event, data in iter_sse(response.aiter_lines()):
+                async for _event, data in iter_sse(
+                    lines_within(response, call.timeouts.total, call.model_name)
+                ):
                     if data == "[DONE]":
                         yield DONE_EVENT
                         return

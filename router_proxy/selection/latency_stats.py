@@ -1,8 +1,8 @@
 """Observed upstream latency per model, as an exponentially decayed average.
 
 One tracker per process, kept across reloads, fed by every upstream call (the whole call,
-or the time to the first byte for a stream). Shared state across replicas (Redis) is the
-resilience work's; this is the in-process part.
+or the time to the first byte for a stream). With shared state (Redis), the average over
+all replicas replaces the local one once synced (resilience/shared_latency.py).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ class LatencyTracker:
     def __init__(self, half_life_s: float = 60.0) -> None:
         self.half_life_s = half_life_s
         self._stats: dict[str, tuple[float, float]] = {}  # model -> (average, last update)
+        self._shared: dict[str, float] = {}  # model -> mean over replicas, at the last sync
 
     def observe(self, model: str, seconds: float, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
@@ -29,5 +30,15 @@ class LatencyTracker:
         self._stats[model] = (keep * average + (1 - keep) * seconds, now)
 
     def average(self, model: str) -> float | None:
+        shared = self._shared.get(model)
+        if shared is not None:
+            return shared
         found = self._stats.get(model)
         return found[0] if found else None
+
+    def local(self) -> dict[str, float]:
+        """This process's own averages (what it publishes)."""
+        return {model: average for model, (average, _) in self._stats.items()}
+
+    def set_shared(self, averages: dict[str, float]) -> None:
+        self._shared = averages

@@ -51,7 +51,8 @@ def create_app(
                     await asyncio.wait_for(watcher, timeout=5)
             if hangup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-            slot.current.encoder_retired = True  # shutting down: nothing shares it now
+            # Shutting down: nothing shares these now.
+            slot.current.encoder_retired = slot.current.shared_retired = True
             await slot.current.aclose()
 
     app = FastAPI(

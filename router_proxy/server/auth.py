@@ -12,6 +12,9 @@ from pydantic import SecretStr
 
 from router_proxy.errors import AuthenticationError
 
+# The client id of every request when no keys are configured (they share one allowance).
+ANONYMOUS = "anonymous"
+
 
 class ClientAuth:
     def __init__(self, keys: list[SecretStr]) -> None:
@@ -21,10 +24,11 @@ class ClientAuth:
     def enabled(self) -> bool:
         return bool(self._digests)
 
-    def check(self, header: str | None) -> None:
-        """Raise AuthenticationError unless ``header`` (Authorization) holds a known key."""
+    def check(self, header: str | None) -> str:
+        """Raise AuthenticationError unless ``header`` (Authorization) holds a known key;
+        return the client's id for rate limits (a digest prefix: never the key)."""
         if not self._digests:
-            return
+            return ANONYMOUS
         header = header or ""
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -40,3 +44,4 @@ class ClientAuth:
             raise AuthenticationError(
                 "Incorrect API key provided", headers={"www-authenticate": "Bearer"}
             )
+        return digest.hex()[:16]

@@ -1,0 +1,208 @@
+"""One request's attempts: retries of a model, then fallback to the next candidate.
+
+The order is the selector's (the plan's candidates, best first); a model that fails
+brings its own ``fallbacks:`` in right after it. Models whose breaker is open or whose
+own rate limit is spent are skipped. Every attempt counts against the request's budget
+(``max_attempts``, and ``deadline`` if set).
+
+When nothing answers:
+- one model was involved and it failed: its own error (502, 504, ...), as without
+  fallback;
+- several were: 503 ``all_candidates_failed`` naming each one's failure;
+- none could be tried: 503 ``no_healthy_candidate`` (breakers open) with ``Retry-After``,
+  or the model limit's 429.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from router_proxy.errors import (
+    GatewayError,
+    RateLimitError,
+    ServiceUnavailableError,
+    UpstreamTimeoutError,
+)
+from router_proxy.resilience.breaker import BreakerBoard
+from router_proxy.resilience.config import RetryConfig
+from router_proxy.resilience.rate_limits import RateLimits
+from router_proxy.resilience.retry import Verdict, backoff, classify, retry_after_seconds
+
+if TYPE_CHECKING:
+    from router_proxy.config.schema import ModelConfig
+
+T = TypeVar("T")
+# attempt(model, seconds left in the request's deadline or None) -> the answer
+Attempt = Callable[[str, float | None], Awaitable[T]]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass
+class AttemptLog:
+    """What happened, for headers, logs and metrics; filled in as it goes."""
+
+    tried: list[tuple[str, str | None]] = field(default_factory=list)  # (model, error code)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (model, why)
+    model: str | None = None  # the one that answered
+
+    @property
+    def attempts(self) -> int:
+        return len(self.tried)
+
+
+@dataclass
+class Outcome(Generic[T]):
+    result: T
+    model: str
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        retries: RetryConfig,
+        breakers: BreakerBoard,
+        limits: RateLimits,
+        models: Mapping[str, ModelConfig],
+        *,
+        rng: random.Random | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.retries = retries
+        self.breakers = breakers
+        self.limits = limits
+        self.models = models
+        self.rng = rng or random.Random()
+        self.sleep = sleep
+
+    async def run(
+        self, candidates: tuple[str, ...], attempt: Attempt[T], log: AttemptLog
+    ) -> Outcome[T]:
+        deadline = (
+            time.monotonic() + self.retries.deadline if self.retries.deadline is not None else None
+        )
+        queue, seen = list(candidates), set[str]()
+        errors: list[tuple[str, GatewayError]] = []
+        refused: RateLimitError | None = None
+        while queue and log.attempts < self.retries.max_attempts:
+            model = queue.pop(0)
+            if model in seen:
+                continue
+            seen.add(model)
+            if deadline is not None and time.monotonic() >= deadline:
+                errors.append((model, _deadline_error()))
+                break
+            if self.limits.enabled:
+                try:
+                    await self.limits.admit_model(model)
+                except RateLimitError as exc:
+                    log.skipped.append((model, "rate_limited"))
+                    refused = refused or exc
+                    continue
+            if not self.breakers.allows(model):
+                log.skipped.append((model, "breaker_open"))
+                continue
+            try:
+                result = await self._try_model(model, attempt, log, deadline)
+            except _Failed as failed:
+                errors.append((model, failed.error))
+                queue[0:0] = self.models[model].fallbacks
+                continue
+            log.model = model
+            return Outcome(result, model)
+        raise self._exhausted(errors, refused, log)
+
+    async def _try_model(
+        self, model: str, attempt: Attempt[T], log: AttemptLog, deadline: float | None
+    ) -> T:
+        """Up to ``attempts_per_model`` tries; _Failed when this model is done for."""
+        for retry in range(self.retries.attempts_per_model):
+            left = None if deadline is None else max(0.001, deadline - time.monotonic())
+            try:
+                result = await attempt(model, left)
+            except GatewayError as exc:
+                verdict = classify(exc)
+                log.tried.append((model, exc.code or "error"))
+                if verdict is Verdict.FINAL:  # the client's mistake says nothing of health
+                    self.breakers.release_probe(model)
+                    raise
+                self.breakers.record_failure(model)
+                wait = self._wait_before_retry(exc, verdict, retry, model, log, deadline)
+                if wait is None:
+                    raise _Failed(exc) from exc
+                await self.sleep(wait)
+                continue
+            log.tried.append((model, None))
+            self.breakers.record_success(model)
+            return result
+        raise AssertionError("unreachable: the last try raises or returns")
+
+    def _wait_before_retry(
+        self,
+        exc: GatewayError,
+        verdict: Verdict,
+        retry: int,
+        model: str,
+        log: AttemptLog,
+        deadline: float | None,
+    ) -> float | None:
+        """Seconds to wait before trying ``model`` again, or None to move on."""
+        config = self.retries
+        if verdict is not Verdict.RETRY or retry + 1 >= config.attempts_per_model:
+            return None
+        if log.attempts >= config.max_attempts or not self.breakers.available(model):
+            return None
+        asked = retry_after_seconds(exc)
+        if asked is not None and asked > config.max_retry_after:
+            return None  # it will not answer soon: the next candidate may
+        wait = backoff(retry, config, asked, self.rng)
+        if deadline is not None and time.monotonic() + wait >= deadline:
+            return None
+        return wait
+
+    def _exhausted(
+        self,
+        errors: list[tuple[str, GatewayError]],
+        refused: RateLimitError | None,
+        log: AttemptLog,
+    ) -> GatewayError:
+        involved = {m for m, _ in errors} | {m for m, _ in log.skipped}
+        if errors and len(involved) == 1:
+            return errors[-1][1]
+        if (
+            not errors
+            and refused is not None
+            and all(why == "rate_limited" for _, why in log.skipped)
+        ):
+            return refused
+        open_models = [m for m, why in log.skipped if why == "breaker_open"]
+        retry_after = max(1, math.ceil(self.breakers.retry_after(open_models)))
+        if not errors:
+            return ServiceUnavailableError(
+                "No healthy candidate: "
+                + ", ".join(f"'{m}' ({why.replace('_', ' ')})" for m, why in log.skipped),
+                code="no_healthy_candidate",
+                headers={"retry-after": str(retry_after)},
+            )
+        failures = "; ".join(f"'{m}': {e.message}" for m, e in errors)
+        skipped = "".join(f"; '{m}': skipped ({why})" for m, why in log.skipped)
+        return ServiceUnavailableError(
+            f"Every candidate failed: {failures}{skipped}",
+            code="all_candidates_failed",
+            headers={"retry-after": str(retry_after)},
+        )
+
+
+class _Failed(Exception):
+    def __init__(self, error: GatewayError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _deadline_error() -> GatewayError:
+    return UpstreamTimeoutError("the request's deadline passed before an answer")
