@@ -12,6 +12,11 @@ fail-500         500 with an error body in that API's format
 fail-400         400 invalid request error
 fail-401         401 whose message contains the api key it received
 fail-429         429 with ``Retry-After: 7``
+fail-503         503 with ``Retry-After: 0``
+slow-stream      streaming: one piece every 0.2 s (graceful shutdown tests)
+script-NAME      pops the next behaviour from ``up.scripts[NAME]`` (a model name above,
+                 e.g. "fail-503", or "echo"); echo once the script is empty. Counts calls
+                 in ``up.calls[NAME]``
 hang             waits 30 s (or until the client goes away) before answering
 cut-stream       streaming: two content chunks, then the connection is dropped
 tool-call        one call to ``get_weather`` with ``{"city": "Paris"}``
@@ -32,8 +37,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
+import struct
 import threading
 import time
+from collections import Counter, defaultdict, deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -60,6 +68,8 @@ MODELS = (
     "fail-400",
     "fail-401",
     "fail-429",
+    "fail-503",
+    "slow-stream",
     "hang",
     "cut-stream",
     "tool-call",
@@ -75,7 +85,10 @@ FAILURES = {
     "fail-400": (400, "invalid_request_error", "the fake upstream refuses this request"),
     "fail-401": (401, "authentication_error", "invalid api key: {key}"),
     "fail-429": (429, "rate_limit_error", "too many requests, slow down"),
+    "fail-503": (503, "api_error", "overloaded, try again"),
 }
+RETRY_AFTER = {429: "7", 503: "0"}
+SLOW_STREAM_GAP = 0.2
 ANTHROPIC_FIELDS = frozenset(
     {
         "model",
@@ -206,6 +219,8 @@ class OpenAIFormat:
             for i, piece in enumerate(_pieces(text)):
                 if model == "cut-stream" and i == 2:
                     raise StreamCut(model)
+                if model == "slow-stream":
+                    await asyncio.sleep(SLOW_STREAM_GAP)
                 if model == "stream-error" and i == 1:  # as vLLM reports a failure mid-stream
                     yield _sse({"error": {"message": "engine overloaded", "type": "server_error"}})
                     return
@@ -355,6 +370,8 @@ class FakeUpstream:
 
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
+        self.scripts: dict[str, deque[str]] = defaultdict(deque)
+        self.calls: Counter[str] = Counter()
         self.base_url = ""
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -427,13 +444,20 @@ class FakeUpstream:
         if not isinstance(body, dict):
             return JSONResponse(api.error(400, "invalid_request_error", "body is not JSON"), 400)
         model = str(body.get("model") or "")
+        if model.startswith("script-"):
+            name = model.removeprefix("script-")
+            with self._lock:
+                self.calls[name] += 1
+                script = self.scripts[name]
+                model = script.popleft() if script else "echo"
+            body["model"] = model
         problem = api.check(body, headers)
         if problem is None and model in FAILURES:
             status, kind, message = FAILURES[model]
             problem = status, kind, message.format(key=api.api_key(headers))
         if problem is not None:
             status = problem[0]
-            extra = {"retry-after": "7"} if status == 429 else None
+            extra = {"retry-after": RETRY_AFTER[status]} if status in RETRY_AFTER else None
             return JSONResponse(api.error(*problem), status, headers=extra)
         if model == "hang":
             await self._hang(request)
@@ -445,3 +469,38 @@ class FakeUpstream:
         if streaming:
             return StreamingResponse(api.stream(model, body), media_type="text/event-stream")
         return JSONResponse(api.complete(model, body))
+
+
+class ResettingServer:
+    """Accepts connections and resets them at once (RST, no HTTP reply): a backend whose
+    process died behind a live load balancer."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            # Linger 0: close() sends RST instead of FIN.
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+    def __enter__(self) -> ResettingServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.sock.close()

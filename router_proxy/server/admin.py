@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse, Response
 
 from router_proxy.config.reload import Reloader
 from router_proxy.errors import GatewayError, InvalidRequestError
-from router_proxy.runtime import RuntimeSlot
+from router_proxy.runtime import Runtime, RuntimeSlot
 from router_proxy.server.ids import REQUEST_ID_HEADER, request_id_of
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -19,12 +19,44 @@ class AdminDisabledError(GatewayError):
     code = "admin_disabled"
 
 
-def check_admin(request: Request) -> None:
+def runtime_of(request: Request) -> Runtime:
     slot: RuntimeSlot = request.app.state.slot
-    admin = slot.current.admin_auth
+    return slot.current
+
+
+def check_admin(request: Request) -> None:
+    admin = runtime_of(request).admin_auth
     if not admin.enabled:
         raise AdminDisabledError("Admin endpoints are disabled: set server.admin_keys")
     admin.check(request.headers.get("authorization"))
+
+
+@router.get("/models")
+async def model_health(request: Request) -> Response:
+    """Each configured model's circuit breaker, observed latency and recent failures."""
+    check_admin(request)
+    runtime = runtime_of(request)
+    resources = runtime.resources
+    models = {}
+    for name in runtime.config.models:
+        breaker = resources.breakers.get(name)
+        average = resources.latency.average(name)
+        models[name] = {
+            "breaker": breaker.state().name.lower(),
+            "available": resources.breakers.available(name),
+            "retry_after_s": round(breaker.retry_after(), 3),
+            "recent_failures": len(breaker.failures),
+            "opened_by_other_replica": breaker.remote,
+            "latency_ms": round(average * 1000, 3) if average is not None else None,
+        }
+    state = resources.shared
+    return JSONResponse(
+        {
+            "models": models,
+            "shared_state": {"backend": state.config.backend, "up": state.up or not state.shared},
+        },
+        headers={REQUEST_ID_HEADER: request_id_of(request)},
+    )
 
 
 @router.post("/reload")

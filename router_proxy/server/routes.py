@@ -78,6 +78,13 @@ async def ready(request: Request) -> Response:
 
 @router.get("/metrics", tags=["ops"])
 async def metrics(request: Request) -> Response:
-    return Response(
-        generate_latest(runtime_of(request).metrics.registry), media_type=CONTENT_TYPE_LATEST
+    runtime = runtime_of(request)
+    resources = runtime.resources
+    # Point-in-time views, set when scraped (a breaker turns half-open by time alone).
+    runtime.metrics.show_breakers(
+        {m: resources.breakers.get(m).state() for m in runtime.config.models}
     )
+    runtime.metrics.shared_state_up.set(
+        1 if resources.shared.up or not resources.shared.shared else 0
+    )
+    return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
