@@ -76,7 +76,7 @@ def _serve(args: argparse.Namespace) -> int:
         "log_config": None,
         "access_log": False,  # the gateway writes its own JSON line per request
         "server_header": False,
-        "timeout_graceful_shutdown": 30,
+        "timeout_graceful_shutdown": config.server.shutdown_grace,
     }
     if args.workers > 1:
         uvicorn.run(

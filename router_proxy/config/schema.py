@@ -62,6 +62,11 @@ class ServerConfig(StrictModel):
         default=8 * 1024 * 1024, ge=1024, description="larger request bodies get 413"
     )
     log_requests: bool = Field(default=True, description="one JSON log line per request")
+    shutdown_grace: float = Field(
+        default=30.0,
+        ge=0,
+        description="seconds SIGTERM waits for in-flight requests and streams to finish",
+    )
 
 
 class CostConfig(StrictModel):
