@@ -1,0 +1,354 @@
+"""Breakers, retry rules and the dispatcher's attempt loop, on fake clocks and attempts."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from router_proxy.config.load import load_config_text
+from router_proxy.errors import (
+    GatewayError,
+    RateLimitError,
+    UpstreamError,
+    UpstreamStatusError,
+    UpstreamTimeoutError,
+)
+from router_proxy.resilience.breaker import BreakerBoard, BreakerState
+from router_proxy.resilience.config import BreakerConfig, LimitsConfig, RetryConfig, StateConfig
+from router_proxy.resilience.dispatch import AttemptLog, Dispatcher
+from router_proxy.resilience.rate_limits import LimitStorages, RateLimits
+from router_proxy.resilience.retry import Verdict, backoff, classify, retry_after_seconds
+from router_proxy.resilience.shared_state import SharedState
+from tests.provider_helpers import anyio_backend_fixture  # noqa: F401
+
+pytestmark = pytest.mark.anyio
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def status(code: int, retry_after: str | None = None) -> UpstreamStatusError:
+    headers = {"retry-after": retry_after} if retry_after is not None else None
+    return UpstreamStatusError(f"status {code}", upstream_status=code, headers=headers)
+
+
+def transport() -> UpstreamError:
+    error = UpstreamError("connection refused")
+    error.transport = True
+    return error
+
+
+# -- breaker ----------------------------------------------------------------------------
+
+
+def test_breaker_opens_after_n_failures_in_the_window_and_probes_after_cooldown() -> None:
+    clock = Clock()
+    board = BreakerBoard(BreakerConfig(failures=3, window=10, cooldown=5), clock)
+    board.record_failure("m")
+    clock.now += 11  # the first failure leaves the window
+    board.record_failure("m")
+    board.record_failure("m")
+    assert board.get("m").state() is BreakerState.CLOSED
+    board.record_failure("m")
+    assert board.get("m").state() is BreakerState.OPEN
+    assert not board.allows("m")
+    clock.now += 5
+    assert board.get("m").state() is BreakerState.HALF_OPEN
+    assert board.allows("m")  # the probe
+    assert not board.allows("m")  # only one at a time
+    board.record_success("m")
+    assert board.get("m").state() is BreakerState.CLOSED
+    assert board.allows("m")
+
+
+def test_failed_probe_reopens_for_a_new_cooldown() -> None:
+    clock = Clock()
+    board = BreakerBoard(BreakerConfig(failures=1, cooldown=5), clock)
+    board.record_failure("m")
+    clock.now += 5
+    assert board.allows("m")
+    board.record_failure("m")
+    assert board.get("m").state() is BreakerState.OPEN
+    assert board.get("m").retry_after() == pytest.approx(5)
+
+
+def test_breaker_notifies_listeners_on_open_and_close_and_can_be_disabled() -> None:
+    clock = Clock()
+    board = BreakerBoard(BreakerConfig(failures=1, cooldown=5), clock)
+    events: list[tuple[str, float]] = []
+    board.listeners.append(lambda model, until: events.append((model, until)))
+    board.record_failure("m")
+    clock.now += 6
+    assert board.allows("m")
+    board.record_success("m")
+    assert events == [("m", 1005.0), ("m", 0.0)]
+    board.configure(BreakerConfig(enabled=False, failures=1))
+    board.record_failure("m")
+    assert board.allows("m")
+
+
+def test_remote_open_is_adopted_until_the_same_moment() -> None:
+    clock = Clock()
+    board = BreakerBoard(BreakerConfig(), clock)
+    board.get("m").open_remotely(clock.now + 3)
+    assert board.get("m").state() is BreakerState.OPEN
+    assert board.get("m").remote
+    board.get("m").open_remotely(clock.now - 1)  # stale: ignored
+    assert board.get("m").retry_after() == pytest.approx(3)
+
+
+# -- retry rules ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "verdict"),
+    [
+        (status(429), Verdict.RETRY),
+        (status(502), Verdict.RETRY),
+        (status(503), Verdict.RETRY),
+        (status(504), Verdict.RETRY),
+        (status(500), Verdict.FALLBACK),
+        (status(401), Verdict.FALLBACK),  # our key: another provider may take it
+        (status(400), Verdict.FINAL),
+        (status(422), Verdict.FINAL),
+        (transport(), Verdict.RETRY),
+        (UpstreamError("not JSON"), Verdict.FALLBACK),
+        (UpstreamTimeoutError("slow"), Verdict.FALLBACK),
+        (GatewayError("bug"), Verdict.FINAL),
+    ],
+)
+def test_classify(error: GatewayError, verdict: Verdict) -> None:
+    assert classify(error) is verdict
+
+
+def test_retry_after_seconds_or_http_date() -> None:
+    assert retry_after_seconds(status(429, "3")) == 3.0
+    assert retry_after_seconds(status(429, "Wed, 21 Oct 2015 07:28:10 GMT"), now=1445412480) == 10
+    assert retry_after_seconds(status(429, "soon")) is None
+    assert retry_after_seconds(status(429)) is None
+
+
+def test_backoff_is_exponential_with_full_jitter_and_capped() -> None:
+    config = RetryConfig(backoff_initial=0.1, backoff_max=0.5)
+    rng = random.Random(1)
+    waits = [[backoff(n, config, None, rng) for _ in range(200)] for n in range(5)]
+    assert 0.08 < max(waits[0]) <= 0.1
+    assert 0.18 < max(waits[1]) <= 0.2
+    assert 0.45 < max(waits[4]) <= 0.5  # capped
+    assert min(waits[4]) < 0.1  # full jitter reaches down to zero
+    assert backoff(0, config, 2.5, rng) == 2.5  # the upstream's Retry-After wins
+
+
+# -- dispatcher -------------------------------------------------------------------------
+
+Behaviour = dict[str, list[GatewayError | None]]  # model -> per-try outcome (None = ok)
+
+
+def scripted(
+    behaviour: Behaviour,
+) -> tuple[Callable[[str, float | None], Awaitable[str]], list[str]]:
+    calls: list[str] = []
+
+    async def attempt(model: str, left: float | None) -> str:
+        calls.append(model)
+        outcomes = behaviour.get(model, [])
+        outcome = outcomes.pop(0) if outcomes else None
+        if outcome is not None:
+            raise outcome
+        return f"answer from {model}"
+
+    return attempt, calls
+
+
+def dispatcher(
+    policy: str = "", *, breaker: BreakerConfig | None = None, clock: Clock | None = None
+) -> tuple[Dispatcher, list[float]]:
+    config, _ = load_config_text(
+        "providers: {mock: {type: mock}}\n"
+        "models:\n  a: {provider: mock, fallbacks: [c]}\n  b: {provider: mock}\n"
+        "  c: {provider: mock}\n  d: {provider: mock}\n"
+        "decisions: [{name: all, when: true, route: {candidates: [a, b]}}]\n" + policy
+    )
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    limits = RateLimits(config.limits, LimitStorages(SharedState(StateConfig())))
+    board = BreakerBoard(breaker or config.resilience.breaker, clock or Clock())
+    return (
+        Dispatcher(
+            config.resilience.retries,
+            board,
+            limits,
+            config.models,
+            rng=random.Random(0),
+            sleep=sleep,
+        ),
+        waits,
+    )
+
+
+async def test_first_success_wins_with_one_attempt() -> None:
+    d, _ = dispatcher()
+    attempt, calls = scripted({})
+    log = AttemptLog()
+    outcome = await d.run(("a", "b"), attempt, log)
+    assert (outcome.model, calls, log.attempts) == ("a", ["a"], 1)
+
+
+async def test_retryable_error_retries_the_same_model_after_backoff() -> None:
+    d, waits = dispatcher()
+    attempt, calls = scripted({"a": [status(503)]})
+    outcome = await d.run(("a", "b"), attempt, AttemptLog())
+    assert outcome.model == "a"
+    assert calls == ["a", "a"]
+    assert len(waits) == 1
+    assert 0 <= waits[0] <= 0.1
+
+
+async def test_retry_after_is_honoured_up_to_the_cap_then_falls_back() -> None:
+    d, waits = dispatcher("resilience: {retries: {max_retry_after: 2}}")
+    attempt, calls = scripted({"a": [status(429, "1.5")]})
+    await d.run(("a", "b"), attempt, AttemptLog())
+    assert waits == [1.5]
+    assert calls == ["a", "a"]
+    attempt, calls = scripted({"a": [status(429, "30")]})
+    outcome = await d.run(("a", "b"), attempt, AttemptLog())
+    assert outcome.model == "c"
+    assert calls == ["a", "c"]
+
+
+async def test_non_retryable_failure_falls_back_at_once_through_the_models_fallbacks() -> None:
+    d, waits = dispatcher()
+    attempt, calls = scripted({"a": [status(500)], "c": [status(500)]})
+    log = AttemptLog()
+    outcome = await d.run(("a", "b"), attempt, log)
+    assert calls == ["a", "c", "b"]
+    assert outcome.model == "b"
+    assert waits == []
+    assert log.tried == [("a", "upstream_error"), ("c", "upstream_error"), ("b", None)]
+
+
+async def test_client_errors_are_answered_at_once() -> None:
+    d, _ = dispatcher()
+    attempt, calls = scripted({"a": [status(400)]})
+    with pytest.raises(UpstreamStatusError) as info:
+        await d.run(("a", "b"), attempt, AttemptLog())
+    assert info.value.status_code == 400
+    assert calls == ["a"]
+
+
+async def test_the_attempt_budget_bounds_the_whole_request() -> None:
+    d, _ = dispatcher("resilience: {retries: {max_attempts: 3, attempts_per_model: 2}}")
+    attempt, calls = scripted({m: [status(503)] * 5 for m in "abc"})
+    with pytest.raises(GatewayError) as info:
+        await d.run(("a", "b"), attempt, AttemptLog())
+    assert calls == ["a", "a", "c"]
+    assert info.value.status_code == 503
+    assert info.value.code == "all_candidates_failed"
+    assert "'a'" in info.value.message
+    assert "'c'" in info.value.message
+
+
+async def test_a_single_model_keeps_its_own_error() -> None:
+    d, _ = dispatcher()
+    attempt, _ = scripted({"b": [UpstreamTimeoutError("model 'b' timed out")]})
+    with pytest.raises(UpstreamTimeoutError):
+        await d.run(("b",), attempt, AttemptLog())
+
+
+async def test_open_breakers_are_skipped_and_none_healthy_is_503_with_retry_after() -> None:
+    clock = Clock()
+    d, _ = dispatcher(breaker=BreakerConfig(failures=1, cooldown=7), clock=clock)
+    attempt, calls = scripted({"a": [status(500)], "c": [status(500)]})
+    await d.run(("a", "b"), attempt, AttemptLog())
+    attempt, calls = scripted({})
+    log = AttemptLog()
+    outcome = await d.run(("a", "b"), attempt, log)
+    assert outcome.model == "b"
+    assert calls == ["b"]
+    assert log.skipped == [("a", "breaker_open")]
+    d.breakers.record_failure("b")
+    with pytest.raises(GatewayError) as info:
+        await d.run(("a", "b"), attempt, AttemptLog())
+    assert info.value.status_code == 503
+    assert info.value.code == "no_healthy_candidate"
+    assert info.value.headers["retry-after"] == "7"
+
+
+async def test_model_over_its_rate_limit_is_skipped_and_alone_gives_429() -> None:
+    d, _ = dispatcher("limits: {per_model: {a: {requests_per_minute: 1}}}")
+    attempt, _calls = scripted({})
+    assert (await d.run(("a", "b"), attempt, AttemptLog())).model == "a"
+    assert (await d.run(("a", "b"), attempt, AttemptLog())).model == "b"
+    with pytest.raises(RateLimitError) as info:
+        await d.run(("a",), attempt, AttemptLog())
+    assert info.value.status_code == 429
+    assert int(info.value.headers["retry-after"]) >= 1
+
+
+# -- rate limits (memory) ----------------------------------------------------------------
+
+
+def limits(**per_client: float) -> tuple[RateLimits, list[tuple[str, str]]]:
+    refused: list[tuple[str, str]] = []
+    config = LimitsConfig.model_validate({"per_client": per_client})
+    storages = LimitStorages(SharedState(StateConfig()))
+    return RateLimits(config, storages, lambda s, k: refused.append((s, k))), refused
+
+
+async def test_requests_per_minute_admits_exactly_the_limit_per_client() -> None:
+    rl, refused = limits(requests_per_minute=3)
+    for _ in range(3):
+        await rl.admit_client("k1")
+    with pytest.raises(RateLimitError) as info:
+        await rl.admit_client("k1")
+    await rl.admit_client("k2")  # another key has its own allowance
+    headers = info.value.headers
+    assert headers["x-ratelimit-limit-requests"] == "3"
+    assert headers["x-ratelimit-remaining-requests"] == "0"
+    assert 1 <= int(headers["retry-after"]) <= 60
+    assert refused == [("client", "requests")]
+
+
+async def test_tokens_are_charged_after_the_call_and_block_once_spent() -> None:
+    rl, refused = limits(tokens_per_minute=100)
+    await rl.admit_client("k")
+    await rl.charge("k", "m", tokens=60, dollars=0)
+    await rl.admit_client("k")  # 40 left: still admitted
+    await rl.charge("k", "m", tokens=60, dollars=0)  # overshoots: capped at the limit
+    with pytest.raises(RateLimitError) as info:
+        await rl.admit_client("k")
+    assert info.value.headers["x-ratelimit-limit-tokens"] == "100"
+    assert refused == [("client", "tokens")]
+
+
+async def test_dollar_budget_per_day() -> None:
+    rl, _ = limits(dollars_per_day=0.01)
+    await rl.admit_client("k")
+    await rl.charge("k", "m", tokens=0, dollars=0.004)
+    await rl.admit_client("k")
+    await rl.charge("k", "m", tokens=0, dollars=0.007)
+    with pytest.raises(RateLimitError) as info:
+        await rl.admit_client("k")
+    assert info.value.code == "budget_exceeded"
+    assert "$0.01" in info.value.message
+
+
+async def test_budget_refusal_does_not_use_up_a_request_slot() -> None:
+    rl, _ = limits(requests_per_minute=2, tokens_per_minute=10)
+    await rl.admit_client("k")
+    await rl.charge("k", "m", tokens=10, dollars=0)
+    with pytest.raises(RateLimitError):
+        await rl.admit_client("k")  # tokens spent: refused before counting the request
+    moving, _ = rl.storages.current()
+    stats = await moving.get_window_stats(rl.client[0].item, "client", "k", "requests")
+    assert stats.remaining == 1
