@@ -286,21 +286,9 @@ def test_dashboard_covers_what_operators_watch() -> None:
 
 # --- metric names in the dashboard and the alerts ---------------------------------------
 
-# Metrics that the resilience work adds in parallel (issue 8): allowed here until they are
-# exported by the code. Once they are, exported_metrics() finds them and their real labels
-# take precedence over these.
-PENDING_METRICS = {
-    "router_breaker_state": {"model"},
-    "router_rate_limited_total": {"scope", "limit"},
-    "router_upstream_attempts_total": {"model", "outcome"},
-    "router_fallbacks_total": {"decision"},
-    "router_shared_state_up": set(),
-}
-
-
 @pytest.fixture(scope="module")
 def promql() -> PromQLChecker:
-    return PromQLChecker({**PENDING_METRICS, **exported_metrics()})
+    return PromQLChecker(exported_metrics())
 
 
 def test_exported_metric_names_are_read_from_the_code() -> None:
