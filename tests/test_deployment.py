@@ -286,6 +286,7 @@ def test_dashboard_covers_what_operators_watch() -> None:
 
 # --- metric names in the dashboard and the alerts ---------------------------------------
 
+
 @pytest.fixture(scope="module")
 def promql() -> PromQLChecker:
     return PromQLChecker(exported_metrics())
