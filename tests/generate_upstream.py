@@ -134,6 +134,7 @@ def writer_reply(prompt: str) -> str:
 class GenerateUpstream:
     def __init__(self) -> None:
         self.answered: Counter[tuple[str, str]] = Counter()
+        self.pending = 0  # admitted requests not answered yet
         self.seen: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
         self._admit: int | None = None  # requests still admitted (None: all)
@@ -156,6 +157,16 @@ class GenerateUpstream:
         with self._lock:
             self._admit = count
 
+    def clear(self) -> None:
+        with self._lock:
+            self.answered.clear()
+            self.seen.clear()
+
+    def held(self) -> bool:
+        """Every admitted request answered, and the rest held."""
+        with self._lock:
+            return self._admit == 0 and self.pending == 0
+
     def _app(self) -> Starlette:
         return Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
 
@@ -165,6 +176,7 @@ class GenerateUpstream:
                 return True
             if self._admit > 0:
                 self._admit -= 1
+                self.pending += 1
                 return True
             return False
 
@@ -173,9 +185,18 @@ class GenerateUpstream:
         model, messages = body["model"], body["messages"]
         user = next(m["content"] for m in messages if m["role"] == "user")
         if not self._admitted():
-            while not self._stopping.is_set() and not await request.is_disconnected():
+            while not self._stopping.is_set():
+                if await request.is_disconnected():
+                    break
                 await asyncio.sleep(0.02)
             return JSONResponse({"error": {"message": "held"}}, 503)
+        try:
+            return self._answer(model, user, messages)
+        finally:
+            with self._lock:
+                self.pending = max(self.pending - 1, 0)
+
+    def _answer(self, model: str, user: str, messages: list[dict[str, str]]) -> Response:
         with self._lock:
             self.seen[model, user] += 1
             first_try = self.seen[model, user] == 1

@@ -224,6 +224,7 @@ async def generate(config: Config, tasks: list[TaskSpec], options: GenerateOptio
     """Run (or resume) the pipeline; the report also goes to ``DATA.report.json``."""
     fingerprints = {t.name: t.fingerprint() for t in tasks}
     models = list(dict.fromkeys([options.generator, *options.pool]))
+    pool = ModelPool(config, models, options.concurrency, options.retry)  # checks names
     options.out.parent.mkdir(parents=True, exist_ok=True)
     with Journal(journal_path(options.out)) as journal:
         state = journal.load()
@@ -231,11 +232,12 @@ async def generate(config: Config, tasks: list[TaskSpec], options: GenerateOptio
         if meta is not None:
             journal.append(meta)
             state.add(meta)
-        async with ModelPool(config, models, options.concurrency, options.retry) as pool:
-            run = Run(options, tasks, journal, state, pool)
+        run = Run(options, tasks, journal, state, pool)
+        async with pool:
             await run.generate_queries()
             drafts = run.drafts(partial(build_encoder, config.embeddings))
             await run.answer_queries(drafts)
         run.write_rows(drafts, count=True)
+    run.report.retries = pool.retries
     run.report.dollars_all_runs = state.spent()
     return run.report

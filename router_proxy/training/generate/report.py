@@ -21,6 +21,7 @@ class Report:
     tasks: dict[str, Counter[str]] = field(default_factory=dict)
     calls: int = 0  # this run's successful calls
     failed: int = 0  # calls that failed for good (not journaled: a re-run retries them)
+    retries: int = 0  # transient failures tried again
     without_usage: int = 0
     dollars: float = 0.0  # this run
     dollars_all_runs: float = 0.0  # every call in the journal
@@ -66,6 +67,7 @@ class Report:
             "calls": {
                 "this_run": self.calls,
                 "failed": self.failed,
+                "retries": self.retries,
                 "without_usage": self.without_usage,
                 "errors": self.errors,
             },
@@ -83,7 +85,7 @@ class Report:
             cells = "".join(f" {counts[c]:>{max(len(c), 5)}}" for c in COLUMNS)
             lines.append(f"{name:<{width}}{cells}")
         lines.append(
-            f"calls this run: {self.calls} ok, {self.failed} failed; "
+            f"calls this run: {self.calls} ok, {self.failed} failed, {self.retries} retried; "
             f"${self.dollars:.4f} spent this run, ${self.dollars_all_runs:.4f} in all runs"
         )
         lines += [f"  {model} failed: {message}" for model, message in self.errors.items()]
