@@ -89,11 +89,14 @@ def test_generation_prompt_comes_from_the_templates() -> None:
     assert "Task: Everyday sums." in prompt
     assert "Write request 4 of 10" in prompt
     assert "Subject of this request: travel" in prompt  # topics cycle: 3 % 2 == 1
-    assert "number only" in prompt and "$" not in prompt
+    assert "number only" in prompt
+    assert "$" not in prompt
     law = generation_messages(parse_tasks(TASKS)[1], 0, 10)[0]["content"]
-    assert "- Is a promise without payment binding?" in law and '"A) ..."' in law
+    assert "- Is a promise without payment binding?" in law
+    assert '"A) ..."' in law
     system, user = answer_messages(LAW, MC)
-    assert system["role"] == "system" and "ANSWER: X" in system["content"]
+    assert system["role"] == "system"
+    assert "ANSWER: X" in system["content"]
     assert user == {"role": "user", "content": MC}
 
 
@@ -128,7 +131,9 @@ def test_answers_are_read_from_the_final_answer_line() -> None:
         extract("def add(a, b):\n    return a + b", "code"),
         ["```python\ndef plus(x, y):\n    return x + y\n```", LOOP, "no code"],
     )
-    assert answers[0] == key and answers[1] != key and answers[2] is None
+    assert answers[0] == key
+    assert answers[1] != key
+    assert answers[2] is None
 
 
 @pytest.mark.parametrize(
@@ -193,7 +198,8 @@ def test_journal_round_trip_and_torn_last_line(tmp_path: Path) -> None:
         journal.append(AnswerRecord(id="t-00000", model="n", text="ANSWER: 2"))
     with Journal(path) as journal:
         state = journal.load()
-    assert state.generator == "writer" and state.tasks == {"t": "abc"}
+    assert state.generator == "writer"
+    assert state.tasks == {"t": "abc"}
     assert set(state.answers) == {("t-00000", "m"), ("t-00000", "n")}
     assert state.spent() == 0.75
 
@@ -236,7 +242,8 @@ def test_which_failures_are_retried() -> None:
 
     assert all(is_transient(status(c)) for c in (408, 429, 500, 502, 503, 529))
     assert not any(is_transient(status(c)) for c in (400, 401, 403, 404, 422))
-    assert is_transient(UpstreamTimeoutError("slow")) and is_transient(UpstreamError("down"))
+    assert is_transient(UpstreamTimeoutError("slow"))
+    assert is_transient(UpstreamError("down"))
     policy = RetryPolicy(backoff=1.0, cap=30.0)
     assert 0.5 <= policy.delay(0, UpstreamError("x")) <= 1.0
     assert 4.0 <= policy.delay(3, UpstreamError("x")) <= 8.0
