@@ -48,7 +48,7 @@ MC = "Which doctrine applies?\nA) estoppel\nB) negligence\nC) consideration\nD) 
 
 
 def test_the_example_tasks_file_loads() -> None:
-    tasks = load_tasks(Path(__file__).parent.parent / "configs" / "tasks.example.yaml")
+    tasks = load_tasks(Path(__file__).parent.parent / "configs" / "tasks" / "example.yaml")
     assert {t.format for t in tasks} == {"multiple_choice", "number", "short_text", "code"}
 
 
