@@ -162,6 +162,10 @@ class GenerateUpstream:
             self.answered.clear()
             self.seen.clear()
 
+    def answered_total(self) -> int:
+        with self._lock:
+            return sum(self.answered.values())
+
     def held(self) -> bool:
         """Every admitted request answered, and the rest held."""
         with self._lock:

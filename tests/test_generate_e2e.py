@@ -148,7 +148,7 @@ def _run_until_held(args: list[str], upstream: GenerateUpstream, journal: Path) 
     process = subprocess.Popen([sys.executable, "-m", "router_proxy", *args], env=env)
     try:
         deadline = time.monotonic() + 60
-        while not (upstream.held() and _records(journal) == sum(upstream.answered.values())):
+        while not (upstream.held() and _records(journal) == upstream.answered_total()):
             assert process.poll() is None, "the run ended before it was killed"
             assert time.monotonic() < deadline, "the run never reached the hold"
             time.sleep(0.05)

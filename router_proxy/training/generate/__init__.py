@@ -13,5 +13,6 @@ generation.py  the generator's calls: prompt, parsing, near-duplicate removal
 answering.py   the pool's calls: prompt and answer extraction
 filters.py     generator agreement and pool differentiation
 pipeline.py    the run: generate -> dedup -> answer -> filter -> rows, with progress
+report.py      what a run kept and dropped, calls and dollars (DATA.report.json)
 command.py     the CLI subcommand
 """
