@@ -4,8 +4,11 @@
         --pool M1,M2,M3 --per-task 200 --out data/generated.jsonl [--concurrency 8]
     router-proxy train --algorithm cascal --data data/generated.jsonl --out artifacts/cascal
 
-Re-running the same command resumes: calls already in ``DATA.jsonl.journal`` are not
-made again. The counts of what each step dropped go to stdout and ``DATA.report.json``.
+``--per-task N`` is how many queries the generator writes per task; the ones dropped as
+malformed, near-duplicate or by the filters are not replaced (raise N and re-run: the
+new queries are added). Re-running the same command resumes: calls already in
+``DATA.jsonl.journal`` are not made again. The counts of what each step dropped go to
+stdout and ``DATA.report.json``.
 """
 
 from __future__ import annotations
@@ -35,7 +38,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     cmd.add_argument("--tasks", required=True, help="TASKS.yaml: the users' kinds of request")
     cmd.add_argument("--generator", required=True, metavar="MODEL", help="writes the queries")
     cmd.add_argument("--pool", required=True, metavar="M1,M2,...", help="models that answer")
-    cmd.add_argument("--per-task", required=True, type=int, metavar="N", help="queries per task")
+    cmd.add_argument(
+        "--per-task",
+        required=True,
+        type=int,
+        metavar="N",
+        help="queries written per task (drops are not replaced)",
+    )
     cmd.add_argument("--out", required=True, metavar="JSONL", help="the routing data")
     cmd.add_argument("--concurrency", type=int, default=8, help="calls at once (default 8)")
     cmd.add_argument(
