@@ -1,4 +1,4 @@
-"""``router-proxy``: serve | validate | explain | schema | train | eval | calibrate."""
+"""``router-proxy``: serve | validate | explain | schema | train | eval | calibrate | generate."""
 
 from __future__ import annotations
 
@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     from router_proxy.training.calibrate import register as register_calibrate
 
     register_calibrate(commands)
+    from router_proxy.training.generate.command import register as register_generate
+
+    register_generate(commands)
     return parser
 
 

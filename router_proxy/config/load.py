@@ -43,12 +43,18 @@ def load_config_text(
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        issues += [_issue(err, data, source_map) for err in exc.errors()]
+        issues += validation_issues(exc, data, source_map)
         raise ConfigError(issues, source) from None
     issues += [source_map.issue(p, msg) for p, msg in check_references(config)]
     if issues:
         raise ConfigError(issues, source)
     return config, source_map
+
+
+def validation_issues(exc: ValidationError, data: Any, source_map: SourceMap) -> list[ConfigIssue]:
+    """Pydantic's errors about ``data`` (parsed from YAML), each named by its YAML path and
+    line; for any YAML file validated by a pydantic model (policies, task lists)."""
+    return [_issue(err, data, source_map) for err in exc.errors()]
 
 
 def _data_path(loc: tuple[int | str, ...], data: Any) -> Path:

@@ -16,6 +16,10 @@ Formats:
   similar code is not the same behaviour.
 - ``text``: lower-case, punctuation and articles dropped, whitespace collapsed.
 
+A response that ends its reasoning with an ``ANSWER: ...`` line (what ``router-proxy
+generate`` asks the pool for) is read from its last such line on, except for code
+(``final_answer``); none of RouterBench's responses has one.
+
 ``None`` means no answer (a refusal, an empty or unparseable response): it backs nothing.
 The format is detected per row from the prompt and responses (``detect_format``), and per
 task by majority when rows carry a task (``task_formats``).
@@ -52,6 +56,7 @@ _TAGGED = re.compile(r"\[PYTHON\](.*?)(?:\[/PYTHON\]|$)", re.DOTALL)
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _ARTICLES = re.compile(r"\b(?:a|an|the)\b")
 _PUNCT = re.compile(r"[^\w\s]")
+_FINAL = re.compile(r"^[ \t*#>]*(?:final[ \t]+)?answer[ \t*]*:[ \t*]*(.*)$", re.I | re.M)
 _CODE_PROMPT = re.compile(r"\b(?:write a (?:python )?function|def |python)\b", re.IGNORECASE)
 
 
@@ -67,6 +72,15 @@ def unwrap(response: str) -> str:
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return "\n".join(value).strip()
     return text
+
+
+def final_answer(text: str) -> str:
+    """What follows the last ``ANSWER:`` (or ``Final answer:``) line, else ``text``."""
+    matches = list(_FINAL.finditer(text))
+    if not matches:
+        return text
+    last = matches[-1]
+    return last.group(1).strip() or text[last.end() :].strip()
 
 
 def options_of(prompt: str) -> dict[str, str]:
@@ -232,6 +246,8 @@ def extract(
     """The final answer of ``response`` in format ``fmt`` (None: no answer). For choices,
     ``options`` (else parsed from ``prompt``) limits the letters and allows option text."""
     text = unwrap(response)
+    if fmt != "code":
+        text = final_answer(text)
     if fmt == "choice":
         return extract_choice(text, options if options is not None else options_of(prompt))
     if fmt == "number":
@@ -250,7 +266,8 @@ def detect_format(prompt: str, responses: Sequence[str]) -> Format:
     coded = sum("def " in t for t in texts)
     if coded * 2 >= max(len(texts), 1) or (coded and _CODE_PROMPT.search(prompt)):
         return "code"
-    numeric = sum(extract_number(t) is not None and len(t) < 200 for t in texts)
+    finals = [final_answer(t) for t in texts]
+    numeric = sum(extract_number(t) is not None and len(t) < 200 for t in finals)
     return "number" if numeric * 2 > max(len(texts), 1) else "text"
 
 
