@@ -4,7 +4,9 @@ call from its measured usage and the model's ``cost`` table.
 
 Transient: the upstream unreachable or timing out, a reply that is not JSON, and statuses
 408, 409, 425, 429 and 5xx (``Retry-After`` is honoured, up to the backoff cap). Anything
-else (400, 401, 404, ...) fails at once: asking again would get the same answer.
+else (400, 401, 404, ...) fails at once: asking again would get the same answer. Offline
+generation has no other model to fall back to and no client waiting, so it retries more
+(500 included) and longer than the gateway's request path (resilience/retry.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from router_proxy.config.schema import Config
 from router_proxy.errors import UpstreamError, UpstreamStatusError
 from router_proxy.providers.base import Provider, UpstreamCall
 from router_proxy.providers.registry import PROVIDER_TYPES
+from router_proxy.resilience.retry import retry_after_seconds
 
 TRANSIENT_STATUSES = frozenset({408, 409, 425, 429})
 Messages = list[dict[str, str]]
@@ -47,9 +50,9 @@ class RetryPolicy:
 
     def delay(self, retry: int, error: UpstreamError) -> float:
         wait = min(self.cap, self.backoff * 2.0**retry) * random.uniform(0.5, 1.0)
-        after = error.headers.get("retry-after", "")
-        if after.replace(".", "", 1).isdigit():
-            wait = max(wait, min(float(after), self.cap))
+        after = retry_after_seconds(error)
+        if after is not None:
+            wait = max(wait, min(after, self.cap))
         return float(wait)
 
 
@@ -115,7 +118,7 @@ class ModelPool:
                 "temperature": temperature,
                 "max_tokens": max_tokens,
             },
-            timeout=settings.timeout,
+            timeouts=settings.call_timeouts(),
             request_id=tag,
         )
         provider = self.providers[settings.provider]
