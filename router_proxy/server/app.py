@@ -13,11 +13,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from router_proxy import __version__
 from router_proxy.config.load import load_config
 from router_proxy.config.reload import Reloader
-from router_proxy.config.schema import Config
+from router_proxy.config.schema import Config, CorsConfig
+from router_proxy.observability.metrics import forget_dead_workers, worker_exiting
 from router_proxy.runtime import Runtime, RuntimeSlot
 from router_proxy.server.admin import router as admin_router
 from router_proxy.server.errors import install_error_handlers
@@ -36,6 +38,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        forget_dead_workers()
         await slot.current.start()
         stop = asyncio.Event()
         watcher = None
@@ -53,6 +56,7 @@ def create_app(
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             slot.current.encoder_retired = True  # shutting down: nothing shares it now
             await slot.current.aclose()
+            worker_exiting()
 
     app = FastAPI(
         title="router-proxy",
@@ -67,7 +71,21 @@ def create_app(
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(admin_router)
+    if config.server.cors is not None:
+        _allow_cors(app, config.server.cors)
     return app
+
+
+def _allow_cors(app: FastAPI, cors: CorsConfig) -> None:
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=cors.allow_origins,
+        allow_methods=cors.allow_methods,
+        allow_headers=cors.allow_headers,
+        allow_credentials=cors.allow_credentials,
+        expose_headers=cors.expose_headers,
+        max_age=cors.max_age,
+    )
 
 
 def _on_sighup(reloader: Reloader | None) -> bool:

@@ -56,7 +56,7 @@ class Exchange:
         """Auth, body, validation and routing: everything before the upstream."""
         self.runtime.auth.check(self.request.headers.get("authorization"))
         raw = await read_json_body(self.request, self.runtime.config.server.max_body_bytes)
-        chat = parse_chat_request(raw)
+        chat = parse_chat_request(raw, self.runtime.config.server.max_messages)
         self.stream = chat.stream
         headers = {k: v for k, v in self.request.headers.items() if k not in SECRET_HEADERS}
         ctx = RequestContext(chat, raw, self.request_id, headers)

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from router_proxy.config.references import AUTO
 from router_proxy.errors import ServiceUnavailableError
@@ -78,6 +78,4 @@ async def ready(request: Request) -> Response:
 
 @router.get("/metrics", tags=["ops"])
 async def metrics(request: Request) -> Response:
-    return Response(
-        generate_latest(runtime_of(request).metrics.registry), media_type=CONTENT_TYPE_LATEST
-    )
+    return Response(runtime_of(request).metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
