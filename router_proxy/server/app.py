@@ -23,6 +23,7 @@ from router_proxy.observability.metrics import forget_dead_workers, worker_exiti
 from router_proxy.runtime import Runtime, RuntimeSlot
 from router_proxy.server.admin import router as admin_router
 from router_proxy.server.errors import install_error_handlers
+from router_proxy.server.openapi import install_openapi
 from router_proxy.server.routes import router
 
 CONFIG_ENV = "ROUTER_PROXY_CONFIG"
@@ -69,6 +70,7 @@ def create_app(
     app.state.slot = slot
     app.state.reloader = reloader
     install_error_handlers(app)
+    install_openapi(app, config)
     app.include_router(router)
     app.include_router(admin_router)
     if config.server.cors is not None:
