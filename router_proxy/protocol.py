@@ -11,7 +11,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
 # Counts above this are refused (400) as the document says; JSON integers beyond 64 bits
 # would be refused anyway, with a less helpful message.
 MAX_COUNT = 2**31 - 1
