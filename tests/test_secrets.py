@@ -58,3 +58,16 @@ def test_keys_never_appear_in_logs_responses_metrics_or_upstream_calls(
     assert '"request"' in everything  # the request log lines are in there
     for secret in (RIGHT, WRONG, ADMIN):
         assert secret not in everything
+
+
+def test_admin_endpoints_take_only_admin_keys(make_gateway: GatewayFactory) -> None:
+    url = make_gateway(KEYED)
+    with httpx.Client(base_url=url, timeout=10) as http:
+        for headers in ({}, {"authorization": f"Bearer {RIGHT}"}, {"x-api-key": ADMIN}):
+            response = http.post("/admin/reload", headers=headers)
+            assert response.status_code == 401, headers
+            assert response.json()["error"]["type"] == "authentication_error"
+        admitted = http.post("/admin/reload", headers={"authorization": f"Bearer {ADMIN}"})
+    # Past the key check: this test gateway has no policy file to reload.
+    assert admitted.status_code == 400
+    assert "without a policy file" in admitted.json()["error"]["message"]

@@ -44,15 +44,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.head_limit = config.h11_max_incomplete_event_size or DEFAULT_HEAD_LIMIT
         self.in_head = True  # reading a request head (the connection starts with one)
         self.head_read = 0  # bytes read while the head was incomplete
-        self.head_parsed = 0  # bytes of the head the parser has handed over
         self.head_too_large = False
 
     def data_received(self, data: bytes) -> None:
         if self.head_too_large:
             return
         super().data_received(data)
-        # Still inside the head after this read: the parser holds all of it (a single huge
-        # header is buffered by httptools and never reaches on_header until complete).
+        # Still inside the head after this read: the parser holds all of it (httptools
+        # buffers a header until it is complete).
         if self.in_head and not self.head_too_large and not self.transport.is_closing():
             self.head_read += len(data)
             if self.head_read > self.head_limit:
@@ -61,25 +60,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.in_head = True
-        self.head_read = self.head_parsed = 0
-
-    def on_url(self, url: bytes) -> None:
-        self._count(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value) + _HEADER_OVERHEAD)
-        super().on_header(name, value)
+        self.head_read = 0
 
     def on_headers_complete(self) -> None:
         self.in_head = False
-        super().on_headers_complete()
-
-    def _count(self, size: int) -> None:
-        self.head_parsed += size
-        if self.head_parsed > self.head_limit:
+        # The whole head may have come in one read: measure what the parser handed over.
+        size = len(self.url) + sum(len(n) + len(v) + _HEADER_OVERHEAD for n, v in self.headers)
+        if size > self.head_limit:
             self.head_too_large = True
-            raise HeadTooLarge
+            raise HeadTooLarge  # stops the parser; uvicorn answers via send_400_response
+        super().on_headers_complete()
 
     def send_400_response(self, msg: str) -> None:
         # uvicorn's answer to any parser error, including HeadTooLarge from a callback.
