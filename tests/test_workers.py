@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.test_cli import DEFAULT, free_port
 
@@ -107,3 +108,24 @@ def test_workers_must_be_positive() -> None:
     )
     assert result.returncode == 2
     assert "must be 1 or more" in result.stderr
+
+
+def test_a_killed_workers_live_gauges_are_dropped_by_its_successor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvicorn restarts a worker that died; the new one drops the dead one's in-flight
+    gauge (it never marked itself dead). Counters of dead workers stay: they still count."""
+    from router_proxy.observability.metrics import MULTIPROC_ENV, forget_dead_workers
+
+    dead = 2**22 + 12345  # above the default pid_max: no such process
+    files = [
+        f"gauge_livesum_{dead}.db",
+        f"gauge_livemax_{dead}.db",
+        f"gauge_livesum_{os.getpid()}.db",
+        f"counter_{dead}.db",
+    ]
+    for name in files:
+        (tmp_path / name).write_bytes(b"")
+    monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path))
+    forget_dead_workers()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([files[2], files[3]])
