@@ -8,7 +8,9 @@ a fresh folder made here (PROMETHEUS_MULTIPROC_DIR), removed when the supervisor
 
 SIGTERM drains in-flight requests (up to 30 s) and exits 0 in both modes; with workers,
 a worker that cannot start makes the supervisor stop and exit 3 (uvicorn's startup
-failure status) instead of restarting it forever.
+failure status) instead of restarting it forever. SIGHUP to the supervisor replaces the
+workers one by one, each new one loading the policy afresh (one that cannot start leaves
+the old worker serving); SIGHUP to a worker, or a file change, reloads in place.
 """
 
 from __future__ import annotations
