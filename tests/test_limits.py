@@ -9,6 +9,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from router_proxy.config.errors import ConfigError
+from router_proxy.config.load import load_config_text
 from tests.conftest import POLICY, GatewayFactory
 from tests.test_http_api import BODY, CHAT, assert_openai_error
 
@@ -154,3 +156,14 @@ def test_cors_when_configured(make_gateway: GatewayFactory) -> None:
         h.strip() for h in exposed.split(",")
     )
     assert "access-control-allow-origin" not in stranger.headers
+
+
+def test_cors_refuses_credentials_for_any_origin() -> None:
+    policy = POLICY.replace(
+        "server:\n", "server:\n  cors: {allow_origins: ['*'], allow_credentials: true}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config_text(
+            policy, env={"UPSTREAM": "http://x", "OPENAI_KEY": "k", "ANTHROPIC_KEY": "k"}
+        )
+    assert "server.cors: allow_credentials with allow_origins '*'" in str(info.value)

@@ -71,3 +71,28 @@ def test_admin_endpoints_take_only_admin_keys(make_gateway: GatewayFactory) -> N
     # Past the key check: this test gateway has no policy file to reload.
     assert admitted.status_code == 400
     assert "without a policy file" in admitted.json()["error"]["message"]
+
+
+def test_every_key_is_compared_whichever_matches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Constant time: no early exit, so timing says nothing about which key matched."""
+    from pydantic import SecretStr
+
+    from router_proxy.errors import AuthenticationError
+    from router_proxy.server import auth
+
+    compared = []
+    real = auth.hmac.compare_digest
+
+    def counting(a: bytes, b: bytes) -> bool:
+        compared.append(len(a))
+        return real(a, b)
+
+    monkeypatch.setattr(auth.hmac, "compare_digest", counting)
+    client = auth.ClientAuth([SecretStr(k) for k in ("first-key", "second", "a-third-key")])
+    for header in ("Bearer first-key", "Bearer a-third-key", "Bearer nope"):
+        compared.clear()
+        try:
+            client.check(header)
+        except AuthenticationError:
+            assert header == "Bearer nope"
+        assert compared == [32, 32, 32]  # every key, as equal-length digests

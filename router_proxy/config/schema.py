@@ -10,7 +10,7 @@ import functools
 import operator
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import Field, SecretStr, WithJsonSchema
+from pydantic import Field, SecretStr, WithJsonSchema, model_validator
 
 from router_proxy.config.base import ProviderConfigBase, SignalConfigBase, StrictModel
 from router_proxy.embeddings.config import EmbeddingsConfig
@@ -53,6 +53,15 @@ class CorsConfig(StrictModel):
         description="response headers browser code may read",
     )
     max_age: int = Field(default=600, ge=0, description="seconds browsers cache a preflight")
+
+    @model_validator(mode="after")
+    def _no_credentials_for_any_origin(self) -> CorsConfig:
+        if self.allow_credentials and "*" in self.allow_origins:
+            raise ValueError(
+                "allow_credentials with allow_origins '*' would let any web site send "
+                "requests with a browser's credentials; list the origins"
+            )
+        return self
 
 
 class ServerConfig(StrictModel):
