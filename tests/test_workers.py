@@ -129,3 +129,19 @@ def test_a_killed_workers_live_gauges_are_dropped_by_its_successor(
     monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path))
     forget_dead_workers()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([files[2], files[3]])
+
+
+def test_a_bad_policy_fails_before_any_worker_starts(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        Path(DEFAULT).read_text().replace("candidates: [coder, large]", "candidates: [gpt5]")
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "router_proxy", "serve", "--config", str(bad), "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "route.candidates[0]: unknown model 'gpt5'" in result.stderr
+    assert "Started parent process" not in result.stdout + result.stderr
