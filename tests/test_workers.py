@@ -145,3 +145,16 @@ def test_a_bad_policy_fails_before_any_worker_starts(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "route.candidates[0]: unknown model 'gpt5'" in result.stderr
     assert "Started parent process" not in result.stdout + result.stderr
+
+
+def test_every_gauge_says_how_workers_combine() -> None:
+    """A gauge without ``multiprocess_mode`` is reported per worker pid, dead ones included:
+    pick livesum (counts in flight), livemax/livemin, or mostrecent for it."""
+    from prometheus_client import Gauge
+
+    from router_proxy.observability.metrics import Metrics
+
+    gauges = [v for v in vars(Metrics()).values() if isinstance(v, Gauge)]
+    assert gauges
+    for gauge in gauges:
+        assert gauge._multiprocess_mode != "all", gauge._name
