@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
 
 from router_proxy.config.errors import ConfigError
 
@@ -33,7 +31,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", required=True, help="policy YAML")
     serve.add_argument("--host", help="overrides server.host")
     serve.add_argument("--port", type=int, help="overrides server.port")
-    serve.add_argument("--workers", type=int, default=1, help="worker processes")
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="worker processes (metrics are summed over them); default 1",
+    )
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(handler=_serve)
 
@@ -64,33 +67,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from router_proxy.config.load import load_config
-    from router_proxy.observability.logging import configure_logging
-    from router_proxy.server.app import CONFIG_ENV, app_from_env
+    from router_proxy.server.serve import ServeOptions, serve
 
     config, _ = load_config(args.config)  # fail fast, before any worker starts
-    configure_logging(args.log_level)
-    os.environ[CONFIG_ENV] = os.path.abspath(args.config)
-    options: dict[str, Any] = {
-        "host": args.host or config.server.host,
-        "port": args.port or config.server.port,
-        "log_config": None,
-        "access_log": False,  # the gateway writes its own JSON line per request
-        "server_header": False,
-        "timeout_graceful_shutdown": config.server.shutdown_grace,
-    }
-    if args.workers > 1:
-        uvicorn.run(
-            "router_proxy.server.app:app_from_env", factory=True, workers=args.workers, **options
-        )
-    else:
-        # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal with the
-        # previous handler restored; this one turns that into a clean exit status 0.
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        uvicorn.run(app_from_env(), **options)
-    return 0
+    options = ServeOptions(Path(args.config), args.host, args.port, args.workers, args.log_level)
+    return serve(config, options)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ GatewayError                      500 (only as a base; never raised itself)
 ├── NotFoundError                 404 invalid_request_error / model_not_found
 ├── MethodNotAllowedError         405
 ├── PayloadTooLargeError          413
+├── HeaderTooLargeError           431 (request line and headers; from the HTTP protocol)
 ├── RateLimitError                429 rate_limit_error (the gateway's own limits)
 ├── UpstreamError                 502 upstream_error (connect failure, bad reply)
 │   ├── UpstreamStatusError       upstream answered an error status; client errors
@@ -80,6 +81,12 @@ class PayloadTooLargeError(GatewayError):
     status_code = 413
     error_type = "invalid_request_error"
     code = "request_too_large"
+
+
+class HeaderTooLargeError(GatewayError):
+    status_code = 431
+    error_type = "invalid_request_error"
+    code = "request_header_fields_too_large"
 
 
 class RateLimitError(GatewayError):

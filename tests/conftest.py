@@ -9,6 +9,7 @@ import pytest
 
 from router_proxy.config.load import load_config_text
 from router_proxy.server.app import create_app
+from router_proxy.server.http import protocol_options
 from tests.serving import ServerThread
 from tests.upstream import FakeUpstream
 
@@ -71,7 +72,7 @@ def make_gateway(upstream: FakeUpstream) -> Iterator[GatewayFactory]:
 
     def start(policy: str) -> str:
         config, _ = load_config_text(policy, env=env)
-        server = ServerThread(create_app(config))
+        server = ServerThread(create_app(config), **protocol_options(config.server))
         server.start()
         servers.append(server)
         return server.base_url

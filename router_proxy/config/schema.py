@@ -10,7 +10,7 @@ import functools
 import operator
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import Field, SecretStr, WithJsonSchema
+from pydantic import Field, SecretStr, WithJsonSchema, model_validator
 
 from router_proxy.config.base import ProviderConfigBase, SignalConfigBase, StrictModel
 from router_proxy.embeddings.config import EmbeddingsConfig
@@ -44,6 +44,33 @@ else:
     SignalConfig = tagged_union([s.config_model for s in SIGNAL_TYPES.values()])
 
 
+class CorsConfig(StrictModel):
+    """Starlette's CORSMiddleware settings, for browsers calling the gateway directly."""
+
+    allow_origins: list[str] = Field(
+        min_length=1, description='origins allowed, e.g. ["https://app.example.com"]; "*" = any'
+    )
+    allow_methods: list[str] = Field(default_factory=lambda: ["GET", "POST"])
+    allow_headers: list[str] = Field(
+        default_factory=lambda: ["authorization", "content-type", "x-request-id"]
+    )
+    allow_credentials: bool = False
+    expose_headers: list[str] = Field(
+        default_factory=lambda: ["x-router-decision", "x-router-model", "x-router-request-id"],
+        description="response headers browser code may read",
+    )
+    max_age: int = Field(default=600, ge=0, description="seconds browsers cache a preflight")
+
+    @model_validator(mode="after")
+    def _no_credentials_for_any_origin(self) -> CorsConfig:
+        if self.allow_credentials and "*" in self.allow_origins:
+            raise ValueError(
+                "allow_credentials with allow_origins '*' would let any web site send "
+                "requests with a browser's credentials; list the origins"
+            )
+        return self
+
+
 class ServerConfig(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
@@ -60,6 +87,20 @@ class ServerConfig(StrictModel):
     )
     max_body_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024, description="larger request bodies get 413"
+    )
+    max_header_bytes: int = Field(
+        default=16 * 1024,
+        ge=1024,
+        description="request line plus headers; larger gets 431 and the connection closed "
+        "(read at start: a change needs a restart)",
+    )
+    max_messages: int = Field(
+        default=2048, ge=1, description="more `messages` in a chat request get 400"
+    )
+    cors: CorsConfig | None = Field(
+        default=None,
+        description="browser cross-origin access; absent = no CORS headers at all "
+        "(read at start: a change needs a restart)",
     )
     log_requests: bool = Field(default=True, description="one JSON log line per request")
     shutdown_grace: float = Field(

@@ -6,7 +6,7 @@ replies, client keys or provider keys."""
 from __future__ import annotations
 
 import logging
-import sys
+import logging.config
 import time
 from typing import Any
 
@@ -34,19 +34,35 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+def logging_config(level: str = "info") -> dict[str, Any]:
+    """The ``logging.config.dictConfig`` schema for JSON lines on stdout. uvicorn applies it
+    in each worker process (``log_config=``), so workers log exactly like one process."""
+    root_level = logging.getLevelName(level.upper())
+    if not isinstance(root_level, int):
+        raise ValueError(f"unknown log level {level!r}")
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stdout",
+            }
+        },
+        "root": {"level": root_level, "handlers": ["stdout"]},
+        "loggers": {
+            **{name: {"handlers": [], "propagate": True} for name in ("uvicorn", "uvicorn.error")},
+            # httpx logs every upstream call at INFO: a second line per request, and it
+            # costs real time on the hot path. The gateway's own request line says it all.
+            **{name: {"level": max(logging.WARNING, root_level)} for name in ("httpx", "httpcore")},
+        },
+    }
+
+
 def configure_logging(level: str = "info") -> None:
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error"):
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True
-    # httpx logs every upstream call at INFO: a second line per request, and it costs
-    # real time on the hot path. The gateway's own request line already says it all.
-    for name in ("httpx", "httpcore"):
-        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    logging.config.dictConfig(logging_config(level))
 
 
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:

@@ -1,17 +1,38 @@
 """Prometheus metrics. One registry per app (not the global one), so several apps in one
 process (tests, reloads) never collide. Label values come from the config (decision and
-model names) or a fixed set, never from client input, so cardinality stays bounded."""
+model names) or a fixed set, never from client input, so cardinality stays bounded.
+
+With several worker processes (``serve --workers N``) the parent sets
+``PROMETHEUS_MULTIPROC_DIR`` to a fresh folder before the workers start; prometheus_client
+then keeps every value in per-process mmap files there, whichever registry a metric is in,
+and ``/metrics`` serves the sum over workers (``MultiProcessCollector``). Each gauge says
+how workers combine (``multiprocess_mode``; a gauge without one is reported per pid).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 from router_proxy.protocol import Usage
 
 UNKNOWN = "-"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own switch
+# prometheus_client.multiprocess has no annotations; these are its signatures.
+_collect_workers: Callable[[CollectorRegistry, str], object] = multiprocess.MultiProcessCollector
+mark_process_dead: Callable[[int, str], None] = multiprocess.mark_process_dead
 
 ROUTING_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
 UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -56,7 +77,10 @@ class Metrics:
             registry=r,
         )
         self.in_flight = Gauge(
-            "router_requests_in_flight", "Chat requests being served", registry=r
+            "router_requests_in_flight",
+            "Chat requests being served",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.config_reloads = Counter(
             "router_config_reloads",
@@ -66,14 +90,16 @@ class Metrics:
         )
         self.config_generation = Gauge(
             "router_config_generation",
-            "Generation of the policy now serving (0 = first)",
+            "Generation of the policy now serving (0 = first; each worker counts its own)",
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.breaker_state = Gauge(
             "router_breaker_state",
             "Circuit breaker per model: 0 closed, 1 half-open, 2 open",
             ["model"],
             registry=r,
+            multiprocess_mode="livemax",  # open in any worker shows as open
         )
         self.rate_limited = Counter(
             "router_rate_limited",
@@ -97,6 +123,7 @@ class Metrics:
             "router_shared_state_up",
             "1 while the shared state (Redis) answers; 0 while serving on local state",
             registry=r,
+            multiprocess_mode="livemin",  # any worker cut off shows as 0
         )
         # Label sets come from the config and a few statuses: bounded.
         self._children: dict[tuple[str, str, int], tuple[Any, ...]] = {}
@@ -144,3 +171,48 @@ class Metrics:
             self.tokens.labels(model, "completion"),
             self.cost.labels(model),
         )
+
+    def exposition(self) -> bytes:
+        """The text ``/metrics`` serves: this registry, or every worker's values summed."""
+        directory = multiprocess_dir()
+        if directory is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        _collect_workers(registry, directory)
+        return generate_latest(registry)
+
+
+def multiprocess_dir() -> str | None:
+    """Where worker processes keep their values; None when this is the only process."""
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+_LIVE_GAUGE_FILE = re.compile(r"^gauge_live\w+_(\d+)\.db$")
+
+
+def forget_dead_workers() -> None:
+    """Drop the live gauges (in flight, generation) of workers that are gone: one that
+    exited cleanly did it itself (``worker_exiting``); a killed one is reaped by the
+    worker that replaces it. Counters and histograms of dead workers keep counting."""
+    directory = multiprocess_dir()
+    if directory is None:
+        return
+    for path in Path(directory).iterdir():
+        match = _LIVE_GAUGE_FILE.match(path.name)
+        if match and not _alive(int(match[1])):
+            mark_process_dead(int(match[1]), directory)
+
+
+def worker_exiting() -> None:
+    if (directory := multiprocess_dir()) is not None:
+        mark_process_dead(os.getpid(), directory)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, but another user's
+        return True
+    return True

@@ -9,6 +9,7 @@ from router_proxy.config.reload import Reloader
 from router_proxy.errors import GatewayError, InvalidRequestError
 from router_proxy.runtime import Runtime, RuntimeSlot
 from router_proxy.server.ids import REQUEST_ID_HEADER, request_id_of
+from router_proxy.server.openapi import Reloaded, errors
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -31,7 +32,7 @@ def check_admin(request: Request) -> None:
     admin.check(request.headers.get("authorization"))
 
 
-@router.get("/models")
+@router.get("/models", responses=errors(401, 403))
 async def model_health(request: Request) -> Response:
     """Each configured model's circuit breaker, observed latency and recent failures."""
     check_admin(request)
@@ -59,7 +60,7 @@ async def model_health(request: Request) -> Response:
     )
 
 
-@router.post("/reload")
+@router.post("/reload", responses={200: {"model": Reloaded}, **errors(400, 401, 403)})
 async def reload_policy(request: Request) -> Response:
     """Reload the policy file now; an invalid policy is refused and the old one serves."""
     check_admin(request)

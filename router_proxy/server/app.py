@@ -13,14 +13,17 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from router_proxy import __version__
 from router_proxy.config.load import load_config
 from router_proxy.config.reload import Reloader
-from router_proxy.config.schema import Config
+from router_proxy.config.schema import Config, CorsConfig
+from router_proxy.observability.metrics import forget_dead_workers, worker_exiting
 from router_proxy.runtime import Runtime, RuntimeSlot
 from router_proxy.server.admin import router as admin_router
 from router_proxy.server.errors import install_error_handlers
+from router_proxy.server.openapi import install_openapi
 from router_proxy.server.routes import router
 
 CONFIG_ENV = "ROUTER_PROXY_CONFIG"
@@ -36,6 +39,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        forget_dead_workers()
         await slot.current.start()
         stop = asyncio.Event()
         watcher = None
@@ -54,6 +58,7 @@ def create_app(
             # Shutting down: nothing shares these now.
             slot.current.encoder_retired = slot.current.shared_retired = True
             await slot.current.aclose()
+            worker_exiting()
 
     app = FastAPI(
         title="router-proxy",
@@ -66,9 +71,24 @@ def create_app(
     app.state.slot = slot
     app.state.reloader = reloader
     install_error_handlers(app)
+    install_openapi(app, config)
     app.include_router(router)
     app.include_router(admin_router)
+    if config.server.cors is not None:
+        _allow_cors(app, config.server.cors)
     return app
+
+
+def _allow_cors(app: FastAPI, cors: CorsConfig) -> None:
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=cors.allow_origins,
+        allow_methods=cors.allow_methods,
+        allow_headers=cors.allow_headers,
+        allow_credentials=cors.allow_credentials,
+        expose_headers=cors.expose_headers,
+        max_age=cors.max_age,
+    )
 
 
 def _on_sighup(reloader: Reloader | None) -> bool:

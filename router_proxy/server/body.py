@@ -46,7 +46,15 @@ def _too_large(limit: int) -> PayloadTooLargeError:
     return PayloadTooLargeError(f"Request body is larger than the limit of {limit} bytes")
 
 
-def parse_chat_request(data: dict[str, Any]) -> ChatCompletionRequest:
+def parse_chat_request(data: dict[str, Any], max_messages: int) -> ChatCompletionRequest:
+    messages = data.get("messages")
+    if isinstance(messages, list) and len(messages) > max_messages:  # before validating them
+        raise InvalidRequestError(
+            f"Invalid value for 'messages': {len(messages)} messages is more than the limit "
+            f"of {max_messages}",
+            param="messages",
+            code="too_many_messages",
+        )
     try:
         return ChatCompletionRequest.model_validate(data)
     except ValidationError as exc:

@@ -71,7 +71,7 @@ class Exchange:
         if admit and self.runtime.limits.enabled:
             await self.runtime.limits.admit_client(self.client)
         raw = await read_json_body(self.request, self.runtime.config.server.max_body_bytes)
-        chat = parse_chat_request(raw)
+        chat = parse_chat_request(raw, self.runtime.config.server.max_messages)
         self.stream = chat.stream
         headers = {k: v for k, v in self.request.headers.items() if k not in SECRET_HEADERS}
         ctx = RequestContext(chat, raw, self.request_id, headers)
