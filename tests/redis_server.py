@@ -17,7 +17,6 @@ import socket
 import subprocess
 import time
 
-import pytest
 import redis
 
 INSTALL_HINT = "redis-server is not installed: apt-get install redis-server (see .ci/run)"
@@ -25,6 +24,8 @@ INSTALL_HINT = "redis-server is not installed: apt-get install redis-server (see
 
 def require_redis_server() -> str:
     """The path of ``redis-server``; skip (outside CI) or fail (in CI) without it."""
+    import pytest  # here, not at the top: benchmarks use this module without pytest
+
     path = shutil.which("redis-server")
     if path is None:
         if os.environ.get("CI"):
