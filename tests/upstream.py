@@ -14,6 +14,7 @@ fail-401         401 whose message contains the api key it received
 fail-429         429 with ``Retry-After: 7``
 fail-503         503 with ``Retry-After: 0``
 slow-stream      streaming: one piece every 0.2 s (graceful shutdown tests)
+slow             echo, after 0.5 s (latency-aware selection tests)
 script-NAME      pops the next behaviour from ``up.scripts[NAME]`` (a model name above,
                  e.g. "fail-503", or "echo"); echo once the script is empty. Counts calls
                  in ``up.calls[NAME]``
@@ -70,6 +71,7 @@ MODELS = (
     "fail-429",
     "fail-503",
     "slow-stream",
+    "slow",
     "hang",
     "cut-stream",
     "tool-call",
@@ -89,6 +91,7 @@ FAILURES = {
 }
 RETRY_AFTER = {429: "7", 503: "0"}
 SLOW_STREAM_GAP = 0.2
+SLOW_SECONDS = 0.5
 ANTHROPIC_FIELDS = frozenset(
     {
         "model",
@@ -461,6 +464,8 @@ class FakeUpstream:
             return JSONResponse(api.error(*problem), status, headers=extra)
         if model == "hang":
             await self._hang(request)
+        if model == "slow":
+            await asyncio.sleep(SLOW_SECONDS)
         streaming = body.get("stream") is True
         if model == "bad-json":
             text = "event: message_start\ndata: {not json\n\n" if streaming else "{not json"

@@ -72,6 +72,31 @@ def translate_errors(provider: str, model: str) -> Iterator[None]:
         )
         error.transport = isinstance(exc, httpx.TransportError)
         raise error from exc
+    except AttributeError as exc:
+        if not _raised_by_network_stack(exc):
+            raise  # our own bug: let it surface
+        error = UpstreamError(
+            f"model '{model}' (provider '{provider}') is unreachable: connection reset"
+        )
+        error.transport = True
+        raise error from exc
+
+
+# An upstream that resets a connection right after accepting it can make httpcore's
+# post-connect check (``get_extra_info("ssl_object")``) fail inside anyio with
+# AttributeError (the closed transport has no socket) instead of a network error.
+_NETWORK_STACK = ("anyio", "httpcore", "httpx")
+
+
+def _raised_by_network_stack(exc: BaseException) -> bool:
+    """Whether the innermost frame of ``exc`` is in anyio, httpcore or httpx."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    module = str(tb.tb_frame.f_globals.get("__name__", ""))
+    return module.split(".")[0] in _NETWORK_STACK
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:

@@ -3,8 +3,10 @@
 
 A replica that opens a breaker writes it; one whose probe succeeds deletes it; every
 replica reads the hash at each sync and opens its own breakers until the same moment.
-A breaker this replica opened but the hash lacks (Redis restarted, or was down when it
-opened) is written again: the resync.
+A breaker open here that the hash lacks was either closed by another replica's probe
+(this replica had written that very opening, and Redis has stayed up since): it closes
+here too; or never made it to Redis (Redis was down when it opened, or came back empty):
+it is written again, the resync.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ class SharedBreakers:
         self.state = state
         self.hash = state.key("breakers")
         self._writes: set[asyncio.Task[None]] = set()
+        # model -> the open_until this replica wrote to the hash, while Redis stayed up.
+        self._published: dict[str, float] = {}
         board.listeners.append(self._changed)
         state.hooks.append(self.sync)
 
@@ -37,27 +41,35 @@ class SharedBreakers:
         try:
             if open_until:
                 await self.state.redis.hset(self.hash, model, repr(open_until))
+                self._published[model] = open_until
             else:
+                self._published.pop(model, None)
                 await self.state.redis.hdel(self.hash, model)
         except UNAVAILABLE as exc:
             self.state.mark_down(exc)
 
     async def sync(self, state: SharedState, resync: bool) -> None:
         assert state.redis is not None
+        if resync:  # Redis may have lost everything: nothing written before counts
+            self._published.clear()
         raw = await state.redis.hgetall(self.hash)
         shared = {_text(k): float(v) for k, v in raw.items()}
         for model, until in shared.items():
             self.board.get(model).open_remotely(until)
-        missing: dict[str, str] = {}
+        missing: dict[str, float] = {}
         for model, breaker in self.board.states().items():
             if breaker.open_until == 0.0 or model in shared:
                 continue
-            if breaker.remote:  # the replica that opened it has closed it since
+            if breaker.remote or self._published.get(model) == breaker.open_until:
+                # Another replica's probe succeeded and deleted it: closed everywhere.
+                self._published.pop(model, None)
                 breaker.record_success()
             else:
-                missing[model] = repr(breaker.open_until)
+                missing[model] = breaker.open_until
         if missing:
-            await state.redis.hset(self.hash, mapping=missing)  # type: ignore[arg-type]
+            mapping = {model: repr(until) for model, until in missing.items()}
+            await state.redis.hset(self.hash, mapping=mapping)  # type: ignore[arg-type]
+            self._published.update(missing)
 
 
 def _text(value: bytes | str) -> str:
