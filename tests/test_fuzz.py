@@ -113,6 +113,7 @@ OPERATIONS = [
     ("GET", "/ready"),
     ("GET", "/metrics"),
     ("POST", "/admin/reload"),
+    ("GET", "/admin/models"),
 ]
 WITH_BODY = [op for op in OPERATIONS if op[0] == "POST"]
 CASES = [(*op, GenerationMode.POSITIVE) for op in OPERATIONS] + [
