@@ -194,6 +194,11 @@ class Exchange:
             logger.exception("stream failed (request %s)", self.request_id)
             self.error = GatewayError("internal error while streaming")
             yield sse_event(self.error.to_dict())
+        except asyncio.CancelledError:
+            # The client left, or shutdown's grace ran out: the log line must not read as
+            # a complete answer.
+            self.error = GatewayError("stream ended before its last event", code="stream_cut")
+            raise
         finally:
             await stream.chunks.aclose()
             self.usage = stream.stats.usage
