@@ -352,3 +352,20 @@ async def test_budget_refusal_does_not_use_up_a_request_slot() -> None:
     moving, _ = rl.storages.current()
     stats = await moving.get_window_stats(rl.client[0].item, "client", "k", "requests")
     assert stats.remaining == 1
+
+
+async def test_a_model_skipped_for_its_open_breaker_spends_none_of_its_rate_limit() -> None:
+    clock = Clock()
+    d, _ = dispatcher(
+        "limits: {per_model: {a: {requests_per_minute: 1}}}",
+        breaker=BreakerConfig(failures=1, cooldown=5),
+        clock=clock,
+    )
+    d.breakers.record_failure("a")
+    attempt, calls = scripted({})
+    log = AttemptLog()
+    assert (await d.run(("a", "b"), attempt, log)).model == "b"
+    assert log.skipped == [("a", "breaker_open")]
+    clock.now += 5  # half-open: the probe still finds its one request of the minute
+    assert (await d.run(("a", "b"), attempt, AttemptLog())).model == "a"
+    assert calls == ["b", "a"]

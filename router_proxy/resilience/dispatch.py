@@ -97,6 +97,11 @@ class Dispatcher:
             if deadline is not None and time.monotonic() >= deadline:
                 errors.append((model, _deadline_error()))
                 break
+            # An open breaker is looked at first, so a skipped model spends no request
+            # of its rate limit; ``allows`` then claims the half-open probe, if it is one.
+            if not self.breakers.available(model):
+                log.skipped.append((model, "breaker_open"))
+                continue
             if self.limits.enabled:
                 try:
                     await self.limits.admit_model(model)
@@ -104,7 +109,7 @@ class Dispatcher:
                     log.skipped.append((model, "rate_limited"))
                     refused = refused or exc
                     continue
-            if not self.breakers.allows(model):
+            if not self.breakers.allows(model):  # another request took the probe meanwhile
                 log.skipped.append((model, "breaker_open"))
                 continue
             try:
