@@ -38,7 +38,7 @@ sys.path.insert(0, str(HERE.parent.parent))
 from router_proxy.embeddings.config import EmbeddingsConfig  # noqa: E402
 from router_proxy.embeddings.registry import build_encoder  # noqa: E402
 from router_proxy.selection.dataset import RoutingRow, models_of, read_rows  # noqa: E402
-from router_proxy.training.aiq import upper_hull  # noqa: E402
+from router_proxy.training.aiq import hull_at  # noqa: E402
 from router_proxy.training.answers import extract_rows  # noqa: E402
 from router_proxy.training.cascal_train import train_cascal  # noqa: E402
 from router_proxy.training.data import TrainingData, embed_prompts  # noqa: E402
@@ -79,18 +79,6 @@ def filter_rows(
         counts[reason or "kept"] += 1
         keep[i] = reason is None
     return keep, drops
-
-
-def hull_at(points: list[tuple[float, float]], budget: float) -> float:
-    hull = upper_hull(points)
-    under = [p for p in hull if p[0] <= budget]
-    if not under:
-        return float("nan")
-    above = [p for p in hull if p[0] > budget]
-    if not above:
-        return under[-1][1]
-    (c0, q0), (c1, q1) = under[-1], above[0]
-    return q0 + (q1 - q0) * (budget - c0) / (c1 - c0)
 
 
 def consensus_accuracy(
@@ -175,7 +163,7 @@ def main() -> None:
         entry["aiq"] = curve.aiq
         for budget in BUDGETS:
             entry[f"best_at_{budget}"] = max((q for c, q in points if c <= budget), default=None)
-            entry[f"hull_at_{budget}"] = hull_at(points, budget)
+            entry[f"hull_at_{budget}"] = hull_at(points, budget, float("nan"))
         entry["curve"] = [(p.cost_weight, p.cost_per_1k, p.quality) for p in curve.points]
     report["zero_router_aiq"] = result.zero_router_aiq
     report["cost_axis"] = result.axis

@@ -37,10 +37,11 @@ from router_proxy.embeddings.registry import ENCODER_BACKENDS  # noqa: E402
 from router_proxy.embeddings.shared import SharedEncoder  # noqa: E402
 from router_proxy.selection.cascal import CascalSelector, NicheIndex  # noqa: E402
 from router_proxy.selection.learned import LearnedParams  # noqa: E402
-from router_proxy.training.aiq import aiq  # noqa: E402
+from router_proxy.training.aiq import aiq, best_under  # noqa: E402
 from router_proxy.training.cascal_train import train_cascal  # noqa: E402
 from router_proxy.training.data import TrainingData, stratified_holdout  # noqa: E402
 
+NAN = float("nan")  # no point within the budget
 DATA = Path("/work/shared/data/routerbench")
 WEIGHTS = [0.0, *np.round(np.logspace(-4, 1, 31), 6).tolist()]
 GRID: list[dict[str, Any]] = [
@@ -80,10 +81,6 @@ def singles(data: TrainingData) -> dict[str, tuple[float, float]]:
     }
 
 
-def best_under(points: list[tuple[float, float]], budget: float) -> float:
-    return max((q for c, q in points if c <= budget), default=float("nan"))
-
-
 def tune(train: TrainingData, budget: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     fit_idx, val_idx = split(train)
     fit, val = train.subset(fit_idx), train.subset(val_idx)
@@ -95,7 +92,11 @@ def tune(train: TrainingData, budget: float) -> tuple[dict[str, Any], list[dict[
         pts = sweep(NicheIndex(art).predict_batch(val.embeddings), val, art.arrays["cost_per_1k"])
         xy = [(p["cost_per_1k"], p["quality"]) for p in pts]
         table.append(
-            {"options": options, "aiq": aiq(xy, low, high), "at_budget": best_under(xy, budget)}
+            {
+                "options": options,
+                "aiq": aiq(xy, low, high),
+                "at_budget": best_under(xy, budget, NAN),
+            }
         )
         print(
             f"  tune {options}: AIQ {table[-1]['aiq']:.4f}, <=${budget}: "
@@ -174,7 +175,7 @@ def main() -> None:
         "reliability": art.extra["reliability"],
         "sweep": points,
         "aiq": {"cascal": aiq(xy, low, high), "zero_router": aiq(list(ref.values()), low, high)},
-        "best_at_budget_on_dev_curve": best_under(xy, args.budget),
+        "best_at_budget_on_dev_curve": best_under(xy, args.budget, NAN),
         "budget_point_chosen_on_train": chosen,
         "singles": ref,
         "best_single_under_budget": max(under.items(), key=lambda kv: kv[1][1]),

@@ -27,12 +27,13 @@ from router_proxy.embeddings.shared import SharedEncoder
 from router_proxy.selection.learned import LearnedParams
 from router_proxy.selection.mf import MfSelector
 from router_proxy.selection.registry import SELECTORS
-from router_proxy.training.aiq import aiq, choices_at, cost_weight_grid, sweep, upper_hull
+from router_proxy.training.aiq import aiq, choices_at, cost_weight_grid, hull_at, sweep
 from router_proxy.training.calibrate import RoutePoint, choose, curve_for, routing_curve
 from router_proxy.training.data import TrainingData, stratified_holdout
 from router_proxy.training.evaluate import HeldOut
 from router_proxy.training.mf_train import train_mf
 
+NAN = float("nan")  # no point within the budget
 DATA = Path("/work/shared/data")
 WEIGHTS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 1.0)
 BUDGETS = (2.50, 0.50)
@@ -91,19 +92,6 @@ def routerbench(out: Path, shared: SharedEncoder) -> None:
     latency(selector, dev.embeddings)
 
 
-def hull_at(points: list[tuple[float, float]], budget: float) -> float:
-    """The hull's quality at ``budget`` (mixing two cost weights at random reaches it)."""
-    hull = upper_hull(points)
-    below = [p for p in hull if p[0] <= budget]
-    above = [p for p in hull if p[0] > budget]
-    if not below:
-        return float("nan")
-    if not above:
-        return below[-1][1]
-    (c0, q0), (c1, q1) = below[-1], above[0]
-    return q0 + (q1 - q0) * (budget - c0) / (c1 - c0)
-
-
 def area(
     quality: np.ndarray,
     per_1k: np.ndarray,
@@ -128,8 +116,8 @@ def area(
     )
     for budget in BUDGETS:
         print(
-            f"  hull at ${budget:.2f}: {hull_at(swept, budget):.4f} (grid), "
-            f"{hull_at(points, budget):.4f} (exact)"
+            f"  hull at ${budget:.2f}: {hull_at(swept, budget, NAN):.4f} (grid), "
+            f"{hull_at(points, budget, NAN):.4f} (exact)"
         )
 
 

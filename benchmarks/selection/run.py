@@ -42,12 +42,13 @@ from router_proxy.training.aiq import (
     Point,
     aiq,
     baselines,
+    best_under,
     choices_at,
     cost_weight_grid,
     fill_costs,
+    hull_at,
     shared_axis,
     sweep,
-    upper_hull,
 )
 from router_proxy.training.data import TrainingData, stratified_holdout
 from router_proxy.training.evaluate import Evaluation, evaluate, selector_from_artifact
@@ -88,24 +89,6 @@ def validate(data: TrainingData, val: np.ndarray) -> list[dict[str, Any]]:
         }
         for (k, t), curve in zip(GRID, curves, strict=True)
     ]
-
-
-def best_under(points: Sequence[Point], budget: float) -> float:
-    """Best quality of an actual point costing at most ``budget`` (0 if none)."""
-    return max((q for c, q in points if c <= budget), default=0.0)
-
-
-def hull_at(points: Sequence[Point], budget: float) -> float:
-    """Quality of the hull at ``budget``: what mixing two cost weights at random reaches."""
-    hull = upper_hull(points)
-    below = [p for p in hull if p[0] <= budget]
-    above = [p for p in hull if p[0] > budget]
-    if not below:
-        return 0.0
-    if not above:
-        return below[-1][1]
-    (c0, q0), (c1, q1) = below[-1], above[0]
-    return q0 + (q1 - q0) * (budget - c0) / (c1 - c0)
 
 
 def train_to(data: TrainingData, options: dict[str, Any], out: Path) -> tuple[Path, float]:

@@ -70,6 +70,24 @@ def aiq(points: Sequence[Point], low: float, high: float) -> float:
     return area / (high - low)
 
 
+def best_under(points: Iterable[Point], budget: float, default: float = 0.0) -> float:
+    """Best quality of an actual point costing at most ``budget``."""
+    return max((q for c, q in points if c <= budget), default=default)
+
+
+def hull_at(points: Iterable[Point], budget: float, default: float = 0.0) -> float:
+    """Quality of the hull at ``budget``: what mixing two cost weights at random reaches."""
+    hull = upper_hull(points)
+    below = [p for p in hull if p[0] <= budget]
+    above = [p for p in hull if p[0] > budget]
+    if not below:
+        return default
+    if not above:
+        return below[-1][1]
+    (c0, q0), (c1, q1) = below[-1], above[0]
+    return q0 + (q1 - q0) * (budget - c0) / (c1 - c0)
+
+
 def shared_axis(curves: Iterable[Sequence[Point]]) -> tuple[float, float]:
     """The cost range (low, high) spanned by all the curves compared."""
     costs = [cost for curve in curves for cost, _ in curve]

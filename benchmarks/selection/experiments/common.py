@@ -27,8 +27,9 @@ from router_proxy.training.aiq import (
     Point,
     aiq,
     baselines,
+    best_under,
+    hull_at,
     sweep,
-    upper_hull,
 )
 
 DATA = Path(os.environ.get("ROUTERBENCH", "/work/shared/data/routerbench"))
@@ -264,22 +265,6 @@ def axis(split: Split) -> tuple[float, float]:
     singles = baselines(split.models, split.scores, split.costs).single.values()
     costs = [c for c, _ in singles]
     return min(costs), max(costs)
-
-
-def best_under(points: Sequence[Point], budget: float) -> float:
-    return max((q for c, q in points if c <= budget), default=0.0)
-
-
-def hull_at(points: Sequence[Point], budget: float) -> float:
-    hull = upper_hull(points)
-    below = [p for p in hull if p[0] <= budget]
-    above = [p for p in hull if p[0] > budget]
-    if not below:
-        return 0.0
-    if not above:
-        return below[-1][1]
-    (c0, q0), (c1, q1) = below[-1], above[0]
-    return q0 + (q1 - q0) * (budget - c0) / (c1 - c0)
 
 
 def summary(points: Sequence[Point], split: Split) -> dict[str, float]:
