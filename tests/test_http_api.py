@@ -181,3 +181,11 @@ def test_dry_run_route_calls_no_upstream(http: httpx.Client, upstream) -> None: 
     assert plan["model"] == "claude-echo"
     assert plan["signals"]["code"]["fired"] is True
     assert len(upstream.requests) == before
+
+
+def test_reload_series_exist_from_the_start(http: httpx.Client) -> None:
+    # An alert on increase(...{result="failure"}) needs the series before the first failure.
+    text = http.get("/metrics").text
+    for trigger in ("file", "admin", "sighup"):
+        for result in ("success", "failure"):
+            assert f'router_config_reloads_total{{result="{result}",trigger="{trigger}"}}' in text

@@ -29,6 +29,7 @@ from prometheus_client import (
 from router_proxy.protocol import Usage
 
 UNKNOWN = "-"
+RELOAD_TRIGGERS = ("file", "admin", "sighup")
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own switch
 # prometheus_client.multiprocess has no annotations; these are its signatures.
 _collect_workers: Callable[[CollectorRegistry, str], object] = multiprocess.MultiProcessCollector
@@ -88,6 +89,11 @@ class Metrics:
             ["trigger", "result"],
             registry=r,
         )
+        # Every series exists from the start at 0, so `increase(...[15m]) > 0` also
+        # catches a replica's first refused policy.
+        for trigger in RELOAD_TRIGGERS:
+            for result in ("success", "failure"):
+                self.config_reloads.labels(trigger, result)
         self.config_generation = Gauge(
             "router_config_generation",
             "Generation of the policy now serving (0 = first; each worker counts its own)",
