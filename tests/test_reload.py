@@ -242,3 +242,47 @@ def test_a_retired_runtime_closes_only_after_its_last_request() -> None:
         return seen
 
     assert asyncio.run(scenario()) == [True, True, False]
+
+
+def test_a_reload_keeps_rate_limit_counters(
+    served: Callable[..., tuple[Path, httpx.Client]],
+) -> None:
+    # Editing the policy must not hand every client a fresh allowance.
+    limited = policy(watch="false").replace(
+        "decisions:", "limits: {per_client: {requests_per_minute: 2}}\ndecisions:"
+    )
+    path, client = served(limited)
+    admin = {"authorization": f"Bearer {ADMIN}"}
+    assert [client.post("/v1/chat/completions", json=BODY).status_code for _ in range(2)] == [
+        200,
+        200,
+    ]
+    path.write_text(limited.replace('reply: "v1"', 'reply: "v2"'))
+    assert client.post("/admin/reload", headers=admin).status_code == 200
+    refused = client.post("/v1/chat/completions", json=BODY)
+    assert refused.status_code == 429
+    assert refused.json()["error"]["type"] == "rate_limit_error"
+
+
+def test_a_rebuilt_runtime_keeps_breakers_latencies_and_counters_unless_state_moves() -> None:
+    from router_proxy.config.load import load_config_text
+    from router_proxy.runtime import Runtime
+
+    first, _ = load_config_text(policy())
+    runtime = Runtime.build(first)
+    runtime.resources.breakers.record_failure("small")
+    runtime.resources.latency.observe("small", 0.25)
+    tighter, _ = load_config_text(policy() + "resilience: {breaker: {failures: 1}}\n")
+    again = Runtime.build(tighter, previous=runtime)
+    resources, before = again.resources, runtime.resources
+    assert resources.breakers is before.breakers
+    assert resources.breakers.config.failures == 1  # the new thresholds apply
+    assert len(resources.breakers.get("small").failures) == 1
+    assert resources.latency.average("small") == 0.25
+    assert resources.limit_storages is before.limit_storages
+    assert resources.shared is before.shared
+    moved, _ = load_config_text(policy() + "state: {backend: redis, url: 'redis://127.0.0.1:9'}\n")
+    elsewhere = Runtime.build(moved, previous=again)
+    assert elsewhere.resources.shared is not resources.shared
+    assert elsewhere.resources.limit_storages is not resources.limit_storages
+    assert elsewhere.resources.breakers is resources.breakers  # states survive the move

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Awaitable, Callable
 
@@ -369,3 +370,19 @@ async def test_a_model_skipped_for_its_open_breaker_spends_none_of_its_rate_limi
     clock.now += 5  # half-open: the probe still finds its one request of the minute
     assert (await d.run(("a", "b"), attempt, AttemptLog())).model == "a"
     assert calls == ["b", "a"]
+
+
+async def test_a_cancelled_probe_gives_the_probe_back() -> None:
+    clock = Clock()
+    d, _ = dispatcher(breaker=BreakerConfig(failures=1, cooldown=5), clock=clock)
+    d.breakers.record_failure("b")
+    clock.now += 5  # half-open
+
+    async def cancelled(model: str, left: float | None) -> str:
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await d.run(("b",), cancelled, AttemptLog())
+    attempt, calls = scripted({})
+    assert (await d.run(("b",), attempt, AttemptLog())).model == "b"  # probe available again
+    assert calls == ["b"]

@@ -142,6 +142,9 @@ class Dispatcher:
                     raise _Failed(exc) from exc
                 await self.sleep(wait)
                 continue
+            except BaseException:  # cancelled (the client left) or a bug: no verdict,
+                self.breakers.release_probe(model)  # so a half-open probe is not lost
+                raise
             log.tried.append((model, None))
             self.breakers.record_success(model)
             return result
