@@ -1,6 +1,6 @@
 """What the process shares with everything built from a config, kept across reloads:
-the encoder, observed latencies, circuit breakers, rate-limit counters, and the shared
-state (Redis) that carries the last three across replicas."""
+the encoder, observed latencies, circuit breakers, and the shared state (Redis or memory)
+that holds the rate-limit counters and carries all three across replicas."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from router_proxy.embeddings.shared import SharedEncoder
 from router_proxy.resilience.breaker import BreakerBoard
 from router_proxy.resilience.config import BreakerConfig, StateConfig
-from router_proxy.resilience.rate_limits import LimitStorages
 from router_proxy.resilience.shared_breakers import SharedBreakers
 from router_proxy.resilience.shared_latency import SharedLatency
 from router_proxy.resilience.shared_state import SharedState
@@ -24,12 +23,8 @@ class Resources:
     # Observed upstream latency per model, fed by every call (the `latency` selector).
     latency: LatencyTracker = field(default_factory=LatencyTracker)
     breakers: BreakerBoard = field(default_factory=lambda: BreakerBoard(BreakerConfig()))
+    # Redis (or nothing) for limits, breakers and latencies; holds the limit counters.
     shared: SharedState = field(default_factory=lambda: SharedState(StateConfig()))
-    limit_storages: LimitStorages | None = None
-
-    def __post_init__(self) -> None:
-        if self.limit_storages is None:
-            object.__setattr__(self, "limit_storages", LimitStorages(self.shared))
 
     @classmethod
     def create(
@@ -45,11 +40,11 @@ class Resources:
         breakers = previous.breakers if previous else BreakerBoard(breaker)
         breakers.configure(breaker)
         if previous is not None and previous.shared.config == state:
-            return cls(encoder, latency, breakers, previous.shared, previous.limit_storages)
+            return cls(encoder, latency, breakers, previous.shared)
         shared = SharedState(state)
         if previous is not None:  # the old shared state's listeners go with it
             breakers.listeners.clear()
         if shared.shared:
             SharedBreakers(breakers, shared)
             SharedLatency(latency, shared)
-        return cls(encoder, latency, breakers, shared, LimitStorages(shared))
+        return cls(encoder, latency, breakers, shared)

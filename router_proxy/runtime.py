@@ -19,7 +19,7 @@ from router_proxy.pipeline import Pipeline
 from router_proxy.providers.base import Provider
 from router_proxy.providers.registry import PROVIDER_TYPES
 from router_proxy.resilience.dispatch import Dispatcher
-from router_proxy.resilience.rate_limits import LimitStorages, RateLimits
+from router_proxy.resilience.rate_limits import RateLimits
 from router_proxy.resources import Resources
 from router_proxy.server.auth import ClientAuth
 
@@ -62,7 +62,9 @@ class Runtime:
         else:
             resources = Resources.create(SharedEncoder(config.embeddings), state, breaker)
         metrics = metrics or Metrics()
-        limits = RateLimits(config.limits, _storages(resources), metrics.count_rate_limited)
+        limits = RateLimits(
+            config.limits, resources.shared.limit_storages, metrics.count_rate_limited
+        )
         providers = {name: PROVIDER_TYPES[p.type](name, p) for name, p in config.providers.items()}
         return cls(
             config,
@@ -117,11 +119,6 @@ class Runtime:
         if self._closing is None:
             # Keep a reference: a task nobody holds may be garbage-collected mid-way.
             self._closing = asyncio.get_running_loop().create_task(self.aclose())
-
-
-def _storages(resources: Resources) -> LimitStorages:
-    assert resources.limit_storages is not None  # set by Resources.__post_init__
-    return resources.limit_storages
 
 
 class RuntimeSlot:

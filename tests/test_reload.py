@@ -279,10 +279,10 @@ def test_a_rebuilt_runtime_keeps_breakers_latencies_and_counters_unless_state_mo
     assert resources.breakers.config.failures == 1  # the new thresholds apply
     assert len(resources.breakers.get("small").failures) == 1
     assert resources.latency.average("small") == 0.25
-    assert resources.limit_storages is before.limit_storages
+    assert resources.shared.limit_storages is before.shared.limit_storages
     assert resources.shared is before.shared
     moved, _ = load_config_text(policy() + "state: {backend: redis, url: 'redis://127.0.0.1:9'}\n")
     elsewhere = Runtime.build(moved, previous=again)
     assert elsewhere.resources.shared is not resources.shared
-    assert elsewhere.resources.limit_storages is not resources.limit_storages
+    assert elsewhere.resources.shared.limit_storages is not resources.shared.limit_storages
     assert elsewhere.resources.breakers is resources.breakers  # states survive the move

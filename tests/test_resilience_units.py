@@ -19,7 +19,7 @@ from router_proxy.errors import (
 from router_proxy.resilience.breaker import BreakerBoard, BreakerState
 from router_proxy.resilience.config import BreakerConfig, LimitsConfig, RetryConfig, StateConfig
 from router_proxy.resilience.dispatch import AttemptLog, Dispatcher
-from router_proxy.resilience.rate_limits import LimitStorages, RateLimits
+from router_proxy.resilience.rate_limits import RateLimits
 from router_proxy.resilience.retry import Verdict, backoff, classify, retry_after_seconds
 from router_proxy.resilience.shared_state import SharedState
 from tests.provider_helpers import anyio_backend_fixture  # noqa: F401
@@ -182,7 +182,7 @@ def dispatcher(
     async def sleep(seconds: float) -> None:
         waits.append(seconds)
 
-    limits = RateLimits(config.limits, LimitStorages(SharedState(StateConfig())))
+    limits = RateLimits(config.limits, SharedState(StateConfig()).limit_storages)
     board = BreakerBoard(breaker or config.resilience.breaker, clock or Clock())
     return (
         Dispatcher(
@@ -302,7 +302,7 @@ async def test_model_over_its_rate_limit_is_skipped_and_alone_gives_429() -> Non
 def limits(**per_client: float) -> tuple[RateLimits, list[tuple[str, str]]]:
     refused: list[tuple[str, str]] = []
     config = LimitsConfig.model_validate({"per_client": per_client})
-    storages = LimitStorages(SharedState(StateConfig()))
+    storages = SharedState(StateConfig()).limit_storages
     return RateLimits(config, storages, lambda s, k: refused.append((s, k))), refused
 
 

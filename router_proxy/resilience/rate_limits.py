@@ -20,6 +20,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage
@@ -32,14 +33,17 @@ from limits.errors import StorageError
 
 from router_proxy.errors import RateLimitError
 from router_proxy.resilience.config import LimitsConfig, LimitSet
-from router_proxy.resilience.shared_state import SharedState
+
+if TYPE_CHECKING:
+    from router_proxy.resilience.shared_state import SharedState
 
 MICRO = 1_000_000  # dollars are counted in micro-dollars: the library counts integers
 OnLimited = Callable[[str, str], None]  # (scope, kind) of a refusal: for metrics
 
 
 class LimitStorages:
-    """Counters kept across reloads: in memory always, in Redis when shared."""
+    """The counters of one shared state (see ``SharedState.limit_storages``): in memory
+    always, in Redis when shared. Kept across reloads with the shared state."""
 
     def __init__(self, state: SharedState) -> None:
         self.state = state

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from router_proxy.resilience.config import StateConfig
+from router_proxy.resilience.rate_limits import LimitStorages
 
 logger = logging.getLogger("router_proxy.resilience")
 
@@ -40,6 +41,8 @@ class SharedState:
         self.listeners: list[Callable[[bool], None]] = []  # called on every up/down change
         self.hooks: list[SyncHook] = []  # run by the sync loop while Redis is up
         self._task: asyncio.Task[None] | None = None
+        # Rate-limit counters live where the shared state does (Redis, or memory).
+        self.limit_storages = LimitStorages(self)
 
     @property
     def shared(self) -> bool:
