@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
-from router_proxy.selection.dataset import RoutingRow
+from router_proxy.selection.dataset import DatasetError, RoutingRow, read_rows
 from router_proxy.training.answers import (
     detect_format,
     extract,
@@ -142,3 +145,25 @@ def test_task_majority_overrides_odd_rows() -> None:
     ]
     assert task_formats(rows) == ["number"] * 3
     assert extract_rows(rows, ["m", "absent"]) == [["4", None], ["6", None], [None, None]]
+
+
+def test_a_declared_format_wins_over_detection() -> None:
+    # A short-text task whose answers happen to be numbers: "2010" and "2010." are the same
+    # text, and "in 2010" is another text (a number reading would call all three "2010").
+    responses = {"a": "2010", "b": "2010.", "c": "in 2010"}
+    rows = [RoutingRow(id="1", prompt="Year?", task="years", responses=responses, format="text")]
+    assert task_formats(rows) == ["text"]
+    assert extract_rows(rows, ["a", "b", "c"]) == [["2010", "2010", "in 2010"]]
+    undeclared = [RoutingRow(id="1", prompt="Year?", task="years", responses=responses)]
+    assert task_formats(undeclared) == ["number"]
+    assert extract_rows(undeclared, ["a", "b", "c"]) == [["2010", "2010", "2010"]]
+
+
+def test_the_dataset_reader_checks_declared_formats(tmp_path: Path) -> None:
+    good = {"id": "1", "prompt": "p", "format": "code"}
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps(good) + "\n" + json.dumps({**good, "format": "essay"}) + "\n")
+    with pytest.raises(DatasetError, match="format"):
+        read_rows(path)
+    path.write_text(json.dumps(good) + "\n")
+    assert read_rows(path)[0].format == "code"

@@ -31,6 +31,12 @@ class RoutingRow:
     scores: dict[str, float] = field(default_factory=dict)
     costs: dict[str, float] = field(default_factory=dict)
     responses: dict[str, str] = field(default_factory=dict)
+    # The answers' format when the data declares it (``router-proxy generate`` writes the
+    # task's); empty: query-only trainers detect it from the prompt and responses.
+    format: str = ""
+
+
+ANSWER_FORMATS = frozenset({"choice", "number", "code", "text"})
 
 
 def _row(data: object, where: str) -> RoutingRow:
@@ -46,6 +52,9 @@ def _row(data: object, where: str) -> RoutingRow:
     scores = {k: float(v) for k, v in mapping("scores", int | float).items()}  # type: ignore[arg-type]
     costs = {k: float(v) for k, v in mapping("costs", int | float).items()}  # type: ignore[arg-type]
     responses = {k: str(v) for k, v in mapping("responses", str).items()}
+    fmt = data.get("format", "")
+    if fmt and fmt not in ANSWER_FORMATS:
+        raise DatasetError(f"{where}: `format` must be one of {sorted(ANSWER_FORMATS)}")
     return RoutingRow(
         id=str(data.get("id", where)),
         prompt=data["prompt"],
@@ -53,6 +62,7 @@ def _row(data: object, where: str) -> RoutingRow:
         scores=scores,
         costs=costs,
         responses=responses,
+        format=str(fmt),
     )
 
 

@@ -21,8 +21,10 @@ generate`` asks the pool for) is read from its last such line on, except for cod
 (``final_answer``); none of RouterBench's responses has one.
 
 ``None`` means no answer (a refusal, an empty or unparseable response): it backs nothing.
-The format is detected per row from the prompt and responses (``detect_format``), and per
-task by majority when rows carry a task (``task_formats``).
+A row's ``format`` field, when the data declares one (``router-proxy generate`` writes its
+task's), is used as is; otherwise the format is detected per row from the prompt and
+responses (``detect_format``), and per task by majority when rows carry a task
+(``task_formats``).
 """
 
 from __future__ import annotations
@@ -272,17 +274,21 @@ def detect_format(prompt: str, responses: Sequence[str]) -> Format:
 
 
 def task_formats(rows: Sequence[RoutingRow]) -> list[Format]:
-    """Each row's format: the majority of its task's per-row detections (rows without a
-    task keep their own)."""
-    own = [detect_format(r.prompt, list(r.responses.values())) for r in rows]
+    """Each row's format: the one it declares, else the majority of its task's per-row
+    detections (rows without a task keep their own)."""
+    own = [_declared(r) or detect_format(r.prompt, list(r.responses.values())) for r in rows]
     votes: dict[str, Counter[Format]] = {}
     for row, fmt in zip(rows, own, strict=True):
         if row.task:
             votes.setdefault(row.task, Counter())[fmt] += 1
     return [
-        votes[row.task].most_common(1)[0][0] if row.task else fmt
+        fmt if row.format or not row.task else votes[row.task].most_common(1)[0][0]
         for row, fmt in zip(rows, own, strict=True)
     ]
+
+
+def _declared(row: RoutingRow) -> Format | None:
+    return next((f for f in FORMATS if f == row.format), None)
 
 
 def extract_rows(

@@ -178,6 +178,7 @@ class Run:
         row = {
             "id": draft.id,
             "task": draft.task.name,
+            "format": draft.task.answer_format.extract_as,
             "prompt": draft.question,
             "costs": {r.model: r.cost for r in done if r.usage},
             "responses": {r.model: r.text for r in done},
