@@ -83,6 +83,12 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self._add_policy_metrics(r)
+        self._add_resilience_metrics(r)
+        # Label sets come from the config and a few statuses: bounded.
+        self._children: dict[tuple[str, str, int], tuple[Any, ...]] = {}
+
+    def _add_policy_metrics(self, r: CollectorRegistry) -> None:
         self.config_reloads = Counter(
             "router_config_reloads",
             "Policy reloads by trigger and result",
@@ -100,6 +106,8 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+
+    def _add_resilience_metrics(self, r: CollectorRegistry) -> None:
         self.breaker_state = Gauge(
             "router_breaker_state",
             "Circuit breaker per model: 0 closed, 1 half-open, 2 open",
@@ -131,8 +139,6 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemin",  # any worker cut off shows as 0
         )
-        # Label sets come from the config and a few statuses: bounded.
-        self._children: dict[tuple[str, str, int], tuple[Any, ...]] = {}
 
     def count_rate_limited(self, scope: str, limit: str) -> None:
         self.rate_limited.labels(scope, limit).inc()
