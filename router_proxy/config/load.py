@@ -18,16 +18,20 @@ from router_proxy.config.schema import Config
 from router_proxy.config.source import SourceMap, interpolate, parse_yaml
 
 
-def load_config(
-    path: str | FilePath, env: Mapping[str, str] | None = None
-) -> tuple[Config, SourceMap]:
+def read_yaml_file(path: str | FilePath) -> str:
+    """A YAML file's text; a file that cannot be read is a ConfigError naming it."""
     try:
-        text = FilePath(path).read_text(encoding="utf-8")
+        return FilePath(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(
             [ConfigIssue((), f"cannot read file: {exc.strerror}")], str(path)
         ) from exc
-    return load_config_text(text, source=str(path), env=env)
+
+
+def load_config(
+    path: str | FilePath, env: Mapping[str, str] | None = None
+) -> tuple[Config, SourceMap]:
+    return load_config_text(read_yaml_file(path), source=str(path), env=env)
 
 
 def load_config_text(

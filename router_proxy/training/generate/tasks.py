@@ -22,7 +22,7 @@ from pydantic import Field, ValidationError
 
 from router_proxy.config.base import StrictModel
 from router_proxy.config.errors import ConfigError, ConfigIssue
-from router_proxy.config.load import validation_issues
+from router_proxy.config.load import read_yaml_file, validation_issues
 from router_proxy.config.source import parse_yaml
 from router_proxy.training.answers import Format, options_of
 
@@ -90,13 +90,7 @@ class TasksFile(StrictModel):
 
 
 def load_tasks(path: str | Path) -> list[TaskSpec]:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            [ConfigIssue((), f"cannot read file: {exc.strerror}")], str(path)
-        ) from exc
-    return parse_tasks(text, source=str(path))
+    return parse_tasks(read_yaml_file(path), source=str(path))
 
 
 def parse_tasks(text: str, *, source: str = "tasks") -> list[TaskSpec]:
