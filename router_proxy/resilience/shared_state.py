@@ -48,6 +48,11 @@ class SharedState:
     def shared(self) -> bool:
         return self.redis is not None
 
+    @property
+    def healthy(self) -> bool:
+        """Nothing is down: Redis answers, or there is no Redis to answer."""
+        return self.up or not self.shared
+
     def key(self, *parts: str) -> str:
         return ":".join((self.config.key_prefix, *parts))
 

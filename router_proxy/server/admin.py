@@ -54,7 +54,7 @@ async def model_health(request: Request) -> Response:
     return JSONResponse(
         {
             "models": models,
-            "shared_state": {"backend": state.config.backend, "up": state.up or not state.shared},
+            "shared_state": {"backend": state.config.backend, "up": state.healthy},
         },
         headers={REQUEST_ID_HEADER: request_id_of(request)},
     )

@@ -99,7 +99,5 @@ async def metrics(request: Request) -> Response:
     runtime.metrics.show_breakers(
         {m: resources.breakers.get(m).state() for m in runtime.config.models}
     )
-    runtime.metrics.shared_state_up.set(
-        1 if resources.shared.up or not resources.shared.shared else 0
-    )
+    runtime.metrics.shared_state_up.set(1 if resources.shared.healthy else 0)
     return Response(runtime.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
