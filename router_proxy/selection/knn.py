@@ -12,8 +12,12 @@ there are nearly even, while a neighbour from another kind of prompt (similarity
 0.1 or more) counts e^-1 or less of a close one at temperature 0.1: a soft gate rather
 than a hard cut at k. ``1 / (1 - sim)`` was rejected: near-duplicates (similarity 0.9996)
 would get thousands of times the weight of the rest of the neighbourhood. With
-``weights: uniform`` it is RouterBench's mean. The trainer picks k and the temperature by
-leave-one-out on the training data unless they are given.
+``weights: uniform`` it is RouterBench's mean.
+
+Shrink (our extension): each training prompt's scores are pulled ``shrink`` of the way
+toward the mean of its group (its ``task`` in the training data), a hierarchical prior
+against neighbourhood noise; the trainer's module says why. The trainer picks k, the
+temperature and the shrink by leave-one-out on the training data unless they are given.
 
 Selection is one matrix-vector product, an ``argpartition`` and a weighted sum: tens of
 microseconds for a few thousand training prompts.
@@ -49,6 +53,32 @@ def neighbour_weights(sims: Matrix, temperature: float | None) -> Matrix:
     return out
 
 
+def shrunk_scores(artifact: Artifact, scores: Matrix) -> Matrix:
+    """Each training prompt's scores pulled ``shrink`` of the way toward its group's mean
+    (``training/knn_train.py`` says why). Done once at load: serving is the plain
+    weighted mean. Artifacts from before ``shrink`` existed have none: scores as stored."""
+    try:
+        shrink = float(artifact.extra.get("shrink") or 0.0)
+    except (TypeError, ValueError):
+        raise ArtifactError("knn artifact has a shrink that is not a number") from None
+    if shrink == 0.0:
+        return scores
+    groups, means = artifact.arrays.get("groups"), artifact.arrays.get("group_means")
+    if groups is None or means is None:
+        raise ArtifactError(f"knn artifact has shrink={shrink} but no groups")
+    if not 0.0 < shrink <= 1.0:
+        raise ArtifactError(f"knn artifact has shrink={shrink}, outside 0..1")
+    if groups.shape != (scores.shape[0],) or means.shape[1:] != scores.shape[1:]:
+        raise ArtifactError(
+            f"knn artifact groups do not fit: groups {groups.shape}, means {means.shape}, "
+            f"scores {scores.shape}"
+        )
+    if groups.size and not 0 <= groups.min() <= groups.max() < means.shape[0]:
+        raise ArtifactError("knn artifact has a group index outside its group means")
+    out: Matrix = (1.0 - shrink) * scores + shrink * means[groups]
+    return out
+
+
 @dataclass(frozen=True)
 class KnnIndex:
     """The neighbour search and the weighted mean, free of any selector plumbing."""
@@ -75,7 +105,7 @@ class KnnIndex:
             raise ArtifactError(f"knn artifact has k={k} and {vectors.shape[0]} prompts")
         return cls(
             embeddings=np.ascontiguousarray(normalise(vectors.astype(np.float32))),
-            scores=np.ascontiguousarray(scores, dtype=np.float32),
+            scores=np.ascontiguousarray(shrunk_scores(artifact, scores), dtype=np.float32),
             k=min(k, vectors.shape[0]),
             temperature=None if raw is None else float(raw),
         )
