@@ -124,12 +124,16 @@ def test_train_then_eval_json(
                 str(out),
                 "--option",
                 "k=5",
+                "--option",
+                "shrink=0.5",
                 "--quiet",
             ]
         )
         == 0
     )
     assert "wrote" in capsys.readouterr().out
+    extra = json.loads((out / "meta.json").read_text())["extra"]
+    assert (extra["k"], extra["shrink"]) == (5, 0.5)
     assert run(["eval", "--router", str(out), "--data", str(test), "--json", "--quiet"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert set(result) == {"routers", "baselines", "aiq"}
