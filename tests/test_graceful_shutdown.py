@@ -18,7 +18,7 @@ from tests.gateway_process import GatewayProcess
 from tests.upstream import SLOW_STREAM_GAP, FakeUpstream
 
 POLICY = """\
-server: {{shutdown_grace: {grace}}}
+server: {{shutdown_grace: {grace}, drain_delay: {drain}}}
 providers:
   up: {{type: openai, base_url: "{upstream}/v1"}}
 models:
@@ -29,8 +29,11 @@ decisions:
 """
 
 
-def start(upstream: FakeUpstream, tmp_path: Path, grace: float) -> GatewayProcess:
-    gateway = GatewayProcess(POLICY.format(grace=grace, upstream=upstream.base_url), tmp_path)
+def start(
+    upstream: FakeUpstream, tmp_path: Path, grace: float, drain: float = 0.0
+) -> GatewayProcess:
+    policy = POLICY.format(grace=grace, drain=drain, upstream=upstream.base_url)
+    gateway = GatewayProcess(policy, tmp_path)
     gateway.start()
     return gateway
 
@@ -163,3 +166,50 @@ def test_a_stream_outlasting_the_grace_period_is_cut_and_the_process_exits(
     lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     requests = [line for line in lines if line.get("event") == "request"]
     assert [r["error"] for r in requests] == ["stream_cut"]
+
+
+def test_drain_delay_keeps_serving_with_ready_failing_then_shuts_down(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    delay = 2.0
+    gateway = start(upstream, tmp_path, grace=5, drain=delay)
+    url = gateway.base_url + "/v1/chat/completions"
+
+    async def scenario() -> tuple[list[int], list[int], float]:
+        ready, served = [], []
+        gateway.terminate()
+        signalled = time.monotonic()
+        # Each request on a fresh connection, as a balancer's new requests would come.
+        while time.monotonic() - signalled < delay - 0.5:
+            async with httpx.AsyncClient(timeout=10) as client:
+                ready.append((await client.get(gateway.base_url + "/ready")).status_code)
+                served.append((await plain(client, url, "still here"))[0])
+        await wait_for(lambda: refuses_connections(gateway.port), "refusing", within=delay + 3)
+        return ready, served, time.monotonic() - signalled
+
+    try:
+        ready, served, refused_after = asyncio.run(scenario())
+        assert gateway.wait(timeout=15) == 0
+    finally:
+        gateway.stop()
+    assert ready, "no request in the delay"
+    assert set(ready) == {503}, ready  # out of the balancer from the signal on
+    assert set(served) == {200}, served  # while still answering what comes
+    assert refused_after >= delay - 0.1  # accepting until the delay is over
+    assert "SIGTERM: draining" in gateway.output()
+
+
+def test_a_second_sigterm_skips_the_drain_delay(upstream: FakeUpstream, tmp_path: Path) -> None:
+    gateway = start(upstream, tmp_path, grace=5, drain=30)
+    try:
+        gateway.terminate()
+        deadline = time.monotonic() + 5
+        while httpx.get(gateway.base_url + "/ready", timeout=2).status_code != 503:
+            assert time.monotonic() < deadline, "never draining"
+            time.sleep(0.05)
+        began = time.monotonic()
+        gateway.terminate()
+        assert gateway.wait(timeout=10) == 0
+        assert time.monotonic() - began < 5  # not the 30 s delay
+    finally:
+        gateway.stop()

@@ -108,6 +108,13 @@ class ServerConfig(StrictModel):
         ge=0,
         description="seconds SIGTERM waits for in-flight requests and streams to finish",
     )
+    drain_delay: float = Field(
+        default=0.0,
+        ge=0,
+        description="seconds SIGTERM keeps accepting requests, with /ready answering 503, "
+        "before the shutdown_grace drain: time for a load balancer to stop sending here "
+        "(a second SIGTERM goes at once; read at start: a change needs a restart)",
+    )
 
 
 class CostConfig(StrictModel):

@@ -22,6 +22,7 @@ from router_proxy.config.schema import Config, CorsConfig
 from router_proxy.observability.metrics import forget_dead_workers, worker_exiting
 from router_proxy.runtime import Runtime, RuntimeSlot
 from router_proxy.server.admin import router as admin_router
+from router_proxy.server.drain import Drain
 from router_proxy.server.errors import install_error_handlers
 from router_proxy.server.openapi import install_openapi
 from router_proxy.server.routes import router
@@ -36,6 +37,7 @@ def create_app(
     """``config_path`` enables reloading from that file (``env`` interpolates it)."""
     slot = RuntimeSlot(Runtime.build(config))
     reloader = Reloader(slot, config_path, env) if config_path is not None else None
+    drain = Drain(config.server.drain_delay)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -46,9 +48,11 @@ def create_app(
         if reloader is not None and config.server.watch_config:
             watcher = asyncio.create_task(reloader.watch(stop))
         hangup = _on_sighup(reloader)
+        drain.install()
         try:
             yield
         finally:
+            drain.cancel()
             stop.set()
             if watcher is not None:
                 with contextlib.suppress(asyncio.CancelledError):
@@ -70,6 +74,7 @@ def create_app(
     )
     app.state.slot = slot
     app.state.reloader = reloader
+    app.state.drain = drain
     install_error_handlers(app)
     install_openapi(app, config)
     app.include_router(router)

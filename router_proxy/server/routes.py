@@ -84,9 +84,12 @@ async def health() -> dict[str, str]:
 
 @router.get("/ready", tags=["ops"], responses={200: {"model": Status}, **errors(503)})
 async def ready(request: Request) -> Response:
-    """Readiness: a config is loaded and its providers are open."""
+    """Readiness: a config is loaded and its providers are open, and no SIGTERM is
+    draining the process (``server.drain_delay``)."""
     if not runtime_of(request).started:
         return error_response(ServiceUnavailableError("starting up"))
+    if request.app.state.drain.draining:
+        return error_response(ServiceUnavailableError("draining: shutting down"))
     return JSONResponse({"status": "ready"})
 
 
