@@ -149,20 +149,26 @@ def print_validation(title: str, table: list[dict[str, Any]], metric: str) -> No
         )
 
 
-def task_router(train: Sequence[RoutingRow], test: Sequence[RoutingRow]) -> list[Point]:
-    """Reference: route each test row by its task label alone (train's per-task means of
-    score and cost), swept over the cost weight. What a perfect task classifier reaches."""
+def task_means(train: Sequence[RoutingRow]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per task of ``train``: each model's mean score and mean $ per 1,000 queries (0 where
+    the data has no costs), models in the order of the first row's scores."""
     models = list(train[0].scores)
     by_task: dict[str, list[RoutingRow]] = defaultdict(list)
     for row in train:
         by_task[row.task].append(row)
-    means = {
+    return {
         task: (
             np.mean([[r.scores[m] for m in models] for r in rows], axis=0),
-            np.mean([[r.costs[m] for m in models] for r in rows], axis=0) * 1000,
+            np.mean([[r.costs.get(m, 0.0) for m in models] for r in rows], axis=0) * 1000,
         )
         for task, rows in by_task.items()
     }
+
+
+def task_router(train: Sequence[RoutingRow], test: Sequence[RoutingRow]) -> list[Point]:
+    """Reference: route each test row by its task label alone (train's per-task means of
+    score and cost), swept over the cost weight. What a perfect task classifier reaches."""
+    models, means = list(train[0].scores), task_means(train)
     points = []
     for weight in [0.0, *np.geomspace(1e-4, 3, 300)]:
         picks = [models[int(np.argmax(means[r.task][0] - weight * means[r.task][1]))] for r in test]
@@ -349,11 +355,8 @@ def open7_seeds(
 
 def task_label_quality(train: Sequence[RoutingRow], test: Sequence[RoutingRow]) -> float:
     """Mean score of routing each test row to its task's best model on train."""
-    best: dict[str, str] = {}
-    for task in {row.task for row in train}:
-        rows = [row for row in train if row.task == task]
-        best[task] = max(rows[0].scores, key=lambda m: sum(row.scores[m] for row in rows))
-    return statistics.mean(row.scores[best[row.task]] for row in test)
+    models, means = list(train[0].scores), task_means(train)
+    return statistics.mean(row.scores[models[int(np.argmax(means[row.task][0]))]] for row in test)
 
 
 def main() -> int:

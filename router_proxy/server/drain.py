@@ -35,14 +35,14 @@ class Drain:
         self.draining = False
         self._pending: asyncio.TimerHandle | None = None
 
-    def install(self) -> bool:
-        """Wrap the running server's SIGTERM handler; False when there is nothing to do
-        (no delay, not the main thread, or no handler of the server's to wrap)."""
+    def install(self) -> None:
+        """Wrap the running server's SIGTERM handler; nothing to do without a delay, off
+        the main thread, or when the server installed no handler to wrap."""
         if self.delay <= 0 or threading.current_thread() is not threading.main_thread():
-            return False
+            return
         shutdown = signal.getsignal(signal.SIGTERM)
         if not callable(shutdown):
-            return False
+            return
         loop = asyncio.get_running_loop()
 
         def on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -54,7 +54,6 @@ class Drain:
             loop.call_soon_threadsafe(self._later, loop, shutdown, signum)
 
         signal.signal(signal.SIGTERM, on_sigterm)
-        return True
 
     def _later(self, loop: asyncio.AbstractEventLoop, shutdown: Handler, signum: int) -> None:
         logger.info("SIGTERM: draining, /ready answers 503; shutting down in %.1f s", self.delay)
