@@ -20,12 +20,12 @@ from router_proxy.embeddings.shared import SharedEncoder
 from router_proxy.errors import NotFoundError
 from router_proxy.plugins.base import Plugin
 from router_proxy.plugins.registry import build_plugin
-from router_proxy.resources import Resources
+from router_proxy.resources import BuildContext, Resources
 from router_proxy.selection.artifact import ArtifactError
 from router_proxy.selection.base import Selector
 from router_proxy.selection.registry import SELECTORS
 from router_proxy.signals.base import Signal, SignalResult
-from router_proxy.signals.registry import build_signal
+from router_proxy.signals.registry import SIGNAL_TYPES
 
 Via = Literal["auto", "decision", "model"]
 
@@ -35,7 +35,7 @@ class CompiledDecision:
     name: str
     priority: int
     rule: Rule
-    selector: Selector
+    selector: Selector[Any]
     plugins: tuple[Plugin, ...] = ()
 
 
@@ -100,15 +100,18 @@ class Pipeline:
     def build(cls, config: Config, resources: Resources | None = None) -> Pipeline:
         """Compile a config already checked by ``load_config`` (slow when it embeds
         examples: run it off the event loop)."""
-        if resources is None:
-            resources = Resources(SharedEncoder(config.embeddings))
-        signals = {s.name: build_signal(s, resources) for s in config.signals}
-        parser = RuleParser({s.name: s for s in config.signals})
+        resources = resources or Resources(SharedEncoder(config.embeddings))
+        build = BuildContext(resources, config.models)
+        signals = {s.name: SIGNAL_TYPES[s.type].build(s, build) for s in config.signals}
+        parser = RuleParser(
+            {s.name: s for s in config.signals},
+            {name: signal.cost_rank for name, signal in signals.items()},
+        )
         compiled: list[tuple[int, int, CompiledDecision]] = []
         for index, d in enumerate(config.decisions):
-            selector = _build_selector(config, index, resources)
+            selector = _build_selector(config, index, build)
             rule = parser.parse(d.when, ("decisions", index, "when"))
-            plugins = tuple(build_plugin(item) for item in d.plugins)
+            plugins = tuple(build_plugin(item, build) for item in d.plugins)
             decision = CompiledDecision(d.name, d.priority, rule, selector, plugins)
             compiled.append((-d.priority, index, decision))
         if parser.errors:  # load_config refuses these; reaching here is a caller's bug
@@ -173,12 +176,12 @@ class Pipeline:
         return tuple(self.decisions)
 
 
-def _build_selector(config: Config, index: int, resources: Resources) -> Selector:
+def _build_selector(config: Config, index: int, build: BuildContext) -> Selector[Any]:
     route = config.decisions[index].route
     selector_cls = SELECTORS[route.algorithm]
-    params = selector_cls.params_model.model_validate(route.params)
+    params = selector_cls.config_model.model_validate(route.params)
     try:
-        return selector_cls.build(tuple(route.candidates), config.models, params, resources)
+        return selector_cls.build(tuple(route.candidates), params, build)
     except ArtifactError as exc:  # e.g. the artifact changed on disk since the check
         path = ("decisions", index, "route", "params", "artifact")
         raise ConfigError([ConfigIssue(path, str(exc))]) from exc

@@ -1,18 +1,40 @@
 """What the process shares with everything built from a config, kept across reloads:
 the encoder, observed latencies, circuit breakers, and the shared state (Redis or memory)
-that holds the rate-limit counters and carries all three across replicas."""
+that holds the rate-limit counters and carries all three across replicas.
+
+``Resources`` decides what a reload carries over (``carried_into``) and closes what the
+next config no longer shares (``close_unshared``); ``BuildContext`` is what building any
+extension (signal, selector, plugin) may read.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from router_proxy.embeddings.shared import SharedEncoder
-from router_proxy.resilience.breaker import BreakerBoard
+from router_proxy.resilience.breaker import BreakerBoard, BreakerState
 from router_proxy.resilience.config import BreakerConfig, StateConfig
+from router_proxy.resilience.latency_tracker import LatencyTracker
 from router_proxy.resilience.shared_breakers import SharedBreakers
 from router_proxy.resilience.shared_latency import SharedLatency
 from router_proxy.resilience.shared_state import SharedState
-from router_proxy.selection.latency_stats import LatencyTracker
+
+if TYPE_CHECKING:
+    from router_proxy.config.schema import Config, ModelConfig
+
+
+@dataclass(frozen=True, slots=True)
+class ModelHealth:
+    """One model as the gateway sees it now (for /metrics and /admin/models)."""
+
+    breaker: BreakerState
+    available: bool  # a request may be sent to it now (closed, or a probe is free)
+    retry_after: float  # seconds until an open breaker takes a probe
+    recent_failures: int
+    opened_by_other_replica: bool
+    latency: float | None  # observed seconds until the answer starts; None: no call yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,24 +49,71 @@ class Resources:
     shared: SharedState = field(default_factory=lambda: SharedState(StateConfig()))
 
     @classmethod
-    def create(
+    def for_config(cls, config: Config) -> Resources:
+        """Fresh resources for a first config."""
+        return cls._assemble(
+            SharedEncoder(config.embeddings),
+            LatencyTracker(),
+            BreakerBoard(config.resilience.breaker),
+            config.state,
+        )
+
+    def carried_into(self, config: Config) -> Resources:
+        """The resources a reload to ``config`` serves with: latencies and breakers always
+        carry over; the encoder (model and cache) while ``embeddings`` is unchanged; the
+        shared state (and its limit counters) while ``state`` is unchanged."""
+        self.breakers.configure(config.resilience.breaker)
+        encoder = self.encoder.for_config(config.embeddings)
+        if self.shared.config == config.state:
+            return Resources(encoder, self.latency, self.breakers, self.shared)
+        self.breakers.listeners.clear()  # the old shared state's listeners go with it
+        return self._assemble(encoder, self.latency, self.breakers, config.state)
+
+    @classmethod
+    def _assemble(
         cls,
         encoder: SharedEncoder,
+        latency: LatencyTracker,
+        breakers: BreakerBoard,
         state: StateConfig,
-        breaker: BreakerConfig,
-        previous: Resources | None = None,
     ) -> Resources:
-        """New resources, or ``previous``'s parts carried over (a reload); the shared
-        state is replaced only when the ``state`` section changed."""
-        latency = previous.latency if previous else LatencyTracker()
-        breakers = previous.breakers if previous else BreakerBoard(breaker)
-        breakers.configure(breaker)
-        if previous is not None and previous.shared.config == state:
-            return cls(encoder, latency, breakers, previous.shared)
         shared = SharedState(state)
-        if previous is not None:  # the old shared state's listeners go with it
-            breakers.listeners.clear()
-        if shared.shared:
+        if shared.shared:  # breakers and latencies sync through it
             SharedBreakers(breakers, shared)
             SharedLatency(latency, shared)
         return cls(encoder, latency, breakers, shared)
+
+    def start(self) -> None:
+        self.shared.start()
+
+    def health(self, models: Iterable[str]) -> dict[str, ModelHealth]:
+        health = {}
+        for model in models:
+            breaker = self.breakers.get(model)
+            health[model] = ModelHealth(
+                breaker=breaker.state(),
+                available=self.breakers.available(model),
+                retry_after=breaker.retry_after(),
+                recent_failures=len(breaker.failures),
+                opened_by_other_replica=breaker.remote,
+                latency=self.latency.average(model),
+            )
+        return health
+
+    async def close_unshared(self, successor: Resources | None) -> None:
+        """Close what ``successor`` (the next config's resources; None at shutdown) does
+        not share: the encoder, the shared state."""
+        if successor is None or successor.encoder is not self.encoder:
+            self.encoder.close()
+        if successor is None or successor.shared is not self.shared:
+            await self.shared.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class BuildContext:
+    """What building an extension (signal, selector, plugin) may read besides its own
+    config: the process's shared resources and the policy's models. One per config load
+    (offline evaluation builds selectors with no policy: no models)."""
+
+    resources: Resources
+    models: Mapping[str, ModelConfig] = field(default_factory=dict)

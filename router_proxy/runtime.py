@@ -1,9 +1,12 @@
-"""Runtime: one loaded config with everything built from it (pipeline, providers, auth).
+"""Runtime: one loaded config with everything built from it (pipeline, providers, auth,
+the engine).
 
 Requests take the current runtime once, at their start, and hold it until their last byte
 (``acquire``/``release``). A reload builds a whole new runtime and swaps it in
 (``RuntimeSlot.swap``); the old one closes its providers only when its last request has
-finished, so requests in flight always finish on the config they started with.
+finished, so requests in flight always finish on the config they started with. What the
+two share (encoder, breakers, latencies, shared state) is ``Resources``' to carry over
+and to close.
 """
 
 from __future__ import annotations
@@ -13,15 +16,19 @@ import logging
 from dataclasses import dataclass, field
 
 from router_proxy.config.schema import Config
-from router_proxy.embeddings.shared import SharedEncoder
+from router_proxy.engine.accounting import Accounting
+from router_proxy.engine.auth import ClientAuth
+from router_proxy.engine.engine import Engine
+from router_proxy.engine.upstream import Upstream
 from router_proxy.observability.metrics import Metrics
 from router_proxy.pipeline import Pipeline
+from router_proxy.protocol import Usage
 from router_proxy.providers.base import Provider
-from router_proxy.providers.registry import PROVIDER_TYPES
+from router_proxy.providers.registry import build_provider
 from router_proxy.resilience.dispatch import Dispatcher
+from router_proxy.resilience.feedback import UpstreamFeedback
 from router_proxy.resilience.rate_limits import RateLimits
-from router_proxy.resources import Resources
-from router_proxy.server.auth import ClientAuth
+from router_proxy.resources import ModelHealth, Resources
 
 logger = logging.getLogger("router_proxy.runtime")
 
@@ -29,22 +36,16 @@ logger = logging.getLogger("router_proxy.runtime")
 @dataclass(eq=False)
 class Runtime:
     config: Config
-    pipeline: Pipeline
+    engine: Engine
     providers: dict[str, Provider]
     metrics: Metrics
-    auth: ClientAuth
     admin_auth: ClientAuth
     resources: Resources
-    limits: RateLimits
-    dispatcher: Dispatcher
     generation: int = 0
-    # Set when a newer runtime no longer shares this one's encoder (or shared state):
-    # close it with us.
-    encoder_retired: bool = False
-    shared_retired: bool = False
     started: bool = False
     in_flight: int = 0
     retired: bool = False
+    _successor: Resources | None = field(default=None, repr=False)
     _closing: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
@@ -52,66 +53,91 @@ class Runtime:
         cls, config: Config, previous: Runtime | None = None, metrics: Metrics | None = None
     ) -> Runtime:
         """Build everything a config needs (may be slow: run it off the event loop).
-        From ``previous`` (a reload) it keeps the metrics, the latency statistics and the
-        encoder (model and cache) if the ``embeddings`` section did not change."""
-        breaker, state = config.resilience.breaker, config.state
+        From ``previous`` (a reload) it keeps the metrics and what ``Resources`` carries
+        over (latencies, breakers, the encoder and shared state while unchanged)."""
         if previous is not None:
-            encoder = previous.resources.encoder.for_config(config.embeddings)
-            resources = Resources.create(encoder, state, breaker, previous.resources)
+            resources = previous.resources.carried_into(config)
             metrics = previous.metrics
         else:
-            resources = Resources.create(SharedEncoder(config.embeddings), state, breaker)
+            resources = Resources.for_config(config)
         metrics = metrics or Metrics()
         limits = RateLimits(
             config.limits, resources.shared.limit_storages, metrics.count_rate_limited
         )
-        providers = {name: PROVIDER_TYPES[p.type](name, p) for name, p in config.providers.items()}
+        providers = {name: build_provider(name, p) for name, p in config.providers.items()}
+        feedback = UpstreamFeedback(
+            resources.breakers, resources.latency, metrics.count_upstream_error
+        )
+        engine = Engine(
+            settings=config.server,
+            auth=ClientAuth(config.server.api_keys),
+            limits=limits,
+            pipeline=Pipeline.build(config, resources),
+            dispatcher=Dispatcher(config.resilience.retries, feedback, limits, config.models),
+            upstream=Upstream(config.models, providers),
+            feedback=feedback,
+            accounting=Accounting(
+                config.models, metrics, limits, log_requests=config.server.log_requests
+            ),
+            metrics=metrics,
+        )
+        generation = previous.generation + 1 if previous is not None else 0
         return cls(
             config,
-            Pipeline.build(config, resources),
+            engine,
             providers,
             metrics,
-            ClientAuth(config.server.api_keys),
             ClientAuth(config.server.admin_keys),
             resources,
-            limits,
-            Dispatcher(config.resilience.retries, resources.breakers, limits, config.models),
-            previous.generation + 1 if previous is not None else 0,
+            generation,
         )
 
     @property
-    def encoder(self) -> SharedEncoder:
-        return self.resources.encoder
+    def pipeline(self) -> Pipeline:
+        return self.engine.pipeline
 
-    def provider_for(self, model: str) -> Provider:
-        return self.providers[self.config.models[model].provider]
+    def cost(self, model: str, usage: Usage) -> float:
+        """US$ for ``usage`` at ``model``'s prices."""
+        return self.engine.accounting.cost(model, usage) or 0.0
+
+    @property
+    def shared_state_up(self) -> bool:
+        """Nothing shared is down: Redis answers, or there is no Redis to answer."""
+        return self.resources.shared.healthy
+
+    def health(self) -> dict[str, ModelHealth]:
+        """Each configured model's breaker and observed latency, as of now."""
+        return self.resources.health(self.config.models)
 
     async def start(self) -> None:
         for provider in self.providers.values():
             await provider.start()
-        self.resources.shared.start()
+        self.resources.start()
         self.started = True
 
     async def aclose(self) -> None:
+        """Close providers, and the resources the next runtime does not share (all of
+        them when there is none: shutdown)."""
         self.started = False
         for provider in self.providers.values():
             await provider.aclose()
-        if self.encoder_retired:
-            self.encoder.close()
-        if self.shared_retired:
-            await self.resources.shared.aclose()
+        await self.resources.close_unshared(self._successor)
 
     def acquire(self) -> None:
+        """A request holds this runtime until its last byte."""
         self.in_flight += 1
+        self.metrics.in_flight.inc()
 
     def release(self) -> None:
         self.in_flight -= 1
+        self.metrics.in_flight.dec()
         if self.retired and self.in_flight == 0:
             self._close_soon()
 
-    def retire(self) -> None:
+    def retire(self, successor: Runtime) -> None:
         """No new requests will come; close once the last one in flight is done."""
         self.retired = True
+        self._successor = successor.resources
         if self.in_flight == 0:
             self._close_soon()
 
@@ -129,8 +155,6 @@ class RuntimeSlot:
 
     def swap(self, runtime: Runtime) -> Runtime:
         old, self.current = self.current, runtime
-        old.encoder_retired = old.encoder is not runtime.encoder
-        old.shared_retired = old.resources.shared is not runtime.resources.shared
-        old.retire()
+        old.retire(runtime)
         logger.info("config generation %d now serving", runtime.generation)
         return old

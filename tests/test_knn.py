@@ -19,7 +19,7 @@ from router_proxy.embeddings.base import Encoder
 from router_proxy.embeddings.config import EmbeddingsConfig
 from router_proxy.embeddings.registry import build_encoder
 from router_proxy.embeddings.shared import SharedEncoder
-from router_proxy.resources import Resources
+from router_proxy.resources import BuildContext, Resources
 from router_proxy.selection.artifact import Artifact, ArtifactError, load_artifact
 from router_proxy.selection.knn import KnnIndex, KnnSelector, neighbour_weights
 from router_proxy.selection.learned import LearnedParams
@@ -95,7 +95,7 @@ def trained(tmp_path: Path, encoder: Encoder) -> Path:
 def selector(artifact: Path, encoder: Encoder, cost_weight: float = 0.0) -> KnnSelector:
     params = LearnedParams(artifact=artifact, cost_weight=cost_weight)
     resources = Resources(encoder=SharedEncoder(build=lambda _: encoder))
-    return KnnSelector.build(MODELS, {}, params, resources)
+    return KnnSelector.build(MODELS, params, BuildContext(resources))
 
 
 def test_routes_fresh_prompts_to_the_model_that_knows_the_field(
@@ -174,7 +174,7 @@ def test_artifact_refuses_other_candidates_and_encoders(trained: Path, encoder: 
     params = LearnedParams(artifact=trained)
     resources = Resources(encoder=SharedEncoder(build=lambda _: encoder))
     with pytest.raises(ArtifactError, match="no data for candidate"):
-        KnnSelector.build(("math-pro", "gpt-9"), {}, params, resources)
+        KnnSelector.build(("math-pro", "gpt-9"), params, BuildContext(resources))
 
     class Other(Encoder):
         def _encode_batch(self, texts: list[str]) -> NDArray[np.floating]:
@@ -182,7 +182,7 @@ def test_artifact_refuses_other_candidates_and_encoders(trained: Path, encoder: 
 
     other = Resources(encoder=SharedEncoder(build=lambda _: Other("static:other", 256, 100)))
     with pytest.raises(ArtifactError, match="trained with encoder"):
-        KnnSelector.build(MODELS, {}, params, other)
+        KnnSelector.build(MODELS, params, BuildContext(other))
     with pytest.raises(ArtifactError, match="holds a 'knn' artifact, not 'mf'"):
         load_artifact(trained, "mf")
 

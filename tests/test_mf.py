@@ -17,7 +17,7 @@ from router_proxy.context import RequestContext
 from router_proxy.embeddings.config import EmbeddingsConfig
 from router_proxy.embeddings.registry import build_encoder
 from router_proxy.embeddings.shared import SharedEncoder
-from router_proxy.resources import Resources
+from router_proxy.resources import BuildContext, Resources
 from router_proxy.selection.artifact import Artifact, load_artifact
 from router_proxy.selection.dataset import RoutingRow
 from router_proxy.selection.learned import LearnedParams
@@ -162,7 +162,7 @@ def test_artifact_round_trip_and_build(
     for key, value in artifact.arrays.items():
         np.testing.assert_array_equal(loaded.arrays[key], value)
     params = LearnedParams(artifact=path, cost_weight=0.0)
-    built = MfSelector.build(("linguist", "coder"), {}, params, Resources(encoder=shared))
+    built = MfSelector.build(("linguist", "coder"), params, BuildContext(Resources(encoder=shared)))
     ctx = RequestContext.from_prompt("Translate into French: the cat sleeps on the warm mat.")
     assert asyncio.run(built.order(ctx)) == ("linguist", "coder")
     vectors = shared.get().encode(prompts("code", FRESH_WORDS))
@@ -239,14 +239,14 @@ def test_serving_path_imports_no_torch(trained: tuple[Artifact, Path]) -> None:
         "import asyncio, sys\n"
         "from router_proxy.embeddings.config import EmbeddingsConfig\n"
         "from router_proxy.embeddings.shared import SharedEncoder\n"
-        "from router_proxy.resources import Resources\n"
+        "from router_proxy.resources import BuildContext, Resources\n"
         "from router_proxy.context import RequestContext\n"
         "from router_proxy.selection.learned import LearnedParams\n"
         "from router_proxy.selection.mf import MfSelector\n"
         "import router_proxy.training.mf_train, router_proxy.training.calibrate\n"
         f"params = LearnedParams(artifact={str(path)!r}, cost_weight=0.1)\n"
         "res = Resources(encoder=SharedEncoder(EmbeddingsConfig()))\n"
-        "sel = MfSelector.build(('coder', 'linguist'), {}, params, res)\n"
+        "sel = MfSelector.build(('coder', 'linguist'), params, BuildContext(res))\n"
         "print(asyncio.run(sel.order(RequestContext.from_prompt('Write a Python function'))))\n"
         "heavy = {'torch', 'transformers', 'sentence_transformers'} & set(sys.modules)\n"
         "assert not heavy, heavy\n"

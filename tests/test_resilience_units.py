@@ -19,6 +19,7 @@ from router_proxy.errors import (
 from router_proxy.resilience.breaker import BreakerBoard, BreakerState
 from router_proxy.resilience.config import BreakerConfig, LimitsConfig, RetryConfig, StateConfig
 from router_proxy.resilience.dispatch import AttemptLog, Dispatcher
+from router_proxy.resilience.feedback import UpstreamFeedback
 from router_proxy.resilience.rate_limits import RateLimits
 from router_proxy.resilience.retry import Verdict, backoff, classify, retry_after_seconds
 from router_proxy.resilience.shared_state import SharedState
@@ -187,7 +188,7 @@ def dispatcher(
     return (
         Dispatcher(
             config.resilience.retries,
-            board,
+            UpstreamFeedback(board),
             limits,
             config.models,
             rng=random.Random(0),

@@ -77,8 +77,8 @@ def test_every_key_is_compared_whichever_matches(monkeypatch: pytest.MonkeyPatch
     """Constant time: no early exit, so timing says nothing about which key matched."""
     from pydantic import SecretStr
 
+    from router_proxy.engine import auth
     from router_proxy.errors import AuthenticationError
-    from router_proxy.server import auth
 
     compared = []
     real = auth.hmac.compare_digest

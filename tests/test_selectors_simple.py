@@ -11,7 +11,7 @@ from router_proxy.config.errors import ConfigError
 from router_proxy.config.load import load_config_text
 from router_proxy.context import RequestContext
 from router_proxy.pipeline import Pipeline
-from router_proxy.selection.latency_stats import LatencyTracker
+from router_proxy.resilience.latency_tracker import LatencyTracker
 
 POLICY = """\
 providers:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -11,6 +10,7 @@ from pydantic import ValidationError
 
 from router_proxy.embeddings.base import Encoder
 from router_proxy.embeddings.shared import SharedEncoder
+from router_proxy.resources import BuildContext, Resources
 from router_proxy.signals.embedding import EmbeddingSignal, EmbeddingSignalConfig
 from tests.signal_helpers import evaluate
 from tests.test_embeddings_support import BACKENDS, encoder
@@ -149,14 +149,9 @@ def test_examples_are_embedded_once_at_build() -> None:
     assert counting.embedded == len(PARAPHRASES)
 
 
-@dataclass(frozen=True)
-class Resources:
-    encoder: SharedEncoder
-
-
 def test_build_takes_the_shared_encoder() -> None:
     shared = SharedEncoder(build=lambda _: encoder())
-    built = EmbeddingSignal.build(config(), Resources(shared))
+    built = EmbeddingSignal.build(config(), BuildContext(Resources(shared)))
     assert built.encoder is encoder()
     assert shared.loaded
     assert EmbeddingSignal.cost_rank > 10  # after keyword signals

@@ -111,7 +111,7 @@ def _check_route(config: Config, i: int, decision: DecisionConfig) -> list[Probl
     else:
         at: Path = ("decisions", i, "route", "params")
         try:
-            params = selector.params_model.model_validate(route.params)
+            params = selector.config_model.model_validate(route.params)
         except ValidationError as exc:
             for err in exc.errors():
                 problems.append(((*at, *err["loc"]), err["msg"]))

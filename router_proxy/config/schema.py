@@ -15,7 +15,6 @@ from pydantic import Field, SecretStr, WithJsonSchema, model_validator
 from router_proxy.config.base import ProviderConfigBase, SignalConfigBase, StrictModel
 from router_proxy.embeddings.config import EmbeddingsConfig
 from router_proxy.plugins.registry import plugin_item_model
-from router_proxy.providers.base import Timeouts
 from router_proxy.providers.registry import PROVIDER_TYPES
 from router_proxy.resilience.config import (
     LimitsConfig,
@@ -140,10 +139,6 @@ class ModelConfig(StrictModel):
         "candidate (also for requests that name this model directly)",
     )
     description: str = ""
-
-    def call_timeouts(self) -> Timeouts:
-        t = self.timeouts
-        return Timeouts(total=t.total, first_byte=t.first_byte, connect=t.connect)
 
 
 WhenExpr = Annotated[

@@ -16,7 +16,6 @@ from typing import Any
 from router_proxy.config.base import SignalConfigBase
 from router_proxy.config.errors import Path
 from router_proxy.signals.base import SignalResult
-from router_proxy.signals.registry import SIGNAL_TYPES
 
 Resolve = Callable[[str], Awaitable[SignalResult]]
 
@@ -60,8 +59,15 @@ _COMBINATORS = ("all", "any", "not")
 class RuleParser:
     """Turns raw ``when`` data into a Rule, collecting (path, message) for every mistake."""
 
-    def __init__(self, signals: Mapping[str, SignalConfigBase]) -> None:
+    def __init__(
+        self,
+        signals: Mapping[str, SignalConfigBase],
+        cost_rank: Mapping[str, int] | None = None,
+    ) -> None:
         self.signals = signals
+        # Per signal name, how costly it is to evaluate (the signal's ``cost_rank``):
+        # groups evaluate cheap children first. Checking a config needs no order.
+        self.cost_rank = cost_rank or {}
         self.errors: list[tuple[Path, str]] = []
 
     def parse(self, raw: Any, path: Path) -> Rule:
@@ -119,8 +125,7 @@ class RuleParser:
         if isinstance(rule, Const):
             return -1
         if isinstance(rule, Ref | Equals):
-            signal = self.signals.get(rule.signal)
-            return SIGNAL_TYPES[signal.type].cost_rank if signal is not None else 0
+            return self.cost_rank.get(rule.signal, 0)
         if isinstance(rule, Not):
             return self.cost(rule.child)
         return max(self.cost(c) for c in rule.children)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Protocol
 
 from router_proxy.embeddings.base import Encoder
 from router_proxy.embeddings.config import EmbeddingsConfig
@@ -52,10 +51,3 @@ class SharedEncoder:
     def close(self) -> None:
         if self._encoder is not None:
             self._encoder.close()
-
-
-class EncoderResources(Protocol):
-    """What a signal's ``build`` needs from the process (``Resources`` has it)."""
-
-    @property
-    def encoder(self) -> SharedEncoder: ...

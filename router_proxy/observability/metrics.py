@@ -143,6 +143,9 @@ class Metrics:
     def count_rate_limited(self, scope: str, limit: str) -> None:
         self.rate_limited.labels(scope, limit).inc()
 
+    def count_upstream_error(self, model: str, code: str) -> None:
+        self.upstream_errors.labels(model, code).inc()
+
     def show_breakers(self, states: Mapping[str, int]) -> None:
         for model, state in states.items():
             self.breaker_state.labels(model).set(state)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from pydantic import BaseModel
 
 from router_proxy.context import RequestContext
+
+if TYPE_CHECKING:
+    from router_proxy.resources import BuildContext
 
 Body = dict[str, Any]
 
@@ -17,11 +20,16 @@ class Plugin(ABC):
     client's, which other steps and logs may still read)."""
 
     name: ClassVar[str]
-    # What a YAML item `{name: <value>}` is validated as.
-    config_type: ClassVar[Any]
+    # What a YAML item `{name: <value>}` is validated as (a model, or a union with one).
+    config_model: ClassVar[Any]
 
     def __init__(self, config: Any) -> None:
         self.config = config
+
+    @classmethod
+    def build(cls, config: Any, ctx: BuildContext) -> Self:
+        """Plugins that need shared resources override this."""
+        return cls(config)
 
     @abstractmethod
     def apply(self, body: Body, ctx: RequestContext) -> Body:

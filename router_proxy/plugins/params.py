@@ -36,7 +36,7 @@ class ParamsOptions(StrictModel):
 
 class ParamsPlugin(Plugin):
     name = "params"
-    config_type = ParamsOptions
+    config_model = ParamsOptions
     config: ParamsOptions
 
     def apply(self, body: Body, ctx: RequestContext) -> Body:

@@ -24,7 +24,7 @@ class RedactOptions(StrictModel):
 
 class RedactPiiPlugin(Plugin):
     name = "redact_pii"
-    config_type = bool | RedactOptions
+    config_model = bool | RedactOptions
 
     def __init__(self, config: bool | RedactOptions) -> None:
         options = config if isinstance(config, RedactOptions) else RedactOptions()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, create_model, model_validator
 
@@ -11,12 +11,19 @@ from router_proxy.plugins.base import Plugin
 from router_proxy.plugins.params import ParamsPlugin
 from router_proxy.plugins.redact_pii import RedactPiiPlugin
 from router_proxy.plugins.system_prompt import SystemPromptPlugin
+from router_proxy.registry import Registry
 
-PLUGINS: dict[str, type[Plugin]] = {
-    "system_prompt": SystemPromptPlugin,
-    "params": ParamsPlugin,
-    "redact_pii": RedactPiiPlugin,
-}
+if TYPE_CHECKING:
+    from router_proxy.resources import BuildContext
+
+PLUGINS: Registry[type[Plugin]] = Registry(
+    "plugin",
+    [
+        ("system_prompt", SystemPromptPlugin),
+        ("params", ParamsPlugin),
+        ("redact_pii", RedactPiiPlugin),
+    ],
+)
 
 
 def _exactly_one(item: BaseModel) -> BaseModel:
@@ -28,7 +35,9 @@ def _exactly_one(item: BaseModel) -> BaseModel:
 
 def plugin_item_model() -> type[StrictModel]:
     """The YAML shape of one plugin: a mapping with exactly one known key."""
-    fields: dict[str, Any] = {name: (cls.config_type | None, None) for name, cls in PLUGINS.items()}
+    fields: dict[str, Any] = {
+        name: (cls.config_model | None, None) for name, cls in PLUGINS.items()
+    }
     return create_model(
         "PluginItem",
         __base__=StrictModel,
@@ -38,6 +47,6 @@ def plugin_item_model() -> type[StrictModel]:
     )
 
 
-def build_plugin(item: BaseModel) -> Plugin:
+def build_plugin(item: BaseModel, ctx: BuildContext) -> Plugin:
     name = next(name for name in PLUGINS if getattr(item, name) is not None)
-    return PLUGINS[name](getattr(item, name))
+    return PLUGINS[name].build(getattr(item, name), ctx)

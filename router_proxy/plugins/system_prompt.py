@@ -22,7 +22,7 @@ class SystemPromptOptions(StrictModel):
 
 class SystemPromptPlugin(Plugin):
     name = "system_prompt"
-    config_type = str | SystemPromptOptions
+    config_model = str | SystemPromptOptions
 
     def __init__(self, config: str | SystemPromptOptions) -> None:
         options = SystemPromptOptions(text=config) if isinstance(config, str) else config

@@ -9,20 +9,12 @@ from typing import Any, ClassVar
 
 from router_proxy.config.base import ProviderConfigBase
 from router_proxy.protocol import Usage
+from router_proxy.resilience.config import TimeoutsConfig
 
-
-@dataclass(frozen=True)
-class Timeouts:
-    """Seconds. ``first_byte`` bounds the wait for the answer to start (for a stream, also
-    each gap between events); ``total`` the whole call, a stream's last byte included."""
-
-    total: float
-    first_byte: float | None = None  # None: total
-    connect: float | None = None  # None: the provider's connect_timeout
-
-    @property
-    def idle(self) -> float:
-        return self.first_byte if self.first_byte is not None else self.total
+# A call's timeouts are the model's configured ones (cut to the request's deadline):
+# ``first_byte`` bounds the wait for the answer to start (for a stream, also each gap
+# between events); ``total`` the whole call, a stream's last byte included.
+Timeouts = TimeoutsConfig
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,19 @@ class TimeoutsConfig(StrictModel):
             raise ValueError("first_byte must not exceed total")
         return self
 
+    @property
+    def idle(self) -> float:
+        """The wait for the first byte and, on a stream, for each next event."""
+        return self.first_byte if self.first_byte is not None else self.total
+
+    def within(self, left: float | None) -> TimeoutsConfig:
+        """These timeouts cut to a request deadline ``left`` seconds away (None: none)."""
+        if left is None or left >= self.total:
+            return self
+        return TimeoutsConfig.model_construct(
+            connect=self.connect, first_byte=min(self.idle, left), total=left
+        )
+
 
 class RetryConfig(StrictModel):
     attempts_per_model: int = Field(

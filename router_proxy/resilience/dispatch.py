@@ -29,10 +29,10 @@ from router_proxy.errors import (
     ServiceUnavailableError,
     UpstreamTimeoutError,
 )
-from router_proxy.resilience.breaker import BreakerBoard
 from router_proxy.resilience.config import RetryConfig
+from router_proxy.resilience.feedback import UpstreamFeedback
 from router_proxy.resilience.rate_limits import RateLimits
-from router_proxy.resilience.retry import Verdict, backoff, classify, retry_after_seconds
+from router_proxy.resilience.retry import Verdict, backoff, retry_after_seconds
 
 if TYPE_CHECKING:
     from router_proxy.config.schema import ModelConfig
@@ -60,13 +60,15 @@ class AttemptLog:
 class Outcome(Generic[T]):
     result: T
     model: str
+    started: float  # time.perf_counter() when the answering attempt began
+    seconds: float  # that attempt's time until its answer started (a stream's first event)
 
 
 class Dispatcher:
     def __init__(
         self,
         retries: RetryConfig,
-        breakers: BreakerBoard,
+        feedback: UpstreamFeedback,
         limits: RateLimits,
         models: Mapping[str, ModelConfig],
         *,
@@ -74,7 +76,8 @@ class Dispatcher:
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.retries = retries
-        self.breakers = breakers
+        self.feedback = feedback
+        self.breakers = feedback.breakers
         self.limits = limits
         self.models = models
         self.rng = rng or random.Random()
@@ -113,41 +116,41 @@ class Dispatcher:
                 log.skipped.append((model, "breaker_open"))
                 continue
             try:
-                result = await self._try_model(model, attempt, log, deadline)
+                outcome = await self._try_model(model, attempt, log, deadline)
             except _Failed as failed:
                 errors.append((model, failed.error))
                 queue[0:0] = self.models[model].fallbacks
                 continue
             log.model = model
-            return Outcome(result, model)
+            return outcome
         raise self._exhausted(errors, refused, log)
 
     async def _try_model(
         self, model: str, attempt: Attempt[T], log: AttemptLog, deadline: float | None
-    ) -> T:
+    ) -> Outcome[T]:
         """Up to ``attempts_per_model`` tries; _Failed when this model is done for."""
         for retry in range(self.retries.attempts_per_model):
             left = None if deadline is None else max(0.001, deadline - time.monotonic())
+            started = time.perf_counter()
             try:
                 result = await attempt(model, left)
             except GatewayError as exc:
-                verdict = classify(exc)
                 log.tried.append((model, exc.code or "error"))
-                if verdict is Verdict.FINAL:  # the client's mistake says nothing of health
-                    self.breakers.release_probe(model)
+                verdict = self.feedback.failed(model, exc)
+                if verdict is Verdict.FINAL:  # the client's mistake: answer it now
                     raise
-                self.breakers.record_failure(model)
                 wait = self._wait_before_retry(exc, verdict, retry, model, log, deadline)
                 if wait is None:
                     raise _Failed(exc) from exc
                 await self.sleep(wait)
                 continue
-            except BaseException:  # cancelled (the client left) or a bug: no verdict,
-                self.breakers.release_probe(model)  # so a half-open probe is not lost
+            except BaseException:  # cancelled (the client left) or a bug: no verdict
+                self.feedback.abandoned(model)
                 raise
+            seconds = time.perf_counter() - started
             log.tried.append((model, None))
-            self.breakers.record_success(model)
-            return result
+            self.feedback.succeeded(model, seconds)
+            return Outcome(result, model, started, seconds)
         raise AssertionError("unreachable: the last try raises or returns")
 
     def _wait_before_retry(
@@ -189,20 +192,20 @@ class Dispatcher:
         ):
             return refused
         open_models = [m for m, why in log.skipped if why == "breaker_open"]
-        retry_after = max(1, math.ceil(self.breakers.retry_after(open_models)))
+        headers = _retry_headers(self.breakers.retry_after(open_models))
         if not errors:
             return ServiceUnavailableError(
                 "No healthy candidate: "
                 + ", ".join(f"'{m}' ({why.replace('_', ' ')})" for m, why in log.skipped),
                 code="no_healthy_candidate",
-                headers={"retry-after": str(retry_after)},
+                headers=headers,
             )
         failures = "; ".join(f"'{m}': {e.message}" for m, e in errors)
         skipped = "".join(f"; '{m}': skipped ({why})" for m, why in log.skipped)
         return ServiceUnavailableError(
             f"Every candidate failed: {failures}{skipped}",
             code="all_candidates_failed",
-            headers={"retry-after": str(retry_after)},
+            headers=headers,
         )
 
 
@@ -210,6 +213,20 @@ class _Failed(Exception):
     def __init__(self, error: GatewayError) -> None:
         super().__init__(error.message)
         self.error = error
+
+
+# A client retry sooner than this cannot help while a breaker stays open.
+CLIENT_RETRY_HELPS_WITHIN = 2.0
+
+
+def _retry_headers(wait: float) -> dict[str, str]:
+    """``Retry-After`` says truthfully when a breaker takes a probe again; when that is
+    far off, ``x-should-retry: false`` tells the OpenAI and Anthropic SDKs not to sleep
+    through it (they honour Retry-After up to a minute, and retry twice by default)."""
+    headers = {"retry-after": str(max(1, math.ceil(wait)))}
+    if wait > CLIENT_RETRY_HELPS_WITHIN:
+        headers["x-should-retry"] = "false"
+    return headers
 
 
 def _deadline_error() -> GatewayError:

@@ -12,8 +12,8 @@ import time
 import uuid
 from collections import defaultdict
 
+from router_proxy.resilience.latency_tracker import LatencyTracker
 from router_proxy.resilience.shared_state import SharedState
-from router_proxy.selection.latency_stats import LatencyTracker
 
 # Values older than this many half-lives no longer describe the model.
 STALE_HALF_LIVES = 5

@@ -4,31 +4,34 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
 
 from router_proxy.config.base import StrictModel
 from router_proxy.context import RequestContext
 
 if TYPE_CHECKING:
     from router_proxy.config.schema import Config, ModelConfig
-    from router_proxy.resources import Resources
+    from router_proxy.resources import BuildContext
 
 
 class NoParams(StrictModel):
     pass
 
 
-class Selector(ABC):
+ParamsT = TypeVar("ParamsT", bound=StrictModel)
+
+
+class Selector(ABC, Generic[ParamsT]):
     """Built once per decision at config load; ``order`` runs per request.
 
     ``order`` returns the candidates best first: the first is called, the rest are the
-    fallback order.
+    fallback order. ``config_model`` validates the decision's ``route.params``.
     """
 
-    params_model: ClassVar[type[StrictModel]] = NoParams
+    config_model: ClassVar[type[StrictModel]] = NoParams
 
     def __init__(
-        self, candidates: tuple[str, ...], models: Mapping[str, ModelConfig], params: Any
+        self, candidates: tuple[str, ...], models: Mapping[str, ModelConfig], params: ParamsT
     ) -> None:
         self.candidates = candidates
         self.models = models
@@ -41,15 +44,9 @@ class Selector(ABC):
         return []
 
     @classmethod
-    def build(
-        cls,
-        candidates: tuple[str, ...],
-        models: Mapping[str, ModelConfig],
-        params: Any,
-        resources: Resources,
-    ) -> Self:
-        """Selectors that load artifacts or need the encoder override this."""
-        return cls(candidates, models, params)
+    def build(cls, candidates: tuple[str, ...], params: ParamsT, ctx: BuildContext) -> Self:
+        """Selectors that load artifacts or need shared resources override this."""
+        return cls(candidates, ctx.models, params)
 
     @abstractmethod
     async def order(self, ctx: RequestContext) -> tuple[str, ...]:

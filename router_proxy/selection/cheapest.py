@@ -15,9 +15,8 @@ class CheapestParams(StrictModel):
     expected_output_tokens: int = Field(default=256, ge=0)
 
 
-class CheapestSelector(Selector):
-    params_model = CheapestParams
-    params: CheapestParams
+class CheapestSelector(Selector[CheapestParams]):
+    config_model = CheapestParams
 
     async def order(self, ctx: RequestContext) -> tuple[str, ...]:
         prompt_tokens = len(ctx.text("all")) / 4

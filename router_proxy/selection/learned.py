@@ -32,7 +32,7 @@ from router_proxy.selection.base import Selector
 
 if TYPE_CHECKING:
     from router_proxy.config.schema import Config, ModelConfig
-    from router_proxy.resources import Resources
+    from router_proxy.resources import BuildContext
 
 Vector = npt.NDArray[np.float32]
 Matrix = npt.NDArray[np.float32]
@@ -53,10 +53,9 @@ class LearnedParams(StrictModel):
     )
 
 
-class LearnedSelector(Selector):
+class LearnedSelector(Selector[LearnedParams]):
     algorithm: ClassVar[str]
-    params_model = LearnedParams
-    params: LearnedParams
+    config_model = LearnedParams
 
     def __init__(
         self,
@@ -92,16 +91,11 @@ class LearnedSelector(Selector):
         return []
 
     @classmethod
-    def build(
-        cls,
-        candidates: tuple[str, ...],
-        models: Mapping[str, ModelConfig],
-        params: Any,
-        resources: Resources,
-    ) -> Self:
+    def build(cls, candidates: tuple[str, ...], params: LearnedParams, ctx: BuildContext) -> Self:
         artifact = load_artifact(params.artifact, cls.algorithm)
-        check_fit(artifact, candidates, resources.encoder.get().name)
-        return cls(candidates, models, params, artifact, resources.encoder)
+        encoder = ctx.resources.encoder
+        check_fit(artifact, candidates, encoder.get().name)
+        return cls(candidates, ctx.models, params, artifact, encoder)
 
     @classmethod
     @abstractmethod

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from router_proxy.registry import Registry
 from router_proxy.selection.base import Selector
 from router_proxy.selection.cascal import CascalSelector
 from router_proxy.selection.cheapest import CheapestSelector
@@ -11,12 +14,15 @@ from router_proxy.selection.mf import MfSelector
 from router_proxy.selection.static import StaticSelector
 from router_proxy.selection.weighted import WeightedSelector
 
-SELECTORS: dict[str, type[Selector]] = {
-    "static": StaticSelector,
-    "weighted": WeightedSelector,
-    "cheapest": CheapestSelector,
-    "latency": LatencySelector,
-    "knn": KnnSelector,
-    "mf": MfSelector,
-    "cascal": CascalSelector,
-}
+SELECTORS: Registry[type[Selector[Any]]] = Registry(
+    "algorithm",
+    [
+        ("static", StaticSelector),
+        ("weighted", WeightedSelector),
+        ("cheapest", CheapestSelector),
+        ("latency", LatencySelector),
+        ("knn", KnnSelector),
+        ("mf", MfSelector),
+        ("cascal", CascalSelector),
+    ],
+)

@@ -23,12 +23,14 @@ class WeightedParams(StrictModel):
     seed: int | None = Field(default=None, description="fixed seed (tests, reproducible runs)")
 
 
-class WeightedSelector(Selector):
-    params_model = WeightedParams
-    params: WeightedParams
+class WeightedSelector(Selector[WeightedParams]):
+    config_model = WeightedParams
 
     def __init__(
-        self, candidates: tuple[str, ...], models: Mapping[str, ModelConfig], params: Any
+        self,
+        candidates: tuple[str, ...],
+        models: Mapping[str, ModelConfig],
+        params: WeightedParams,
     ) -> None:
         super().__init__(candidates, models, params)
         self.weights = [max(self.params.weights.get(c, 1.0), 0.0) for c in candidates]

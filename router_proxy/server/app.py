@@ -17,9 +17,9 @@ from starlette.middleware.cors import CORSMiddleware
 
 from router_proxy import __version__
 from router_proxy.config.load import load_config
-from router_proxy.config.reload import Reloader
 from router_proxy.config.schema import Config, CorsConfig
 from router_proxy.observability.metrics import forget_dead_workers, worker_exiting
+from router_proxy.reload import Reloader
 from router_proxy.runtime import Runtime, RuntimeSlot
 from router_proxy.server.admin import router as admin_router
 from router_proxy.server.drain import Drain
@@ -59,9 +59,7 @@ def create_app(
                     await asyncio.wait_for(watcher, timeout=5)
             if hangup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-            # Shutting down: nothing shares these now.
-            slot.current.encoder_retired = slot.current.shared_retired = True
-            await slot.current.aclose()
+            await slot.current.aclose()  # shutting down: nothing shares its resources now
             worker_exiting()
 
     app = FastAPI(

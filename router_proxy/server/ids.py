@@ -7,7 +7,10 @@ import uuid
 
 from starlette.requests import Request
 
-REQUEST_ID_HEADER = "x-router-request-id"
+from router_proxy.engine.record import REQUEST_ID_HEADER
+
+__all__ = ["REQUEST_ID_HEADER", "request_id_of"]
+
 _SANE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 

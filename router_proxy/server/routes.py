@@ -10,9 +10,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from router_proxy.config.references import AUTO
 from router_proxy.errors import ServiceUnavailableError
-from router_proxy.runtime import Runtime, RuntimeSlot
+from router_proxy.server.deps import CurrentRuntime
 from router_proxy.server.errors import error_response
-from router_proxy.server.exchange import Exchange
 from router_proxy.server.ids import REQUEST_ID_HEADER, request_id_of
 from router_proxy.server.openapi import (
     CHAT_BODY,
@@ -23,14 +22,10 @@ from router_proxy.server.openapi import (
     Status,
     errors,
 )
+from router_proxy.server.surfaces import handler
+from router_proxy.server.surfaces.chat import CHAT
 
 router = APIRouter()
-
-
-def runtime_of(request: Request) -> Runtime:
-    """The runtime serving now; a request keeps the one it started with."""
-    slot: RuntimeSlot = request.app.state.slot
-    return slot.current
 
 
 @router.post(
@@ -42,9 +37,9 @@ def runtime_of(request: Request) -> Runtime:
         **errors(400, 401, 404, 413, 422, 429, 502, 504),
     },
 )
-async def chat_completions(request: Request) -> Response:
+async def chat_completions(request: Request, runtime: CurrentRuntime) -> Response:
     """OpenAI chat completions, streamed or not; `model` is auto, a decision or a model."""
-    return await Exchange(runtime_of(request), request).respond()
+    return await handler.serve(CHAT, runtime, request)
 
 
 @router.post(
@@ -53,17 +48,14 @@ async def chat_completions(request: Request) -> Response:
     tags=["routing"],
     responses={200: {"model": RoutePlanBody}, **errors(400, 401, 404, 413)},
 )
-async def route(request: Request) -> Response:
+async def route(request: Request, runtime: CurrentRuntime) -> Response:
     """Dry run: the decision, signals and chosen model for a chat body; calls no upstream."""
-    exchange = Exchange(runtime_of(request), request)
-    _, plan = await exchange.route()
-    return JSONResponse(plan.to_dict(), headers=exchange.headers())
+    return await handler.dry_run(CHAT, runtime, request)
 
 
 @router.get("/v1/models", tags=["openai"], responses={200: {"model": ModelList}, **errors(401)})
-async def list_models(request: Request) -> Response:
-    runtime = runtime_of(request)
-    runtime.auth.check(request.headers.get("authorization"))
+async def list_models(request: Request, runtime: CurrentRuntime) -> Response:
+    runtime.engine.auth.check(request.headers.get("authorization"))
     data = [_model_entry(AUTO, "router-proxy")]
     data += [_model_entry(d.name, "router-proxy:decision") for d in runtime.pipeline.decisions]
     data += [_model_entry(name, model.provider) for name, model in runtime.config.models.items()]
@@ -83,10 +75,10 @@ async def health() -> dict[str, str]:
 
 
 @router.get("/ready", tags=["ops"], responses={200: {"model": Status}, **errors(503)})
-async def ready(request: Request) -> Response:
+async def ready(request: Request, runtime: CurrentRuntime) -> Response:
     """Readiness: a config is loaded and its providers are open, and no SIGTERM is
     draining the process (``server.drain_delay``)."""
-    if not runtime_of(request).started:
+    if not runtime.started:
         return error_response(ServiceUnavailableError("starting up"))
     if request.app.state.drain.draining:
         return error_response(ServiceUnavailableError("draining: shutting down"))
@@ -94,13 +86,9 @@ async def ready(request: Request) -> Response:
 
 
 @router.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
-async def metrics(request: Request) -> Response:
+async def metrics(runtime: CurrentRuntime) -> Response:
     """Prometheus text format; with several workers, the sum over them."""
-    runtime = runtime_of(request)
-    resources = runtime.resources
     # Point-in-time views, set when scraped (a breaker turns half-open by time alone).
-    runtime.metrics.show_breakers(
-        {m: resources.breakers.get(m).state() for m in runtime.config.models}
-    )
-    runtime.metrics.shared_state_up.set(1 if resources.shared.healthy else 0)
+    runtime.metrics.show_breakers({m: h.breaker for m, h in runtime.health().items()})
+    runtime.metrics.shared_state_up.set(1 if runtime.shared_state_up else 0)
     return Response(runtime.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

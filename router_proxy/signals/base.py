@@ -10,7 +10,7 @@ from router_proxy.config.base import SignalConfigBase
 from router_proxy.context import RequestContext
 
 if TYPE_CHECKING:
-    from router_proxy.resources import Resources
+    from router_proxy.resources import BuildContext
 
 SignalValueType = bool | str | float | None
 
@@ -37,7 +37,7 @@ class Signal(ABC, Generic[ConfigT]):
     cost_rank: ClassVar[int] = 0
 
     @classmethod
-    def build(cls, config: Any, resources: Resources) -> Self:
+    def build(cls, config: Any, ctx: BuildContext) -> Self:
         """Signals that need shared resources (the encoder) override this."""
         return cls(config)
 

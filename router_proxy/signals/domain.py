@@ -20,7 +20,7 @@ TODO: ``artifact:`` for a classifier trained offline on many examples per label.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
@@ -28,9 +28,11 @@ from router_proxy.config.base import SignalConfigBase
 from router_proxy.context import RequestContext
 from router_proxy.embeddings.base import Encoder
 from router_proxy.embeddings.calibration import Aggregate, ExampleIndex, Match
-from router_proxy.embeddings.shared import EncoderResources
 from router_proxy.signals.base import Signal, SignalResult
 from router_proxy.signals.embedding import SCORE_HELP, Example
+
+if TYPE_CHECKING:
+    from router_proxy.resources import BuildContext
 
 Label = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]+$")]
 
@@ -82,8 +84,8 @@ class DomainSignal(Signal[DomainSignalConfig]):
         self.index = ExampleIndex(encoder, config.labels, config.aggregate, config.top_k)
 
     @classmethod
-    def build(cls, config: DomainSignalConfig, resources: EncoderResources) -> DomainSignal:
-        return cls(config, resources.encoder.get())
+    def build(cls, config: DomainSignalConfig, ctx: BuildContext) -> DomainSignal:
+        return cls(config, ctx.resources.encoder.get())
 
     async def evaluate(self, ctx: RequestContext) -> SignalResult:
         text = ctx.text(self.config.scope)

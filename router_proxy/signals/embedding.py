@@ -12,7 +12,7 @@ same subject; the same threshold means the same under every encoder.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
@@ -20,8 +20,10 @@ from router_proxy.config.base import SignalConfigBase
 from router_proxy.context import RequestContext
 from router_proxy.embeddings.base import Encoder
 from router_proxy.embeddings.calibration import Aggregate, ExampleIndex
-from router_proxy.embeddings.shared import EncoderResources
 from router_proxy.signals.base import Signal, SignalResult
+
+if TYPE_CHECKING:
+    from router_proxy.resources import BuildContext
 
 SCORE_HELP = (
     "calibrated similarity: 0 = as close to the examples as a typical unrelated prompt, "
@@ -66,8 +68,8 @@ class EmbeddingSignal(Signal[EmbeddingSignalConfig]):
         )
 
     @classmethod
-    def build(cls, config: EmbeddingSignalConfig, resources: EncoderResources) -> EmbeddingSignal:
-        return cls(config, resources.encoder.get())
+    def build(cls, config: EmbeddingSignalConfig, ctx: BuildContext) -> EmbeddingSignal:
+        return cls(config, ctx.resources.encoder.get())
 
     async def evaluate(self, ctx: RequestContext) -> SignalResult:
         text = ctx.text(self.config.scope)

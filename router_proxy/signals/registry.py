@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from router_proxy.config.base import SignalConfigBase
-from router_proxy.resources import Resources
+from router_proxy.registry import Registry
 from router_proxy.signals.base import Signal
 from router_proxy.signals.conversation import ConversationSignal
 from router_proxy.signals.domain import DomainSignal
@@ -16,17 +15,16 @@ from router_proxy.signals.language import LanguageSignal
 from router_proxy.signals.length import LengthSignal
 from router_proxy.signals.pii import PiiSignal
 
-SIGNAL_TYPES: dict[str, type[Signal[Any]]] = {
-    "keyword": KeywordSignal,
-    "length": LengthSignal,
-    "language": LanguageSignal,
-    "pii": PiiSignal,
-    "header": HeaderSignal,
-    "conversation": ConversationSignal,
-    "embedding": EmbeddingSignal,
-    "domain": DomainSignal,
-}
-
-
-def build_signal(config: SignalConfigBase, resources: Resources) -> Signal[Any]:
-    return SIGNAL_TYPES[config.type].build(config, resources)
+SIGNAL_TYPES: Registry[type[Signal[Any]]] = Registry(
+    "signal type",
+    [
+        ("keyword", KeywordSignal),
+        ("length", LengthSignal),
+        ("language", LanguageSignal),
+        ("pii", PiiSignal),
+        ("header", HeaderSignal),
+        ("conversation", ConversationSignal),
+        ("embedding", EmbeddingSignal),
+        ("domain", DomainSignal),
+    ],
+)

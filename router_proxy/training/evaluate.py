@@ -28,7 +28,7 @@ import numpy.typing as npt
 from router_proxy.embeddings.config import EmbeddingsConfig
 from router_proxy.embeddings.registry import encoder_name
 from router_proxy.embeddings.shared import SharedEncoder
-from router_proxy.resources import Resources
+from router_proxy.resources import BuildContext, Resources
 from router_proxy.selection.artifact import ArtifactError, read_meta
 from router_proxy.selection.dataset import DatasetError, RoutingRow, models_of, read_rows
 from router_proxy.selection.learned import LearnedSelector
@@ -79,8 +79,8 @@ def selector_from_artifact(
             f"'{directory}' holds a '{algorithm}' artifact, and no learned selector of that "
             f"name is registered (known: {', '.join(known) or 'none'})"
         )
-    params = cls.params_model.model_validate({"artifact": directory, "cost_weight": cost_weight})
-    return cls.build(tuple(meta["models"]), {}, params, resources)
+    params = cls.config_model.model_validate({"artifact": directory, "cost_weight": cost_weight})
+    return cls.build(tuple(meta["models"]), params, BuildContext(resources))
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from router_proxy.registry import Registry
 from router_proxy.selection.artifact import Artifact
 from router_proxy.training.cascal_train import train_cascal
 from router_proxy.training.data import TrainingData
@@ -17,10 +18,8 @@ from router_proxy.training.mf_train import train_mf
 
 Trainer = Callable[[TrainingData, dict[str, Any]], Artifact]
 
-TRAINERS: dict[str, Trainer] = {
-    "knn": train_knn,
-    "mf": train_mf,
-    "cascal": train_cascal,
-}
+TRAINERS: Registry[Trainer] = Registry(
+    "trainer", [("knn", train_knn), ("mf", train_mf), ("cascal", train_cascal)]
+)
 # Trainers that learn from `responses` only and must never see `scores`.
 QUERY_ONLY = frozenset({"cascal"})

@@ -22,7 +22,7 @@ import orjson
 from router_proxy.config.schema import Config
 from router_proxy.errors import UpstreamError, UpstreamStatusError
 from router_proxy.providers.base import Provider, UpstreamCall
-from router_proxy.providers.registry import PROVIDER_TYPES
+from router_proxy.providers.registry import build_provider
 from router_proxy.resilience.retry import retry_after_seconds
 
 TRANSIENT_STATUSES = frozenset({408, 409, 425, 429})
@@ -91,8 +91,7 @@ class ModelPool:
         self._limit = asyncio.Semaphore(concurrency)
         names = {config.models[m].provider for m in models}
         self.providers: dict[str, Provider] = {
-            name: PROVIDER_TYPES[config.providers[name].type](name, config.providers[name])
-            for name in sorted(names)
+            name: build_provider(name, config.providers[name]) for name in sorted(names)
         }
 
     async def __aenter__(self) -> ModelPool:
@@ -118,7 +117,7 @@ class ModelPool:
                 "temperature": temperature,
                 "max_tokens": max_tokens,
             },
-            timeouts=settings.call_timeouts(),
+            timeouts=settings.timeouts,
             request_id=tag,
         )
         provider = self.providers[settings.provider]

@@ -1,0 +1,112 @@
+"""Accounting: what a finished request cost and how it went, written once per request.
+
+Cost comes from the answering model's price table; tokens and dollars are charged to the
+client's and the model's budgets; metrics and the JSON log line are written when the
+answer is complete (for a stream: when its last byte has gone or the client has left).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+
+from router_proxy.config.schema import ModelConfig
+from router_proxy.engine.record import RequestRecord
+from router_proxy.observability.logging import ACCESS_LOGGER, log_event
+from router_proxy.observability.metrics import UNKNOWN, Metrics
+from router_proxy.protocol import Usage
+from router_proxy.resilience.rate_limits import RateLimits
+
+access_log = logging.getLogger(ACCESS_LOGGER)
+
+
+class Accounting:
+    def __init__(
+        self,
+        models: Mapping[str, ModelConfig],
+        metrics: Metrics,
+        limits: RateLimits,
+        *,
+        log_requests: bool = True,
+    ) -> None:
+        self.models = models
+        self.metrics = metrics
+        self.limits = limits
+        self.log_requests = log_requests
+        # Stream-end charges, held until done (the loop keeps only weak references).
+        self._background: set[asyncio.Task[None]] = set()
+
+    def cost(self, model: str | None, usage: Usage | None) -> float | None:
+        """US$ for ``usage`` at ``model``'s prices; None when either is unknown."""
+        if model is None or usage is None:
+            return None
+        return self.models[model].cost.dollars(usage.prompt_tokens, usage.completion_tokens)
+
+    async def charge(self, record: RequestRecord) -> None:
+        """Tokens and dollars against the client's and the model's budgets."""
+        usage, model = record.usage, record.model
+        if self.limits.enabled and usage is not None and model is not None:
+            cost = self.cost(model, usage) or 0.0
+            await self.limits.charge(record.client, model, usage.total_tokens, cost)
+
+    def charge_later(self, record: RequestRecord) -> None:
+        """From a stream's end (maybe a client that left): off the closing generator."""
+        if self.limits.enabled and record.usage is not None:
+            task = asyncio.get_running_loop().create_task(self.charge(record))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    def finish(self, record: RequestRecord, status: int) -> None:
+        """Metrics and the log line, once, when the request has ended with ``status``."""
+        plan, cost = record.plan, self.cost(record.model, record.usage)
+        self.metrics.record(
+            plan.decision if plan else UNKNOWN,
+            record.routed_model or UNKNOWN,
+            status,
+            record.upstream_seconds,
+            record.usage,
+            cost,
+        )
+        self._count_attempts(record)
+        if self.log_requests:
+            self._log(record, status, cost)
+
+    def _count_attempts(self, record: RequestRecord) -> None:
+        tried = record.attempts.tried
+        for i, (model, error) in enumerate(tried):
+            outcome = "success" if error is None else "retry" if i + 1 < len(tried) else "failure"
+            self.metrics.upstream_attempts.labels(model, outcome).inc()
+        plan = record.plan
+        if plan is not None and record.model is not None and record.model != plan.model:
+            self.metrics.fallbacks.labels(plan.decision).inc()
+
+    def _log(self, record: RequestRecord, status: int, cost: float | None) -> None:
+        plan, usage = record.plan, record.usage
+        log_event(
+            access_log,
+            "request",
+            request_id=record.request_id,
+            method=record.method,
+            path=record.path,
+            surface=record.surface,
+            status=status,
+            stream=record.stream,
+            decision=plan.decision if plan else None,
+            model=record.routed_model,
+            attempts=record.attempts.attempts or None,
+            via=plan.via if plan else None,
+            latency_ms=_ms(time.perf_counter() - record.started),
+            routing_ms=round(plan.routing_seconds * 1000, 3) if plan else None,
+            first_byte_ms=_ms(record.first_byte_seconds),
+            upstream_ms=_ms(record.upstream_seconds),
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            cost_usd=cost,
+            error=record.error.code if record.error else None,
+        )
+
+
+def _ms(seconds: float | None) -> float | None:
+    return round(seconds * 1000, 3) if seconds is not None else None

@@ -1,0 +1,161 @@
+"""Engine: takes one canonical request through admission, routing, dispatch and the
+provider, and accounts for it. Every surface calls the same methods, in this order:
+
+    admit -> route -> complete | (open_stream -> relay)
+
+and ``failed`` for an error that ends the request before its answer. No HTTP here: a
+surface reads its request and writes its answer (server/surfaces).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+
+from router_proxy.config.schema import ServerConfig
+from router_proxy.context import RequestContext
+from router_proxy.engine.accounting import Accounting
+from router_proxy.engine.auth import ClientAuth
+from router_proxy.engine.record import RequestRecord
+from router_proxy.engine.upstream import Upstream
+from router_proxy.errors import GatewayError
+from router_proxy.observability.metrics import Metrics
+from router_proxy.pipeline import Pipeline, RoutePlan
+from router_proxy.providers.base import ChatStream, Completion
+from router_proxy.resilience.dispatch import Dispatcher
+from router_proxy.resilience.feedback import UpstreamFeedback
+from router_proxy.resilience.rate_limits import RateLimits
+
+logger = logging.getLogger("router_proxy.engine")
+
+# Renders an error as the surface's own last stream event (headers are gone by then).
+ErrorEvent = Callable[[GatewayError], bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedStream:
+    """A stream the upstream has started answering: its first event is in hand."""
+
+    stream: ChatStream
+    first: bytes
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        settings: ServerConfig,
+        auth: ClientAuth,
+        limits: RateLimits,
+        pipeline: Pipeline,
+        dispatcher: Dispatcher,
+        upstream: Upstream,
+        feedback: UpstreamFeedback,
+        accounting: Accounting,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings  # body and message limits the surfaces apply
+        self.auth = auth
+        self.limits = limits
+        self.pipeline = pipeline
+        self.dispatcher = dispatcher
+        self.upstream = upstream
+        self.feedback = feedback
+        self.accounting = accounting
+        self.metrics = metrics
+
+    def authenticate(self, record: RequestRecord, credential: str | None) -> None:
+        """``credential``: the client's ``Authorization`` value (or the surface's own
+        header, as ``Bearer KEY``)."""
+        record.client = self.auth.check(credential)
+
+    async def admit(self, record: RequestRecord, credential: str | None) -> None:
+        """The client's key, then its request limit."""
+        self.authenticate(record, credential)
+        if self.limits.enabled:
+            await self.limits.admit_client(record.client)
+
+    async def route(self, ctx: RequestContext, record: RequestRecord) -> RoutePlan:
+        record.stream = ctx.request.stream
+        plan = record.plan = await self.pipeline.route(ctx)
+        self.metrics.routing_seconds.observe(plan.routing_seconds)
+        return plan
+
+    async def complete(self, ctx: RequestContext, record: RequestRecord) -> Completion:
+        """The whole answer from the first candidate that gives one; charged and
+        accounted as it returns."""
+        plan, upstream = self._plan(record), self.upstream
+        body = plan.outgoing_body(ctx)
+
+        async def attempt(model: str, left: float | None) -> Completion:
+            return await upstream.complete(body, model, left, record.request_id)
+
+        outcome = await self.dispatcher.run(plan.candidates, attempt, record.attempts)
+        record.call_started = outcome.started
+        record.first_byte_seconds = record.upstream_seconds = outcome.seconds
+        record.usage = outcome.result.usage
+        await self.accounting.charge(record)
+        self.accounting.finish(record, 200)
+        return outcome.result
+
+    async def open_stream(self, ctx: RequestContext, record: RequestRecord) -> OpenedStream:
+        """A stream from the first candidate whose first event arrives; ``relay`` then
+        sends it, and accounts for it at its end."""
+        plan, upstream = self._plan(record), self.upstream
+        body = plan.outgoing_body(ctx)
+
+        async def attempt(model: str, left: float | None) -> tuple[ChatStream, bytes]:
+            return await upstream.open_stream(body, model, left, record.request_id)
+
+        outcome = await self.dispatcher.run(plan.candidates, attempt, record.attempts)
+        record.call_started = outcome.started
+        record.first_byte_seconds = outcome.seconds
+        stream, first = outcome.result
+        return OpenedStream(stream, first)
+
+    async def relay(
+        self, opened: OpenedStream, record: RequestRecord, error_event: ErrorEvent
+    ) -> AsyncGenerator[bytes, None]:
+        """The stream's events as the upstream sends them. A failure after the first
+        byte ends the stream with ``error_event`` (never a silent, truncated success)
+        and counts against the model like any failed call."""
+        stream = opened.stream
+        try:
+            yield opened.first
+            async for chunk in stream.chunks:
+                yield chunk
+        except GatewayError as exc:
+            record.error = exc
+            if record.model is not None:
+                self.feedback.failed(record.model, exc)
+            yield error_event(exc)
+        except Exception:  # the HTTP boundary: a bug must not leave the client hanging
+            logger.exception("stream failed (request %s)", record.request_id)
+            record.error = GatewayError("internal error while streaming")
+            yield error_event(record.error)
+        except asyncio.CancelledError:
+            # The client left, or shutdown's grace ran out: the log line must not read as
+            # a complete answer.
+            record.error = GatewayError("stream ended before its last event", code="stream_cut")
+            raise
+        finally:
+            await stream.chunks.aclose()
+            record.usage = stream.stats.usage
+            if record.call_started is not None:
+                record.upstream_seconds = time.perf_counter() - record.call_started
+            self.accounting.charge_later(record)
+            self.accounting.finish(record, 200)
+
+    def failed(self, record: RequestRecord, error: GatewayError) -> None:
+        """The request ends with ``error`` before any answer was sent."""
+        record.error = error
+        self.accounting.finish(record, error.status_code)
+
+    @staticmethod
+    def _plan(record: RequestRecord) -> RoutePlan:
+        if record.plan is None:
+            raise RuntimeError("route() before calling an upstream")
+        return record.plan

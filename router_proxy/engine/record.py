@@ -1,0 +1,58 @@
+"""RequestRecord: what one request did, filled in as it walks through the engine, and
+written out once (metrics, the log line) when its answer is complete."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from router_proxy.engine.auth import ANONYMOUS
+from router_proxy.errors import GatewayError
+from router_proxy.pipeline import RoutePlan
+from router_proxy.protocol import Usage
+from router_proxy.resilience.dispatch import AttemptLog
+
+REQUEST_ID_HEADER = "x-router-request-id"
+
+
+@dataclass(eq=False, slots=True)
+class RequestRecord:
+    request_id: str
+    surface: str  # the API the client spoke: chat, ...
+    method: str
+    path: str
+    started: float = field(default_factory=time.perf_counter)
+    client: str = ANONYMOUS  # the client key's id (never the key)
+    stream: bool = False
+    plan: RoutePlan | None = None
+    attempts: AttemptLog = field(default_factory=AttemptLog)
+    usage: Usage | None = None
+    # The answering call: when it began, how long until its answer started (a stream's
+    # first event), and how long in all (a stream: to its last byte).
+    call_started: float | None = None
+    first_byte_seconds: float | None = None
+    upstream_seconds: float | None = None
+    error: GatewayError | None = None
+
+    @property
+    def model(self) -> str | None:
+        """The model that answered (None before one has)."""
+        return self.attempts.model
+
+    @property
+    def routed_model(self) -> str | None:
+        """The model that answered, else the one routing chose first."""
+        if self.attempts.model is not None:
+            return self.attempts.model
+        return self.plan.model if self.plan is not None else None
+
+    def headers(self) -> dict[str, str]:
+        """``x-router-*``: the request id always; decision, model and attempts once routed
+        (an error before routing, e.g. a bad key or body, has none to tell)."""
+        headers = {REQUEST_ID_HEADER: self.request_id}
+        if self.plan is not None:
+            headers["x-router-decision"] = self.plan.decision
+            headers["x-router-model"] = self.attempts.model or self.plan.model
+            if self.attempts.attempts:
+                headers["x-router-attempts"] = str(self.attempts.attempts)
+        return headers

@@ -1,0 +1,52 @@
+"""The interface of an API surface: what differs between the APIs clients speak.
+
+The canonical request is an OpenAI chat completion (``ChatCompletionRequest`` plus the
+JSON body forwarded upstream); a surface whose clients speak something else translates
+both ways here. Everything else (admission, routing, fallback, accounting) is the
+engine's and the same for every surface.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any, ClassVar
+
+from fastapi.responses import Response
+
+from router_proxy.config.schema import ServerConfig
+from router_proxy.errors import GatewayError
+from router_proxy.protocol import ChatCompletionRequest
+from router_proxy.providers.base import Completion
+from router_proxy.providers.http import sse_event
+from router_proxy.server.errors import error_response
+
+
+class Surface(ABC):
+    name: ClassVar[str]  # in the log line and metrics: chat, responses, ...
+
+    def credential(self, headers: Mapping[str, str]) -> str | None:
+        """The client key as an ``Authorization`` value (``Bearer KEY``)."""
+        return headers.get("authorization")
+
+    @abstractmethod
+    def parse(
+        self, raw: dict[str, Any], settings: ServerConfig
+    ) -> tuple[ChatCompletionRequest, dict[str, Any]]:
+        """The canonical request and the chat-format body to send upstream; raises
+        InvalidRequestError naming the bad field."""
+
+    def render(self, completion: Completion) -> bytes:
+        """The answer in this surface's shape."""
+        return completion.body
+
+    def translate_stream(self, events: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
+        """The stream's events in this surface's shape."""
+        return events
+
+    def error_event(self, error: GatewayError) -> bytes:
+        """The last event of a stream that failed after its first byte."""
+        return sse_event(error.to_dict())
+
+    def error_response(self, error: GatewayError, headers: dict[str, str]) -> Response:
+        return error_response(error, headers)

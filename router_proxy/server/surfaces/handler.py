@@ -1,0 +1,83 @@
+"""The HTTP side of one request on any surface: read the body, hand the canonical request
+to the engine, and write the engine's answer (JSON, or an SSE stream) in the surface's
+shape with the ``x-router-*`` headers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.requests import Request
+
+from router_proxy.context import SECRET_HEADERS, RequestContext
+from router_proxy.engine.engine import Engine, OpenedStream
+from router_proxy.engine.record import RequestRecord
+from router_proxy.errors import GatewayError
+from router_proxy.runtime import Runtime
+from router_proxy.server.body import read_json_body
+from router_proxy.server.ids import request_id_of
+from router_proxy.server.surfaces.base import Surface
+
+
+async def serve(surface: Surface, runtime: Runtime, request: Request) -> Response:
+    """Answer one request: admitted, routed, called, accounted."""
+    engine, record = runtime.engine, _record(surface, request)
+    runtime.acquire()  # held until the last byte, even across a reload
+    streaming = False
+    try:
+        await engine.admit(record, surface.credential(request.headers))
+        ctx = await _canonical(surface, engine, request, record)
+        await engine.route(ctx, record)
+        if record.stream:
+            opened = await engine.open_stream(ctx, record)
+            streaming = True
+            return StreamingResponse(
+                _stream(surface, runtime, opened, record),
+                media_type="text/event-stream",
+                headers={**record.headers(), "cache-control": "no-cache"},
+            )
+        completion = await engine.complete(ctx, record)
+        return Response(
+            surface.render(completion), media_type="application/json", headers=record.headers()
+        )
+    except GatewayError as exc:
+        engine.failed(record, exc)
+        return surface.error_response(exc, record.headers())
+    finally:
+        if not streaming:
+            runtime.release()
+
+
+async def dry_run(surface: Surface, runtime: Runtime, request: Request) -> Response:
+    """Route without calling any model: the plan, as JSON."""
+    engine, record = runtime.engine, _record(surface, request)
+    engine.authenticate(record, surface.credential(request.headers))
+    ctx = await _canonical(surface, engine, request, record)
+    plan = await engine.route(ctx, record)
+    return JSONResponse(plan.to_dict(), headers=record.headers())
+
+
+def _record(surface: Surface, request: Request) -> RequestRecord:
+    return RequestRecord(request_id_of(request), surface.name, request.method, request.url.path)
+
+
+async def _canonical(
+    surface: Surface, engine: Engine, request: Request, record: RequestRecord
+) -> RequestContext:
+    raw = await read_json_body(request, engine.settings.max_body_bytes)
+    chat, body = surface.parse(raw, engine.settings)
+    headers = {k: v for k, v in request.headers.items() if k not in SECRET_HEADERS}
+    return RequestContext(chat, body, record.request_id, headers)
+
+
+async def _stream(
+    surface: Surface, runtime: Runtime, opened: OpenedStream, record: RequestRecord
+) -> AsyncIterator[bytes]:
+    try:
+        relay = runtime.engine.relay(opened, record, surface.error_event)
+        async with aclosing(surface.translate_stream(relay)) as events:
+            async for event in events:
+                yield event
+    finally:
+        runtime.release()
