@@ -1,14 +1,16 @@
 """A deterministic local model for demos and tests: no network, no keys.
 
 The reply is a template over the last user message, so the same request always gets the
-same answer, and tokens are estimated the same way every time.
+same answer, and tokens are estimated the same way every time. Like a model, it honours
+``n``, cuts at ``max_tokens`` (finish_reason "length"), calls a tool when ``tool_choice``
+requires one, and answers JSON for ``response_format`` (mock_content.py builds these).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
 from typing import Any, Literal
 
 import orjson
@@ -19,6 +21,7 @@ from router_proxy.context import RequestContext
 from router_proxy.protocol import ChatCompletionRequest, Usage
 from router_proxy.providers.base import ChatStream, Completion, Provider, StreamStats, UpstreamCall
 from router_proxy.providers.http import DONE_EVENT, sse_event
+from router_proxy.providers.mock_content import MAX_N, Reply, compose, estimate_tokens
 
 
 class MockProviderConfig(ProviderConfigBase):
@@ -30,27 +33,23 @@ class MockProviderConfig(ProviderConfigBase):
     latency_ms: float = Field(default=0.0, ge=0, description="simulated time to answer")
 
 
-def estimate_tokens(text: str) -> int:
-    # About four characters a token for English text; deterministic, good enough for a mock.
-    return max(1, (len(text) + 3) // 4) if text else 0
-
-
 class MockProvider(Provider):
     config_model = MockProviderConfig
     config: MockProviderConfig
 
-    def _answer(self, call: UpstreamCall) -> tuple[str, Usage]:
+    def _answer(self, call: UpstreamCall) -> tuple[Reply, int, Usage]:
+        """One choice's reply (every choice gets the same: the mock is deterministic), the
+        number of choices, and the usage of them all."""
         request = ChatCompletionRequest.model_validate(call.body)
         ctx = RequestContext(request, call.body, call.request_id)
         prompt = ctx.text("last_user")
         text = self.config.reply.format(model=call.upstream_model, prompt=prompt[:500])
-        limit = request.max_completion_tokens or request.max_tokens
-        if limit is not None:
-            text = text[: limit * 4]
+        reply = compose(request, call.body, call.upstream_model, prompt[:500], text)
+        n = min(request.n or 1, MAX_N)
         usage = Usage(
-            prompt_tokens=estimate_tokens(ctx.text("all")), completion_tokens=estimate_tokens(text)
+            prompt_tokens=estimate_tokens(ctx.text("all")), completion_tokens=n * reply.tokens
         )
-        return text, usage
+        return reply, n, usage
 
     def _envelope(self, call: UpstreamCall, kind: str) -> dict[str, Any]:
         return {
@@ -66,50 +65,35 @@ class MockProvider(Provider):
 
     async def complete(self, call: UpstreamCall) -> Completion:
         await self._delay()
-        text, usage = self._answer(call)
+        reply, n, usage = self._answer(call)
+        choices = [
+            {"index": i, "message": _message(reply, call, i), "finish_reason": reply.finish_reason}
+            for i in range(n)
+        ]
         payload = self._envelope(call, "chat.completion") | {
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop",
-                }
-            ],
+            "choices": choices,
             "usage": usage.model_dump() | {"total_tokens": usage.total_tokens},
         }
         return Completion(body=orjson.dumps(payload), usage=usage)
 
     async def stream(self, call: UpstreamCall) -> ChatStream:
         await self._delay()
-        text, usage = self._answer(call)
+        reply, n, usage = self._answer(call)
         stats = StreamStats()
-        return ChatStream(self._chunks(call, text, usage, stats), stats)
+        return ChatStream(self._chunks(call, reply, n, usage, stats), stats)
 
     async def _chunks(
-        self, call: UpstreamCall, text: str, usage: Usage, stats: StreamStats
+        self, call: UpstreamCall, reply: Reply, n: int, usage: Usage, stats: StreamStats
     ) -> AsyncGenerator[bytes, None]:
         base = self._envelope(call, "chat.completion.chunk")
-        yield sse_event(
-            base
-            | {
-                "choices": [
-                    {
-                        "index": 0,
-                        "delta": {"role": "assistant", "content": ""},
-                        "finish_reason": None,
-                    }
-                ]
-            }
-        )
-        words = text.split(" ")
-        for i, word in enumerate(words):
-            piece = word if i == 0 else " " + word
-            yield sse_event(
-                base
-                | {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
-            )
-        yield sse_event(base | {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-        stats.usage, stats.finish_reason = usage, "stop"
+        for index in range(n):  # one choice after the other; each chunk names its choice
+            for delta in _deltas(reply, call, index):
+                yield sse_event(
+                    base | {"choices": [{"index": index, "delta": delta, "finish_reason": None}]}
+                )
+            finish = {"index": index, "delta": {}, "finish_reason": reply.finish_reason}
+            yield sse_event(base | {"choices": [finish]})
+        stats.usage, stats.finish_reason = usage, reply.finish_reason
         if (call.body.get("stream_options") or {}).get("include_usage"):
             yield sse_event(
                 base
@@ -119,3 +103,32 @@ class MockProvider(Provider):
                 }
             )
         yield DONE_EVENT
+
+
+def _call_id(call: UpstreamCall, index: int) -> str:
+    return f"call_mock_{call.request_id}_{index}"
+
+
+def _message(reply: Reply, call: UpstreamCall, index: int) -> dict[str, Any]:
+    if reply.tool is None:
+        return {"role": "assistant", "content": reply.content}
+    function = {"name": reply.tool, "arguments": reply.arguments}
+    tool_call = {"id": _call_id(call, index), "type": "function", "function": function}
+    return {"role": "assistant", "content": None, "tool_calls": [tool_call]}
+
+
+def _deltas(reply: Reply, call: UpstreamCall, index: int) -> Iterator[dict[str, Any]]:
+    """A choice's deltas in OpenAI's shape: the role, then text word by word, or the tool
+    call's id and name, then its arguments in pieces (as the SDK's stream helpers expect)."""
+    if reply.tool is None:
+        yield {"role": "assistant", "content": ""}
+        words = (reply.content or "").split(" ")
+        for i, word in enumerate(words):
+            yield {"content": word if i == 0 else " " + word}
+        return
+    function = {"name": reply.tool, "arguments": ""}
+    head = {"index": 0, "id": _call_id(call, index), "type": "function", "function": function}
+    yield {"role": "assistant", "content": None, "tool_calls": [head]}
+    for start in range(0, len(reply.arguments), 16):
+        piece = reply.arguments[start : start + 16]
+        yield {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
