@@ -47,19 +47,28 @@ class Reloader:
         self.env = env
         self._lock = asyncio.Lock()
         self._digest = file_digest(path)
+        # The last reload was refused: the log's last word on the file is "refused".
+        self._refused = False
 
     async def reload(self, trigger: str, *, only_if_changed: bool = False) -> ReloadOutcome:
         async with self._lock:  # one reload at a time; later triggers see its result
             current = self.slot.current
             digest = await asyncio.to_thread(file_digest, self.path)
             if only_if_changed and digest == self._digest:
+                if self._refused:  # fixed back to what is serving: say so
+                    self._refused = False
+                    logger.info(
+                        "policy file is valid again: it matches generation %d, which "
+                        "kept serving",
+                        current.generation,
+                    )
                 return ReloadOutcome(True, current.generation, changed=False)
             try:
                 runtime = await asyncio.to_thread(self._build)
             except ConfigError as exc:
-                return self._refused(trigger, current, [str(i) for i in exc.issues])
+                return self._refuse(trigger, current, [str(i) for i in exc.issues])
             await runtime.start()
-            self._digest = digest
+            self._digest, self._refused = digest, False
             self.slot.swap(runtime)
             current.metrics.config_reloads.labels(trigger, "success").inc()
             current.metrics.config_generation.set(runtime.generation)
@@ -70,7 +79,8 @@ class Reloader:
         config, _ = load_config(self.path, env=self.env)
         return Runtime.build(config, previous=self.slot.current)
 
-    def _refused(self, trigger: str, current: Runtime, errors: list[str]) -> ReloadOutcome:
+    def _refuse(self, trigger: str, current: Runtime, errors: list[str]) -> ReloadOutcome:
+        self._refused = True
         current.metrics.config_reloads.labels(trigger, "failure").inc()
         logger.error(
             "policy reload (%s) refused; generation %d keeps serving:\n  %s",

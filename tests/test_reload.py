@@ -286,3 +286,20 @@ def test_a_rebuilt_runtime_keeps_breakers_latencies_and_counters_unless_state_mo
     assert elsewhere.resources.shared is not resources.shared
     assert elsewhere.resources.shared.limit_storages is not resources.shared.limit_storages
     assert elsewhere.resources.breakers is resources.breakers  # states survive the move
+
+
+def test_fixing_a_refused_policy_back_logs_that_it_is_valid_again(
+    served: Callable[..., tuple[Path, httpx.Client]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """An operator who reverts a refused edit must not be left with "refused" as the
+    last word in the log."""
+    caplog.set_level("INFO", logger="router_proxy.reload")
+    path, client = served(policy())
+    good = path.read_text()
+    path.write_text(policy(default="gpt5"))
+    wait_for(lambda: any("refused" in r.getMessage() for r in caplog.records))
+    path.write_text(good)  # the served content again: nothing to reload
+    wait_for(lambda: any("valid again" in r.getMessage() for r in caplog.records))
+    last = [r.getMessage() for r in caplog.records][-1]
+    assert "policy file is valid again: it matches generation 0" in last
+    assert model_of(client) == "small"

@@ -153,6 +153,37 @@ def test_breaker_opens_skips_the_model_and_reports_it(
     assert response.json()["error"]["code"] == "no_healthy_candidate"
     assert 1 <= int(response.headers["retry-after"]) <= 60
     assert upstream.calls["shaky"] == 2
+    # The cooldown is far off: SDKs are told not to sleep through it.
+    assert response.headers["x-should-retry"] == "false"
+    sent: list[str] = []
+    patient = openai.OpenAI(  # the SDK's defaults: two retries, honouring Retry-After
+        base_url=gateway + "/v1",
+        api_key="unused",
+        http_client=httpx.Client(event_hooks={"request": [lambda r: sent.append(r.url.path)]}),
+    )
+    with pytest.raises(openai.APIStatusError):
+        patient.chat.completions.create(model="shaky", messages=CHAT)
+    assert sent == ["/v1/chat/completions"]  # answered at once, not after 2 x 60 s
+
+
+def test_a_failure_after_the_first_byte_feeds_the_breaker_and_metrics_once(
+    sdk: openai.OpenAI, gateway: str
+) -> None:
+    """One feedback path: the error metric and the breaker see a mid-stream failure
+    exactly like a failure before the first byte."""
+    admin = {"authorization": f"Bearer {ADMIN}"}
+    series = 'router_upstream_errors_total{code="upstream_error",model="cut"}'
+    errors_before = metric(gateway, series)
+    stream = sdk.chat.completions.create(
+        model="cut-first", messages=[{"role": "user", "content": "one two three four"}], stream=True
+    )
+    with pytest.raises(openai.APIError):
+        for _ in stream:
+            pass
+    after = httpx.get(gateway + "/admin/models", headers=admin).json()["models"]["cut"]
+    # The first event was a success (it clears the count); the cut is the one failure.
+    assert after["recent_failures"] == 1
+    assert metric(gateway, series) == errors_before + 1
 
 
 def test_client_limits_answer_429_with_openai_headers(make_gateway: GatewayFactory) -> None:
