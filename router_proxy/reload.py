@@ -58,8 +58,7 @@ class Reloader:
                 if self._refused:  # fixed back to what is serving: say so
                     self._refused = False
                     logger.info(
-                        "policy file is valid again: it matches generation %d, which "
-                        "kept serving",
+                        "policy file is valid again: it matches generation %d, which kept serving",
                         current.generation,
                     )
                 return ReloadOutcome(True, current.generation, changed=False)
