@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the gateway")
     serve.add_argument("--config", required=True, help="policy YAML")
     serve.add_argument("--host", help="overrides server.host")
-    serve.add_argument("--port", type=int, help="overrides server.port")
+    serve.add_argument("--port", type=_port, help="overrides server.port (1..65535)")
     serve.add_argument(
         "--workers",
         type=_positive,
@@ -75,10 +75,26 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(config, options)
 
 
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
 def _positive(text: str) -> int:
-    value = int(text)
+    value = _integer(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    # Checked here as server.port is in the YAML: out of range, the socket layer would
+    # wrap it (83536 -> 18000) while the log still names the number given.
+    value = _integer(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port, 1..65535, not {value}")
     return value
 
 
