@@ -49,3 +49,49 @@ def test_serve_flags_are_checked_before_anything_starts(
         main(["serve", "--config", DEFAULT, flag, value])
     assert exit_.value.code == 2
     assert f"argument {flag}: {message}" in capsys.readouterr().err
+
+
+TYPOS = """\
+server: {prot: 8080}
+providers:
+  mock: {type: mock, latncy_ms: 5}
+models:
+  small: {provider: mock, cost: {input_per_mtk: 1}}
+signals:
+  - {name: code, type: keyword, anny: [python]}
+decisions:
+  - name: default
+    when: true
+    route: {candidates: [small]}
+    plugins: [{params: {defualt: {temperature: 0}}}, {redact: {}}]
+stat: {backend: memory}
+"""
+
+
+def test_validate_suggests_the_nearest_key(tmp_path: Path) -> None:
+    """Through unions (a provider's and a signal's `type:`), lists, dicts and plugins;
+    no guess when nothing is close."""
+    policy = tmp_path / "typos.yaml"
+    policy.write_text(TYPOS)
+    result = run_cli("validate", str(policy))
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    for expected in (
+        "server.prot: unknown key (did you mean 'port'?) (line 1)",
+        "providers.mock.latncy_ms: unknown key (did you mean 'latency_ms'?) (line 3)",
+        "models.small.cost.input_per_mtk: unknown key (did you mean 'input_per_mtok'?) (line 5)",
+        "signals[0].anny: unknown key (did you mean 'any'?) (line 7)",
+        "decisions[0].plugins[0].params.defualt: unknown key (did you mean 'default'?) (line 12)",
+        "decisions[0].plugins[1].redact: unknown key (did you mean 'redact_pii'?) (line 12)",
+        "stat: unknown key (did you mean 'state'?) (line 13)",
+    ):
+        assert f"  {expected}" in lines, result.stderr
+
+
+def test_an_unknown_key_with_nothing_close_gets_no_guess(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = tmp_path / "far.yaml"
+    policy.write_text(TYPOS.replace("prot: 8080", "mascot: otter"))
+    assert main(["validate", str(policy)]) == 1
+    assert "  server.mascot: unknown key (line 1)\n" in capsys.readouterr().err

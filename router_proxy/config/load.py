@@ -9,13 +9,14 @@ from collections.abc import Mapping
 from pathlib import Path as FilePath
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from router_proxy.config.errors import ConfigError, ConfigIssue, Path
 from router_proxy.config.references import check_references
 from router_proxy.config.schema import Config
 from router_proxy.config.source import SourceMap, interpolate, parse_yaml
+from router_proxy.config.suggest import did_you_mean
 
 
 def read_yaml_file(path: str | FilePath) -> str:
@@ -47,7 +48,7 @@ def load_config_text(
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        issues += validation_issues(exc, data, source_map)
+        issues += validation_issues(exc, data, source_map, Config)
         raise ConfigError(issues, source) from None
     issues += [source_map.issue(p, msg) for p, msg in check_references(config)]
     if issues:
@@ -55,10 +56,13 @@ def load_config_text(
     return config, source_map
 
 
-def validation_issues(exc: ValidationError, data: Any, source_map: SourceMap) -> list[ConfigIssue]:
+def validation_issues(
+    exc: ValidationError, data: Any, source_map: SourceMap, model: type[BaseModel] | None = None
+) -> list[ConfigIssue]:
     """Pydantic's errors about ``data`` (parsed from YAML), each named by its YAML path and
-    line; for any YAML file validated by a pydantic model (policies, task lists)."""
-    return [_issue(err, data, source_map) for err in exc.errors()]
+    line; for any YAML file validated by a pydantic model (policies, task lists). Given
+    the ``model`` that failed, an unknown key also names the nearest known one."""
+    return [_issue(err, data, source_map, model) for err in exc.errors()]
 
 
 def _data_path(loc: tuple[int | str, ...], data: Any) -> Path:
@@ -79,13 +83,16 @@ def _data_path(loc: tuple[int | str, ...], data: Any) -> Path:
     return tuple(path)
 
 
-def _issue(err: ErrorDetails, data: Any, source_map: SourceMap) -> ConfigIssue:
+def _issue(
+    err: ErrorDetails, data: Any, source_map: SourceMap, model: type[BaseModel] | None
+) -> ConfigIssue:
     path = _data_path(tuple(err["loc"]), data)
     kind, ctx = err["type"], err.get("ctx") or {}
     if kind == "missing":
         message = "required key is missing"
     elif kind == "extra_forbidden":
-        message = "unknown key"
+        near = did_you_mean(model, err["loc"]) if model is not None else None
+        message = f"unknown key (did you mean '{near}'?)" if near else "unknown key"
     elif kind == "union_tag_invalid":
         message = f"unknown type '{ctx.get('tag')}' (expected one of: {ctx.get('expected_tags')})"
     elif kind == "union_tag_not_found":
