@@ -8,8 +8,12 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from router_proxy.config.errors import ConfigError
+
+if TYPE_CHECKING:
+    from router_proxy.config.schema import Config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -98,11 +102,25 @@ def _port(text: str) -> int:
     return value
 
 
+def _checked_config(path: str, command: str) -> Config:
+    """The policy for a command that never calls a model: unset ``${VAR}``s are noted on
+    stderr (by name and place, never a value) instead of refused; ``serve`` refuses them."""
+    from router_proxy.config.load import check_config
+
+    config, unset = check_config(path)
+    for name, places in unset.items():
+        print(
+            f"note: ${{{name}}} is not set (not needed to {command}; serve needs it): "
+            + ", ".join(places),
+            file=sys.stderr,
+        )
+    return config
+
+
 def _validate(args: argparse.Namespace) -> int:
-    from router_proxy.config.load import load_config
     from router_proxy.pipeline import Pipeline
 
-    config, _ = load_config(args.file)
+    config = _checked_config(args.file, "validate")
     Pipeline.build(config)
     print(
         f"{args.file}: OK ({len(config.providers)} providers, {len(config.models)} models, "
@@ -119,12 +137,11 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from router_proxy.config.load import load_config
     from router_proxy.context import RequestContext
     from router_proxy.errors import GatewayError
     from router_proxy.pipeline import Pipeline
 
-    config, _ = load_config(args.config)
+    config = _checked_config(args.config, "explain")
     pipeline = Pipeline.build(config)
     ctx = RequestContext.from_prompt(args.prompt)
     ctx.request.model = ctx.raw_body["model"] = args.model

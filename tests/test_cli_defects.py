@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -95,3 +97,63 @@ def test_an_unknown_key_with_nothing_close_gets_no_guess(
     policy.write_text(TYPOS.replace("prot: 8080", "mascot: otter"))
     assert main(["validate", str(policy)]) == 1
     assert "  server.mascot: unknown key (line 1)\n" in capsys.readouterr().err
+
+
+COST = str(ROOT / "configs" / "cost.yaml")  # ${OPENAI_API_KEY}, ${ANTHROPIC_API_KEY}
+SECRET = "sk-ant-this-value-must-never-be-printed"
+
+
+def without_keys(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    return {**env, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", **extra}
+
+
+def test_validate_and_explain_run_without_the_secrets() -> None:
+    """They never call a model: an unset ${VAR} is a note, not an error, and a set one's
+    value is never printed."""
+    env = without_keys(ANTHROPIC_API_KEY=SECRET)
+    note = "note: ${OPENAI_API_KEY} is not set (not needed to %s; serve needs it): "
+    note += "providers.openai.api_key (line 3)"
+
+    validate = run_cli("validate", COST, env=env)
+    assert validate.returncode == 0, validate.stderr
+    assert validate.stdout.startswith(f"{COST}: OK")
+    assert validate.stderr.splitlines() == [note % "validate"]
+
+    explain = run_cli("explain", "--config", COST, "--json", "What is 2 + 2?", env=env)
+    assert explain.returncode == 0, explain.stderr
+    assert json.loads(explain.stdout)["decision"] == "cheap"  # stdout stays pure JSON
+    assert explain.stderr.splitlines() == [note % "explain"]
+    for output in (validate.stdout, validate.stderr, explain.stdout, explain.stderr):
+        assert SECRET not in output
+
+    text = run_cli("explain", "--config", COST, "What is 2 + 2?", env=without_keys())
+    assert text.returncode == 0, text.stderr
+    assert "decision:   cheap" in text.stdout
+    assert len(text.stderr.splitlines()) == 2  # a note for each key
+
+
+def test_serve_still_refuses_an_unset_variable() -> None:
+    result = run_cli("serve", "--config", COST, env=without_keys(ANTHROPIC_API_KEY=SECRET))
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[1:] == [
+        "  providers.openai.api_key: environment variable OPENAI_API_KEY is not set (line 3)"
+    ]
+    assert SECRET not in result.stderr
+
+
+def test_an_unset_variable_a_key_cannot_do_without_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`port: ${ROUTER_TEST_PORT}` cannot be checked without its value: say so."""
+    monkeypatch.delenv("ROUTER_TEST_PORT", raising=False)
+    policy = tmp_path / "port.yaml"
+    policy.write_text(
+        Path(DEFAULT).read_text().replace("${ROUTER_PORT:-8080}", "${ROUTER_TEST_PORT}")
+    )
+    assert main(["validate", str(policy)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "  server.port: environment variable ROUTER_TEST_PORT is not set, and this key cannot "
+        "be checked without it (input should be a valid integer" in err
+    )
