@@ -8,8 +8,12 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from router_proxy.config.errors import ConfigError
+
+if TYPE_CHECKING:
+    from router_proxy.config.schema import Config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the gateway")
     serve.add_argument("--config", required=True, help="policy YAML")
     serve.add_argument("--host", help="overrides server.host")
-    serve.add_argument("--port", type=int, help="overrides server.port")
+    serve.add_argument("--port", type=_port, help="overrides server.port (1..65535)")
     serve.add_argument(
         "--workers",
         type=_positive,
@@ -75,18 +79,48 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(config, options)
 
 
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
 def _positive(text: str) -> int:
-    value = int(text)
+    value = _integer(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
     return value
 
 
+def _port(text: str) -> int:
+    # Checked here as server.port is in the YAML: out of range, the socket layer would
+    # wrap it (83536 -> 18000) while the log still names the number given.
+    value = _integer(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port, 1..65535, not {value}")
+    return value
+
+
+def _checked_config(path: str, command: str) -> Config:
+    """The policy for a command that never calls a model: unset ``${VAR}``s are noted on
+    stderr (by name and place, never a value) instead of refused; ``serve`` refuses them."""
+    from router_proxy.config.load import check_config
+
+    config, unset = check_config(path)
+    for name, places in unset.items():
+        print(
+            f"note: ${{{name}}} is not set (not needed to {command}; serve needs it): "
+            + ", ".join(places),
+            file=sys.stderr,
+        )
+    return config
+
+
 def _validate(args: argparse.Namespace) -> int:
-    from router_proxy.config.load import load_config
     from router_proxy.pipeline import Pipeline
 
-    config, _ = load_config(args.file)
+    config = _checked_config(args.file, "validate")
     Pipeline.build(config)
     print(
         f"{args.file}: OK ({len(config.providers)} providers, {len(config.models)} models, "
@@ -103,12 +137,11 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from router_proxy.config.load import load_config
     from router_proxy.context import RequestContext
     from router_proxy.errors import GatewayError
     from router_proxy.pipeline import Pipeline
 
-    config, _ = load_config(args.config)
+    config = _checked_config(args.config, "explain")
     pipeline = Pipeline.build(config)
     ctx = RequestContext.from_prompt(args.prompt)
     ctx.request.model = ctx.raw_body["model"] = args.model

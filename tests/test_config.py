@@ -55,7 +55,7 @@ def test_unknown_keys_are_refused_everywhere() -> None:
     )
     assert errors_of(text) == [
         "providers.mock.colour: unknown key (line 2)",
-        "decisions[0].priorty: unknown key (line 11)",
+        "decisions[0].priorty: unknown key (did you mean 'priority'?) (line 11)",
     ]
 
 

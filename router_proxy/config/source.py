@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -69,15 +70,29 @@ def parse_yaml(text: str) -> tuple[Any, SourceMap, list[ConfigIssue]]:
     return data, SourceMap(lines), issues
 
 
+@dataclass(frozen=True)
+class Unset:
+    """A ``${VAR}`` without a default whose variable is not set, where the YAML uses it."""
+
+    path: Path
+    name: str
+
+    @property
+    def message(self) -> str:
+        return f"environment variable {self.name} is not set"
+
+
 def interpolate(
-    data: Any, env: Mapping[str, str] | None = None, path: Path = ()
-) -> tuple[Any, list[tuple[Path, str]]]:
+    data: Any, env: Mapping[str, str] | None = None, path: Path = (), *, keep_unset: bool = False
+) -> tuple[Any, list[Unset]]:
     """Replace ``${VAR}`` / ``${VAR:-default}`` in every string; ``$$`` is a literal ``$``.
 
-    Returns the new data and (path, message) for each variable that is unset with no default.
+    Returns the new data and each variable that is unset with no default. Such a reference
+    becomes "", or stays as written with ``keep_unset`` (a placeholder for commands that
+    never use the value: never a secret, and it names itself in any error about it).
     """
     env = os.environ if env is None else env
-    missing: list[tuple[Path, str]] = []
+    missing: list[Unset] = []
 
     def walk(value: Any, at: Path) -> Any:
         if isinstance(value, str):
@@ -93,8 +108,8 @@ def interpolate(
                     return found
                 if default is not None:
                     return default
-                missing.append((at, f"environment variable {name} is not set"))
-                return ""
+                missing.append(Unset(at, name))
+                return match.group(0) if keep_unset else ""
 
             return _VAR.sub(sub, value)
         if isinstance(value, dict):

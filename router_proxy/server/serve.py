@@ -48,7 +48,10 @@ class ServeOptions:
 def serve(config: Config, options: ServeOptions) -> int:
     """Serve until SIGTERM/SIGINT; ``config`` was loaded from ``options.config_path`` to
     check it before any worker starts. Returns the process exit status."""
-    os.environ[CONFIG_ENV] = str(options.config_path.resolve())
+    # Absolute but not resolved: a ConfigMap's policy.yaml is a symlink through `..data`,
+    # which the kubelet swaps on update; the resolved target folder is then deleted, so
+    # reloads must keep going through the path as given.
+    os.environ[CONFIG_ENV] = str(options.config_path.absolute())
     uvicorn_options: dict[str, Any] = {
         "host": options.host or config.server.host,
         "port": options.port or config.server.port,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,11 @@ from router_proxy.training.data import embed_prompts
 from router_proxy.training.evaluate import HeldOut, resources_for, selector_from_artifact
 
 Matrix = npt.NDArray[np.float64]
+
+# Crossings this close (relative) are one breakpoint. They are ties that rounding split
+# (knn's averaged scores tie often): the slivers between them, far narrower than the
+# selector's float32 ranking can tell apart, are routings no served weight gives.
+SAME_WEIGHT = 1e-6
 
 
 class CalibrationError(ValueError):
@@ -104,27 +110,60 @@ def routing_curve(
             points.append(RoutePoint(mid, float(q_sum / n), float(c_sum / n), low, high))
         if i == len(table):
             return points
-        while i < len(table) and table[i, 0] == high:
+        # One breakpoint takes every crossing within SAME_WEIGHT of the last one taken;
+        # the routing after them all holds from the last one on.
+        low = high
+        while i < len(table) and table[i, 0] <= low * (1 + SAME_WEIGHT):
+            low = float(table[i, 0])
             r, m = int(table[i, 1]), int(table[i, 2])
             q_sum += scores[r, m] - scores[r, choice[r]]
             c_sum += costs[r, m] - costs[r, choice[r]]
             choice[r] = m
             i += 1
-        low = high
 
 
 def _inside(low: float, high: float) -> float:
-    """A short decimal weight in [low, high): the fewest significant digits that fit."""
+    """A short decimal weight in (low, high), or 0 for [0, high): the fewest significant
+    digits that fit. Not ``low`` itself: at a breakpoint the served ranking is a tie, which
+    the selector breaks by candidate order, not by price."""
     if high == float("inf"):
         return float(f"{max(low * 1.5, 1e-3):.2g}") if low > 0 else 0.0
     if low == 0.0:
         return 0.0
     target = float(np.sqrt(low * high))
-    for digits in range(1, 12):
+    for digits in range(1, 18):
         value = float(f"{target:.{digits}g}")
-        if low <= value < high:
+        if low < value < high:
             return value
     return target
+
+
+def decimal_text(value: float) -> str:
+    """``value`` in the fewest digits that read back as it, never in e-notation (YAML 1.1
+    reads ``1e-05`` as a string); ``:g`` keeps 6 digits, which can leave the interval."""
+    return str(np.format_float_positional(value, trim="-"))
+
+
+def interval_text(point: RoutePoint) -> str:
+    """The weights routing as ``point`` does, rounded inward with as many significant
+    digits as it takes to show ``point.cost_weight`` inside: ``[0, 0.1223)``,
+    ``(0.10081, 0.10084)``. Open at a breakpoint (a tie there, see ``_inside``)."""
+    low, high, weight = point.low, point.high, point.cost_weight
+    for digits in range(4, 18):
+        shown_low = _round(low, digits, ROUND_CEILING)
+        shown_high = _round(high, digits, ROUND_FLOOR)
+        if shown_low <= weight < shown_high and (low == 0 or shown_low < weight):
+            break
+    opening = "[" if low == 0 else "("
+    upper = "inf" if high == float("inf") else f"{shown_high:g}"
+    return f"{opening}{shown_low:g}, {upper})"
+
+
+def _round(value: float, digits: int, rounding: str) -> Decimal:
+    exact = Decimal(value)
+    if not exact.is_finite() or exact == 0:
+        return exact
+    return exact.quantize(Decimal(1).scaleb(exact.adjusted() - digits + 1), rounding=rounding)
 
 
 def choose(points: list[RoutePoint], target_cost_per_1k: float) -> RoutePoint:
@@ -182,7 +221,7 @@ def calibrate(artifact_dir: str | Path, data_path: str | Path, target_cost_per_1
 
 def params_snippet(artifact_dir: str | Path, cost_weight: float) -> str:
     """The ``route.params`` line to paste into a decision."""
-    return f"params: {{artifact: {artifact_dir}, cost_weight: {cost_weight:g}}}"
+    return f"params: {{artifact: {artifact_dir}, cost_weight: {decimal_text(cost_weight)}}}"
 
 
 def _command(args: argparse.Namespace) -> int:
@@ -199,7 +238,7 @@ def _command(args: argparse.Namespace) -> int:
     except (CalibrationError, ArtifactError, DatasetError, OSError) as exc:
         print(f"calibrate: {exc}", file=sys.stderr)
         return 1
-    print(f"cost_weight: {best.cost_weight:g}  (any in [{best.low:.4g}, {best.high:.4g}))")
+    print(f"cost_weight: {decimal_text(best.cost_weight)}  (any in {interval_text(best)})")
     print(f"quality:     {best.quality:.4f}")
     print(f"$/1k:        {best.cost_per_1k:.4f}  (target {args.target_cost_per_1k:g})")
     print(params_snippet(args.router, best.cost_weight))
