@@ -93,9 +93,19 @@ class Reloader:
         """Reload whenever the file's content changes. The parent folder is watched, so
         editors that replace the file and ConfigMap symlink swaps are both seen."""
         async for _changes in watchfiles.awatch(
-            self.path.parent, stop_event=stop, debounce=200, recursive=False
+            watched_folder(self.path), stop_event=stop, debounce=200, recursive=False
         ):
             try:
                 await self.reload("file", only_if_changed=True)
             except Exception:  # a background loop: one bad reload must not end watching
                 logger.exception("policy reload from file failed")
+
+
+def watched_folder(path: Path) -> Path:
+    """The nearest folder above ``path`` that is not itself a symlink: for a path given
+    through a ConfigMap's ``..data`` link, the ConfigMap's folder, where the link is
+    swapped (the version folder behind the link is replaced, never changed)."""
+    folder = path.absolute().parent
+    while folder.is_symlink():
+        folder = folder.parent
+    return folder

@@ -125,3 +125,27 @@ def test_admin_reload_and_sighup_read_the_updated_configmap(tmp_path: Path) -> N
             lambda: model_of(client) == "small",
             f"SIGHUP did not reload the ConfigMap update:\n{gateway.output()}",
         )
+
+
+def test_a_path_through_the_data_link_is_watched_at_the_configmap_folder(
+    tmp_path: Path,
+) -> None:
+    """`--config cm/..data/policy.yaml`: its parent is the version folder behind the link,
+    which is replaced, never changed; the ConfigMap's own folder is watched instead."""
+    from router_proxy.reload import watched_folder
+
+    mount = ConfigMapMount(tmp_path / "cm")
+    mount.publish(policy("small", watch=True))
+    assert watched_folder(mount.root / "..data" / "policy.yaml") == mount.root
+    assert watched_folder(mount.policy) == mount.root
+    gateway = GatewayProcess("", tmp_path)
+    gateway.config = mount.root / "..data" / "policy.yaml"
+    with gateway, httpx.Client(base_url=gateway.base_url, timeout=10) as client:
+        assert model_of(client) == "small"
+        for update in ("large", "small", "large"):  # each swap, not only the first
+            time.sleep(0.3)
+            mount.publish(policy(update, watch=True))
+            wait_for(
+                lambda: model_of(client) == update,  # noqa: B023 (used before the next loop)
+                f"the ConfigMap update to {update} was not reloaded:\n{gateway.output()}",
+            )
