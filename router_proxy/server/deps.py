@@ -9,8 +9,9 @@ from fastapi import Depends, Request
 from router_proxy.runtime import Runtime, RuntimeSlot
 
 
-def current_runtime(request: Request) -> Runtime:
-    """The runtime serving now; a request keeps the one it started with."""
+async def current_runtime(request: Request) -> Runtime:
+    """The runtime serving now; a request keeps the one it started with. (async: FastAPI
+    would run a plain function in its thread pool, a thread hop on every request.)"""
     slot: RuntimeSlot = request.app.state.slot
     return slot.current
 
