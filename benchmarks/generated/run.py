@@ -37,11 +37,11 @@ sys.path.insert(0, str(HERE.parent.parent))
 
 from router_proxy.embeddings.config import EmbeddingsConfig  # noqa: E402
 from router_proxy.embeddings.registry import build_encoder  # noqa: E402
-from router_proxy.selection.dataset import RoutingRow, models_of, read_rows  # noqa: E402
 from router_proxy.training.aiq import hull_at  # noqa: E402
 from router_proxy.training.answers import extract_rows  # noqa: E402
 from router_proxy.training.cascal_train import train_cascal  # noqa: E402
 from router_proxy.training.data import TrainingData, embed_prompts  # noqa: E402
+from router_proxy.training.dataset import RoutingRow, models_of, read_rows  # noqa: E402
 from router_proxy.training.evaluate import evaluate  # noqa: E402
 from router_proxy.training.generate.filters import (  # noqa: E402
     REASONS,

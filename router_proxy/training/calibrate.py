@@ -27,9 +27,9 @@ import numpy as np
 import numpy.typing as npt
 
 from router_proxy.selection.artifact import ArtifactError, read_meta
-from router_proxy.selection.dataset import DatasetError
 from router_proxy.selection.learned import LearnedSelector
 from router_proxy.training.data import embed_prompts
+from router_proxy.training.dataset import DatasetError
 from router_proxy.training.evaluate import HeldOut, resources_for, selector_from_artifact
 
 Matrix = npt.NDArray[np.float64]

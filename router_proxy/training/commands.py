@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, get_args
 
 from router_proxy.embeddings.config import Backend, EmbeddingsConfig
 from router_proxy.selection.artifact import ArtifactError
-from router_proxy.selection.dataset import DatasetError
+from router_proxy.training.dataset import DatasetError
 from router_proxy.training.registry import QUERY_ONLY, TRAINERS
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ import numpy.typing as npt
 from tqdm import tqdm
 
 from router_proxy.embeddings.base import Encoder
-from router_proxy.selection.dataset import RoutingRow, data_hash, load_rows, models_of
+from router_proxy.training.dataset import RoutingRow, data_hash, load_rows, models_of
 
 Matrix = npt.NDArray[np.float32]
 BATCH = 256

@@ -30,8 +30,8 @@ import sys
 import numpy as np
 from common import DATA, TASKS, Split, fmt, folds, load, summary, upper_hull
 
-from router_proxy.selection.dataset import read_rows
 from router_proxy.training.answers import extract_rows
+from router_proxy.training.dataset import read_rows
 
 CHEAP = (
     "WizardLM/WizardLM-13B-V1.2",
