@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from router_proxy.config.errors import ConfigError
+from router_proxy.training.extra import MissingExtra
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -17,7 +18,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)
-    except ConfigError as exc:
+    except (ConfigError, MissingExtra) as exc:
         print(exc, file=sys.stderr)
         return 1
     return code
