@@ -43,9 +43,9 @@ sys.path[:0] = [str(HERE.parents[1]), str(HERE)]  # the repo (tests.*) and load.
 
 from load import Outcome, chat_body, count, fire, percentile, send  # noqa: E402
 
-from tests.gateway_process import GatewayProcess  # noqa: E402
-from tests.redis_server import RedisServer, free_port, require_redis_server  # noqa: E402
-from tests.upstream import FakeUpstream, ResettingServer  # noqa: E402
+from tests.support.gateway_process import GatewayProcess  # noqa: E402
+from tests.support.redis_server import RedisServer, free_port, require_redis_server  # noqa: E402
+from tests.support.upstream import FakeUpstream, ResettingServer  # noqa: E402
 
 RESULTS = HERE / "results"
 Scenario = Callable[[argparse.Namespace, FakeUpstream, Path], dict[str, Any]]
