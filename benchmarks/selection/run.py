@@ -11,7 +11,7 @@ open7 (7 open models, no costs): a task-stratified 20% of train.jsonl is held ou
 0); tuning uses a validation split of the remaining 80%; the router trained on that 80%
 is compared with the best single model on the held-out rows.
 
-    .venv/bin/python benchmarks/selection/run.py [--data /work/shared/data] [--no-plot]
+    .venv/bin/python -m benchmarks.selection.run [--data /work/shared/data] [--no-plot]
 """
 
 from __future__ import annotations

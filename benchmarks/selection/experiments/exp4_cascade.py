@@ -28,8 +28,17 @@ import itertools
 import sys
 
 import numpy as np
-from common import DATA, TASKS, Split, fmt, folds, load, summary, upper_hull
 
+from benchmarks.selection.experiments.common import (
+    DATA,
+    TASKS,
+    Split,
+    fmt,
+    folds,
+    load,
+    summary,
+    upper_hull,
+)
 from router_proxy.training.answers import extract_rows
 from router_proxy.training.dataset import read_rows
 
