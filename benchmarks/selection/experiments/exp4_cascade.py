@@ -37,8 +37,8 @@ from benchmarks.selection.experiments.common import (
     folds,
     load,
     summary,
-    upper_hull,
 )
+from router_proxy.training.aiq import upper_hull
 from router_proxy.training.answers import extract_rows
 from router_proxy.training.dataset import read_rows
 
