@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from router_proxy.config.errors import ConfigError
+from router_proxy.training.extra import MissingExtra
 
 if TYPE_CHECKING:
     from router_proxy.config.schema import Config
@@ -21,7 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)
-    except ConfigError as exc:
+    except (ConfigError, MissingExtra) as exc:
         print(exc, file=sys.stderr)
         return 1
     return code

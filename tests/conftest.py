@@ -10,8 +10,8 @@ import pytest
 from router_proxy.config.load import load_config_text
 from router_proxy.server.app import create_app
 from router_proxy.server.http import protocol_options
-from tests.serving import ServerThread
-from tests.upstream import FakeUpstream
+from tests.support.serving import ServerThread
+from tests.support.upstream import FakeUpstream
 
 UPSTREAM_KEY = "sk-upstream-secret-1234567890"
 ANTHROPIC_KEY = "ant-upstream-secret-0987654321"

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from router_proxy.selection.dataset import DatasetError, RoutingRow, read_rows
 from router_proxy.training.answers import (
     detect_format,
     extract,
@@ -21,6 +20,7 @@ from router_proxy.training.answers import (
     task_formats,
     unwrap,
 )
+from router_proxy.training.dataset import DatasetError, RoutingRow, read_rows
 
 MC_PROMPT = """Which gas do plants take in?
 A) oxygen

@@ -15,11 +15,11 @@ from router_proxy.embeddings.shared import SharedEncoder
 from router_proxy.embeddings.static import StaticEncoder
 from router_proxy.selection.artifact import Artifact, ArtifactError, load_artifact
 from router_proxy.selection.cascal import CascalSelector, NicheIndex
-from router_proxy.selection.dataset import RoutingRow
 from router_proxy.selection.learned import LearnedParams
 from router_proxy.training.cascal_train import train_cascal
 from router_proxy.training.consensus import consensus
 from router_proxy.training.data import TrainingData
+from router_proxy.training.dataset import RoutingRow
 
 MODELS = ["A", "B", "n1", "n2", "n3"]
 LAWS = ["contract", "tort", "property", "criminal", "evidence", "trust", "copyright", "tax"]

@@ -21,7 +21,7 @@ from router_proxy.config.load import load_config
 from router_proxy.config.schema import Config
 from router_proxy.config.source import interpolate
 from router_proxy.pipeline import Pipeline
-from tests.deploy_helpers import (
+from tests.support.deploy_helpers import (
     Dockerfile,
     PromQLChecker,
     dashboard_queries,

@@ -23,8 +23,8 @@ from router_proxy.config.load import load_config, load_config_text
 from router_proxy.config.schema import Config
 from router_proxy.pipeline import Pipeline
 from router_proxy.server.app import create_app
-from tests.deploy_helpers import Dockerfile, placeholder_env
-from tests.serving import ServerThread
+from tests.support.deploy_helpers import Dockerfile, placeholder_env
+from tests.support.serving import ServerThread
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "kubernetes" / "base"

@@ -8,7 +8,7 @@ import openai
 import pytest
 
 from tests.conftest import ANTHROPIC_KEY, UPSTREAM_KEY
-from tests.upstream import FakeUpstream
+from tests.support.upstream import FakeUpstream
 
 USER = [{"role": "user", "content": "hello world"}]
 

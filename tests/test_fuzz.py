@@ -34,7 +34,7 @@ from schemathesis.specs.openapi.checks import (
 from router_proxy.config.load import load_config
 from router_proxy.server.app import create_app
 from router_proxy.server.http import protocol_options
-from tests.serving import ServerThread
+from tests.support.serving import ServerThread
 
 # FUZZ_EXAMPLES=500 for a deeper run by hand; the suite keeps it short.
 MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))

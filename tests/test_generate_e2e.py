@@ -1,5 +1,5 @@
 """``router-proxy generate`` end to end, offline: deterministic fake models behind a real
-local HTTP server (tests/generate_upstream.py), called through the policy's providers.
+local HTTP server (tests/support/generate_upstream.py), called through the policy's providers.
 
 * generate -> train cascal -> a cascal decision routes fresh arithmetic prompts to the
   model that is right on arithmetic and law prompts to the one right on law;
@@ -25,7 +25,13 @@ from router_proxy.cli import main
 from router_proxy.config.load import load_config_text
 from router_proxy.context import RequestContext
 from router_proxy.pipeline import Pipeline
-from tests.generate_upstream import POOL, GenerateUpstream, generated, law_question, math_question
+from tests.support.generate_upstream import (
+    POOL,
+    GenerateUpstream,
+    generated,
+    law_question,
+    math_question,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 TASKS = """\

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.gateway_process import GatewayProcess
-from tests.upstream import SLOW_STREAM_GAP, FakeUpstream
+from tests.support.gateway_process import GatewayProcess
+from tests.support.upstream import SLOW_STREAM_GAP, FakeUpstream
 
 POLICY = """\
 server: {{shutdown_grace: {grace}, drain_delay: {drain}}}

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from router_proxy.signals.keyword import KeywordSignal, KeywordSignalConfig
-from tests.signal_helpers import evaluate
+from tests.support.signal_helpers import evaluate
 
 
 def keyword(**kwargs: Any) -> KeywordSignal:

@@ -16,7 +16,7 @@ from router_proxy.embeddings.registry import build_encoder
 from router_proxy.server.app import create_app
 from router_proxy.training.data import TrainingData
 from router_proxy.training.knn_train import train_knn
-from tests.serving import ServerThread
+from tests.support.serving import ServerThread
 from tests.test_knn import write_rows
 
 POLICY = """\

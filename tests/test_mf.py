@@ -19,10 +19,10 @@ from router_proxy.embeddings.registry import build_encoder
 from router_proxy.embeddings.shared import SharedEncoder
 from router_proxy.resources import BuildContext, Resources
 from router_proxy.selection.artifact import Artifact, load_artifact
-from router_proxy.selection.dataset import RoutingRow
 from router_proxy.selection.learned import LearnedParams
 from router_proxy.selection.mf import MfSelector, quality_head
 from router_proxy.training.data import TrainingData
+from router_proxy.training.dataset import RoutingRow
 from router_proxy.training.mf_train import (
     BradleyTerryMf,
     MfOptions,

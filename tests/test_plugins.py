@@ -13,7 +13,7 @@ from router_proxy.context import RequestContext
 from router_proxy.plugins.params import ParamsOptions, ParamsPlugin
 from router_proxy.plugins.system_prompt import SystemPromptOptions, SystemPromptPlugin
 from tests.conftest import POLICY, GatewayFactory
-from tests.upstream import FakeUpstream
+from tests.support.upstream import FakeUpstream
 
 
 def ctx_for(body: dict[str, Any]) -> RequestContext:

@@ -1,5 +1,5 @@
 """The Anthropic adapter: translation both ways, and calls against a real HTTP upstream
-that checks requests the way the Messages API does (tests/upstream.py). What every adapter
+that checks requests the way the Messages API does (tests/support/upstream.py). What every adapter
 promises alike (errors, timeouts, the OpenAI shape of replies and streams) is in
 tests/test_provider_contract.py."""
 
@@ -21,7 +21,7 @@ from router_proxy.providers.anthropic import (
 )
 from router_proxy.providers.anthropic_stream import to_openai_completion
 from router_proxy.providers.registry import PROVIDER_TYPES
-from tests.provider_helpers import (
+from tests.support.provider_helpers import (
     ANTHROPIC_KEY,
     WEATHER_TOOL,
     anyio_backend_fixture,  # noqa: F401
@@ -34,7 +34,7 @@ from tests.provider_helpers import (
     up_fixture,  # noqa: F401
     upstream_fixture,  # noqa: F401
 )
-from tests.upstream import FakeUpstream
+from tests.support.upstream import FakeUpstream
 
 pytestmark = pytest.mark.anyio
 

@@ -1,6 +1,6 @@
 """What every HTTP adapter promises the gateway, whatever its upstream's API: one set of
 tests, run against the OpenAI-compatible and the Anthropic adapter over a real HTTP
-upstream (tests/upstream.py).
+upstream (tests/support/upstream.py).
 
 Replies and streams come back in the OpenAI format either way; upstream failures become
 the same gateway errors. Where the adapters legitimately differ (how the key is sent,
@@ -22,7 +22,7 @@ from router_proxy.errors import UpstreamError, UpstreamStatusError, UpstreamTime
 from router_proxy.protocol import Usage
 from router_proxy.providers.http import DONE_EVENT
 from router_proxy.providers.http_provider import HTTPProvider
-from tests.provider_helpers import (
+from tests.support.provider_helpers import (
     ANTHROPIC_KEY,
     OPENAI_KEY,
     WEATHER_TOOL,
@@ -40,7 +40,7 @@ from tests.provider_helpers import (
     up_fixture,  # noqa: F401
     upstream_fixture,  # noqa: F401
 )
-from tests.upstream import FakeUpstream
+from tests.support.upstream import FakeUpstream
 
 pytestmark = pytest.mark.anyio
 

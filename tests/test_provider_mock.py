@@ -24,7 +24,7 @@ from router_proxy.protocol import Usage
 from router_proxy.providers.mock import MockProvider, MockProviderConfig
 from router_proxy.providers.mock_content import estimate_tokens, schema_value
 from tests.conftest import GatewayFactory
-from tests.provider_helpers import (
+from tests.support.provider_helpers import (
     WEATHER_TOOL,
     anyio_backend_fixture,  # noqa: F401
     content_of,

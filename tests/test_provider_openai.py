@@ -1,4 +1,4 @@
-"""The OpenAI-compatible adapter against a real HTTP upstream (tests/upstream.py): what it
+"""The OpenAI-compatible adapter against a real HTTP upstream (tests/support/upstream.py): what it
 does beyond the contract every adapter keeps (tests/test_provider_contract.py), mostly
 passing the client's JSON through untouched."""
 
@@ -12,7 +12,7 @@ import pytest
 from router_proxy.errors import UpstreamError
 from router_proxy.providers.http import DONE_EVENT
 from router_proxy.providers.openai import OpenAIProvider, OpenAIProviderConfig
-from tests.provider_helpers import (
+from tests.support.provider_helpers import (
     OPENAI_KEY,
     anyio_backend_fixture,  # noqa: F401
     drain,
@@ -23,7 +23,7 @@ from tests.provider_helpers import (
     up_fixture,  # noqa: F401
     upstream_fixture,  # noqa: F401
 )
-from tests.upstream import FakeUpstream
+from tests.support.upstream import FakeUpstream
 
 pytestmark = pytest.mark.anyio
 

@@ -17,7 +17,7 @@ import pytest
 
 from router_proxy.config.load import load_config
 from router_proxy.server.app import create_app
-from tests.serving import ServerThread
+from tests.support.serving import ServerThread
 
 ADMIN = "admin-secret-key"
 POLICY = """\

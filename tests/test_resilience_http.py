@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from tests.conftest import GatewayFactory
-from tests.upstream import FakeUpstream, ResettingServer
+from tests.support.upstream import FakeUpstream, ResettingServer
 
 ADMIN = "admin-key-for-tests"
 CHAT = [{"role": "user", "content": "hello there friend"}]

@@ -23,7 +23,7 @@ from router_proxy.resilience.feedback import UpstreamFeedback
 from router_proxy.resilience.rate_limits import RateLimits
 from router_proxy.resilience.retry import Verdict, backoff, classify, retry_after_seconds
 from router_proxy.resilience.shared_state import SharedState
-from tests.provider_helpers import anyio_backend_fixture  # noqa: F401
+from tests.support.provider_helpers import anyio_backend_fixture  # noqa: F401
 
 pytestmark = pytest.mark.anyio
 

@@ -12,8 +12,8 @@ import pytest
 
 from router_proxy.observability.logging import JsonFormatter
 from tests.conftest import POLICY, GatewayFactory
+from tests.support.upstream import FakeUpstream
 from tests.test_http_api import BODY, CHAT
-from tests.upstream import FakeUpstream
 
 RIGHT = "sk-client-right-5b0c1e9d"
 WRONG = "sk-client-wrong-a7f3e2c4"

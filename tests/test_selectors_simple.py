@@ -91,7 +91,7 @@ def test_served_calls_feed_the_latency_statistics() -> None:
     import httpx
 
     from router_proxy.server.app import create_app
-    from tests.serving import ServerThread
+    from tests.support.serving import ServerThread
 
     text = POLICY.format(algorithm="latency", params="{}").replace(
         "  mock: {type: mock}", "  mock: {type: mock, latency_ms: 30}"

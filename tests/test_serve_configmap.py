@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.gateway_process import GatewayProcess
+from tests.support.gateway_process import GatewayProcess
 
 ADMIN = "admin-secret-key"
 POLICY = """\

@@ -21,9 +21,9 @@ from router_proxy.resilience.breaker import BreakerBoard, BreakerState
 from router_proxy.resilience.config import BreakerConfig, StateConfig
 from router_proxy.resilience.shared_breakers import SharedBreakers
 from router_proxy.resilience.shared_state import SharedState
-from tests.gateway_process import GatewayProcess, start_all
-from tests.redis_server import RedisServer, require_redis_server
-from tests.upstream import FakeUpstream
+from tests.support.gateway_process import GatewayProcess, start_all
+from tests.support.redis_server import RedisServer, require_redis_server
+from tests.support.upstream import FakeUpstream
 
 ADMIN = {"authorization": "Bearer admin-key"}
 SYNC = 0.2  # state.sync_interval of every policy here

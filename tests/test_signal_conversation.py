@@ -10,7 +10,7 @@ from router_proxy.signals.conversation import (
     ConversationSignalConfig,
     conversation_text,
 )
-from tests.signal_helpers import assert_refused, ctx_of, evaluate
+from tests.support.signal_helpers import assert_refused, ctx_of, evaluate
 
 TOOL = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
 IMAGE = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from router_proxy.decisions.rules import Equals, RuleParser, holds
 from router_proxy.signals.base import SignalResult
 from router_proxy.signals.domain import DomainSignal, DomainSignalConfig
-from tests.signal_helpers import ctx_of, evaluate
+from tests.support.signal_helpers import ctx_of, evaluate
 from tests.test_embeddings_support import BACKENDS, encoder, run
 
 LABELS = {

@@ -12,7 +12,7 @@ from router_proxy.embeddings.base import Encoder
 from router_proxy.embeddings.shared import SharedEncoder
 from router_proxy.resources import BuildContext, Resources
 from router_proxy.signals.embedding import EmbeddingSignal, EmbeddingSignalConfig
-from tests.signal_helpers import evaluate
+from tests.support.signal_helpers import evaluate
 from tests.test_embeddings_support import BACKENDS, encoder
 
 MATH = [

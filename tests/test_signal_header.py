@@ -6,7 +6,7 @@ from typing import Any
 
 from router_proxy.signals.base import SignalResult
 from router_proxy.signals.header import HeaderSignal, HeaderSignalConfig
-from tests.signal_helpers import assert_refused, evaluate
+from tests.support.signal_helpers import assert_refused, evaluate
 
 
 def header(headers: dict[str, Any]) -> HeaderSignal:

@@ -14,7 +14,7 @@ from router_proxy.signals.language import (
     LanguageSignalConfig,
     clean,
 )
-from tests.signal_helpers import assert_refused, evaluate
+from tests.support.signal_helpers import assert_refused, evaluate
 
 
 def language(**kwargs: Any) -> LanguageSignal:

@@ -10,7 +10,7 @@ from router_proxy.signals import tokens
 from router_proxy.signals.base import SignalResult
 from router_proxy.signals.length import LengthSignal, LengthSignalConfig
 from router_proxy.signals.tokens import EXACT_LIMIT, TokenCounter, shared_counter
-from tests.signal_helpers import assert_refused, evaluate
+from tests.support.signal_helpers import assert_refused, evaluate
 
 
 def length(**kwargs: Any) -> LengthSignal:

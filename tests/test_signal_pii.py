@@ -17,7 +17,7 @@ from router_proxy.signals.pii import (
     luhn_ok,
     merge,
 )
-from tests.signal_helpers import assert_refused, evaluate
+from tests.support.signal_helpers import assert_refused, evaluate
 
 
 def pii(**kwargs: Any) -> PiiSignal:

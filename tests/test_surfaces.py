@@ -28,8 +28,8 @@ from router_proxy.server.app import create_app
 from router_proxy.server.deps import CurrentRuntime
 from router_proxy.server.surfaces import handler
 from router_proxy.server.surfaces.base import Surface
-from tests.serving import ServerThread
-from tests.upstream import FakeUpstream
+from tests.support.serving import ServerThread
+from tests.support.upstream import FakeUpstream
 
 POLICY = """\
 providers:

@@ -14,8 +14,8 @@ from router_proxy.config.load import load_config_text
 from router_proxy.errors import UpstreamError
 from router_proxy.providers.http import translate_errors
 from router_proxy.server.app import create_app
-from tests.serving import ServerThread
-from tests.upstream import FakeUpstream, ResettingServer
+from tests.support.serving import ServerThread
+from tests.support.upstream import FakeUpstream, ResettingServer
 
 
 class ResetTransport:

@@ -12,7 +12,7 @@ The cache is off (every prompt is new) and every figure is the median of ``--rou
 Prompts are generated from a fixed seed, so runs are comparable. Results go to
 ``results/embeddings.json``.
 
-    .venv/bin/python benchmarks/embeddings/run.py [--prompts 64] [--rounds 3]
+    .venv/bin/python -m benchmarks.embeddings.run [--prompts 64] [--rounds 3]
         [--backends static,sentence-transformers] [--concurrency 16]
 """
 

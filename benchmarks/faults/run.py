@@ -17,7 +17,7 @@ sigterm       a steady load (plain requests and streams), SIGTERM mid-run: every
 shared-limit  two gateway processes on one Redis with a limit of 100 requests a minute,
               300 requests: admitted in all within 100 +- 1
 
-    PYTHONPATH=. .venv/bin/python benchmarks/faults/run.py [--only sigterm] [--requests 2000]
+    .venv/bin/python -m benchmarks.faults.run [--only sigterm] [--requests 2000]
 
 Prints progress and one verdict line per scenario; writes ``results/faults.json`` (and
 each gateway's policy and log under ``results/logs/``). Exit
@@ -38,14 +38,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.faults.load import Outcome, chat_body, count, fire, percentile, send
+from tests.support.gateway_process import GatewayProcess
+from tests.support.redis_server import RedisServer, free_port, require_redis_server
+from tests.support.upstream import FakeUpstream, ResettingServer
+
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parents[1]), str(HERE)]  # the repo (tests.*) and load.py
-
-from load import Outcome, chat_body, count, fire, percentile, send  # noqa: E402
-
-from tests.gateway_process import GatewayProcess  # noqa: E402
-from tests.redis_server import RedisServer, free_port, require_redis_server  # noqa: E402
-from tests.upstream import FakeUpstream, ResettingServer  # noqa: E402
 
 RESULTS = HERE / "results"
 Scenario = Callable[[argparse.Namespace, FakeUpstream, Path], dict[str, Any]]

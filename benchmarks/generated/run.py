@@ -15,7 +15,7 @@
    The labels of train are read once more at the end, for a diagnostic only: how often
    the kept rows' consensus answer is actually right.
 
-    .venv/bin/python benchmarks/generated/run.py [--data /work/shared/data/routerbench]
+    .venv/bin/python -m benchmarks.generated.run [--data /work/shared/data/routerbench]
 
 Writes results/generated.json and results/routerbench-generated.png beside this file.
 """
@@ -25,33 +25,30 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent.parent))
-
-from router_proxy.embeddings.config import EmbeddingsConfig  # noqa: E402
-from router_proxy.embeddings.registry import build_encoder  # noqa: E402
-from router_proxy.selection.dataset import RoutingRow, models_of, read_rows  # noqa: E402
-from router_proxy.training.aiq import hull_at  # noqa: E402
-from router_proxy.training.answers import extract_rows  # noqa: E402
-from router_proxy.training.cascal_train import train_cascal  # noqa: E402
-from router_proxy.training.data import TrainingData, embed_prompts  # noqa: E402
-from router_proxy.training.evaluate import evaluate  # noqa: E402
-from router_proxy.training.generate.filters import (  # noqa: E402
+from router_proxy.embeddings.config import EmbeddingsConfig
+from router_proxy.embeddings.registry import build_encoder
+from router_proxy.training.aiq import hull_at
+from router_proxy.training.answers import extract_rows
+from router_proxy.training.cascal_train import train_cascal
+from router_proxy.training.data import TrainingData, embed_prompts
+from router_proxy.training.dataset import RoutingRow, models_of, read_rows
+from router_proxy.training.evaluate import evaluate
+from router_proxy.training.generate.filters import (
     REASONS,
     FilterSettings,
     consensus_answer,
     verdict,
 )
-from router_proxy.training.knn_train import train_knn  # noqa: E402
-from router_proxy.training.plot import plot  # noqa: E402
+from router_proxy.training.knn_train import train_knn
+from router_proxy.training.plot import plot
 
+HERE = Path(__file__).resolve().parent
 GENERATOR = "gpt-4-1106-preview"
 BUDGETS = (0.5, 2.5)  # US$ per 1,000 queries
 VARIANTS = {

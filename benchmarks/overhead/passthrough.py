@@ -5,7 +5,7 @@ forwards the request body to the upstream and returns the upstream's bytes, stat
 content-type. No routing, no validation, no parsing. Served the way the gateway is: uvicorn,
 uvloop, httptools, access log off, one worker.
 
-    python benchmarks/overhead/passthrough.py --port 8001 --upstream http://127.0.0.1:9000/v1
+    python -m benchmarks.overhead.passthrough --port 8001 --upstream http://127.0.0.1:9000/v1
 """
 
 from __future__ import annotations

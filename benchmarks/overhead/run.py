@@ -19,7 +19,7 @@ req/s >= 0.7x at 32 connections). Results go to ``results/overhead.json``.
 Exit status: 0 all targets met, 1 a target missed, 2 the run itself failed (a server did
 not start, wrk missing, any non-2xx response or socket error).
 
-    .venv/bin/python benchmarks/overhead/run.py [--duration 5] [--rounds 3]
+    .venv/bin/python -m benchmarks.overhead.run [--duration 5] [--rounds 3]
 """
 
 from __future__ import annotations

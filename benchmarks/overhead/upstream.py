@@ -11,7 +11,7 @@ CPU per request and the benchmark measures the proxy in front of it, not the ups
 Keep-alive, pipelining and many concurrent connections are supported; the request body is
 read (and discarded) by Content-Length or chunked framing, as the parser reports it.
 
-    python benchmarks/overhead/upstream.py --port 9000
+    python -m benchmarks.overhead.upstream --port 9000
 """
 
 from __future__ import annotations

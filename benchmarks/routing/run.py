@@ -10,7 +10,7 @@
    against the keyword-only policy, interleaved rounds, prompts that differ on every
    request (``varied.lua``)                                  target >= 0.8x
 
-    .venv/bin/python benchmarks/routing/run.py [--prompts 400] [--throughput]
+    .venv/bin/python -m benchmarks.routing.run [--prompts 400] [--throughput]
 """
 
 from __future__ import annotations
@@ -24,15 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from router_proxy.config.load import load_config_text
+from router_proxy.context import RequestContext
+from router_proxy.runtime import Runtime
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks" / "overhead"))
-
-from router_proxy.config.load import load_config_text  # noqa: E402
-from router_proxy.context import RequestContext  # noqa: E402
-from router_proxy.runtime import Runtime  # noqa: E402
-
 RESULTS = HERE / "results"
 SHORT_PROMPTS = [
     "hello, can you help me?",
@@ -132,7 +129,7 @@ def main() -> int:
     args = parser.parse_args()
     report: dict[str, Any] = {"routing": routing_times(args)}
     if args.throughput:
-        from throughput import compare_policies
+        from benchmarks.routing.throughput import compare_policies
 
         report["throughput"] = compare_policies(args.rounds, args.duration)
     RESULTS.mkdir(exist_ok=True)

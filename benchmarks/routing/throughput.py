@@ -9,11 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchmarks.overhead import run as harness
+
 HERE = Path(__file__).resolve().parent
 OVERHEAD = HERE.parent / "overhead"
-sys.path.insert(0, str(OVERHEAD))
-
-import run as harness  # noqa: E402  (benchmarks/overhead/run.py)
 
 TARGET = 0.8
 

@@ -11,7 +11,7 @@
    routed cost on the TRAIN prompts is <= $0.50 per 1,000 (costs are prices, not labels).
 4. Latency: ``rank()`` per prompt after embedding, p50/p99.
 
-    .venv/bin/python benchmarks/selection/cascal.py [--no-tune] [--budget 0.5]
+    .venv/bin/python -m benchmarks.selection.cascal [--no-tune] [--budget 0.5]
 
 Writes results/cascal.json beside this file.
 """
@@ -21,26 +21,22 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from router_proxy.embeddings.config import EmbeddingsConfig
+from router_proxy.embeddings.registry import ENCODER_BACKENDS
+from router_proxy.embeddings.shared import SharedEncoder
+from router_proxy.selection.cascal import CascalSelector, NicheIndex
+from router_proxy.selection.learned import LearnedParams
+from router_proxy.training.aiq import aiq, best_under
+from router_proxy.training.cascal_train import train_cascal
+from router_proxy.training.data import TrainingData, stratified_holdout
+
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
-sys.path.insert(0, str(REPO))
-
-from router_proxy.embeddings.config import EmbeddingsConfig  # noqa: E402
-from router_proxy.embeddings.registry import ENCODER_BACKENDS  # noqa: E402
-from router_proxy.embeddings.shared import SharedEncoder  # noqa: E402
-from router_proxy.selection.cascal import CascalSelector, NicheIndex  # noqa: E402
-from router_proxy.selection.learned import LearnedParams  # noqa: E402
-from router_proxy.training.aiq import aiq, best_under  # noqa: E402
-from router_proxy.training.cascal_train import train_cascal  # noqa: E402
-from router_proxy.training.data import TrainingData, stratified_holdout  # noqa: E402
-
 NAN = float("nan")  # no point within the budget
 DATA = Path("/work/shared/data/routerbench")
 WEIGHTS = [0.0, *np.round(np.logspace(-4, 1, 31), 6).tolist()]

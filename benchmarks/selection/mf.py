@@ -1,6 +1,6 @@
 """Matrix-factorization selector on the real routing data: quality, cost, speed.
 
-    .venv/bin/python benchmarks/selection/mf.py [--out DIR] [--skip-open7]
+    .venv/bin/python -m benchmarks.selection.mf [--out DIR] [--skip-open7]
 
 1. routerbench: train on train.jsonl (5-fold cross-fitted ensemble, defaults), evaluate on
    dev.jsonl: quality and $/1k at fixed cost weights; the weight `calibrate` picks on the

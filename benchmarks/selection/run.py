@@ -11,7 +11,7 @@ open7 (7 open models, no costs): a task-stratified 20% of train.jsonl is held ou
 0); tuning uses a validation split of the remaining 80%; the router trained on that 80%
 is compared with the best single model on the held-out rows.
 
-    .venv/bin/python benchmarks/selection/run.py [--data /work/shared/data] [--no-plot]
+    .venv/bin/python -m benchmarks.selection.run [--data /work/shared/data] [--no-plot]
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ import numpy as np
 from router_proxy.embeddings.base import Encoder
 from router_proxy.embeddings.config import EmbeddingsConfig
 from router_proxy.embeddings.registry import build_encoder
-from router_proxy.selection.dataset import RoutingRow, read_rows
 from router_proxy.selection.knn import KnnIndex, KnnSelector
 from router_proxy.selection.registry import SELECTORS
 from router_proxy.training.aiq import (
@@ -51,6 +50,7 @@ from router_proxy.training.aiq import (
     sweep,
 )
 from router_proxy.training.data import TrainingData, stratified_holdout
+from router_proxy.training.dataset import RoutingRow, read_rows
 from router_proxy.training.evaluate import Evaluation, evaluate, selector_from_artifact
 from router_proxy.training.knn_train import SHRINKS, score_matrix, train_knn
 from router_proxy.training.registry import TRAINERS

@@ -13,7 +13,7 @@ and the median of per-round ratios), and checks that the 2-worker gateway's
 ``router_requests_total`` counted every request wrk saw answered. Results go to
 ``results/workers.json``.
 
-    .venv/bin/python benchmarks/workers/run.py [--rounds 8] [--duration 5]
+    .venv/bin/python -m benchmarks.workers.run [--rounds 8] [--duration 5]
 
 Exit status: 0 done, 2 the run itself failed (a server did not start, wrk missing, any
 non-2xx response or socket error, or metrics that lost requests).
@@ -35,11 +35,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.overhead import run as harness
+
 HERE = Path(__file__).resolve().parent
 OVERHEAD = HERE.parent / "overhead"
-sys.path.insert(0, str(OVERHEAD))
-
-import run as harness  # noqa: E402  (benchmarks/overhead/run.py)
 
 RESULTS = HERE / "results"
 WORKERS = (1, 2)
@@ -165,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     if wrk is None:
         print("error: wrk is missing: apt-get install -y wrk", file=sys.stderr)
         return 2
-    command = " ".join(["python", "benchmarks/workers/run.py", *(argv or sys.argv[1:])])
+    command = " ".join(["python", "-m", "benchmarks.workers.run", *(argv or sys.argv[1:])])
     report: dict[str, Any] = {
         "command": command,
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),

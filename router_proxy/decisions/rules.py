@@ -184,7 +184,3 @@ def explain(rule: Rule, results: Mapping[str, SignalResult]) -> str:
         return f"not({explain(rule.child, results)})"
     name = "all" if isinstance(rule, AllOf) else "any"
     return f"{name}({', '.join(explain(c, results) for c in rule.children)})"
-
-
-def is_always_true(rule: Rule) -> bool:
-    return isinstance(rule, Const) and rule.value

@@ -56,11 +56,6 @@ class SharedState:
     def key(self, *parts: str) -> str:
         return ":".join((self.config.key_prefix, *parts))
 
-    def for_config(self, config: StateConfig) -> SharedState:
-        """Itself when a reload left ``state`` unchanged, else a new one (the caller
-        closes the old)."""
-        return self if config == self.config else SharedState(config)
-
     def mark_down(self, exc: BaseException) -> None:
         if self.up:
             logger.warning(

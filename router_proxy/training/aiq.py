@@ -172,11 +172,6 @@ class Baselines:
     random: Point  # expected value of a uniformly random model
     oracle: Point  # each row's best score, the cheapest model among ties
 
-    @property
-    def zero_router(self) -> list[Point]:
-        """The 'zero router': mixing single models; its curve is their hull."""
-        return upper_hull(self.single.values())
-
 
 def baselines(models: Sequence[str], scores: Matrix, costs: Matrix) -> Baselines:
     """Baselines on rows x models ``scores`` and per-call ``costs`` (US$, gaps filled)."""

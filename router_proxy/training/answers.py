@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import Literal
 
-from router_proxy.selection.dataset import RoutingRow
+from router_proxy.training.dataset import RoutingRow
 
 Format = Literal["choice", "number", "code", "text"]
 CODE_SIMILARITY = 0.2  # Jaccard of token 3-grams that makes two code answers "the same"

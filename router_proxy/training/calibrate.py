@@ -28,10 +28,11 @@ import numpy as np
 import numpy.typing as npt
 
 from router_proxy.selection.artifact import ArtifactError, read_meta
-from router_proxy.selection.dataset import DatasetError
 from router_proxy.selection.learned import LearnedSelector
 from router_proxy.training.data import embed_prompts
+from router_proxy.training.dataset import DatasetError
 from router_proxy.training.evaluate import HeldOut, resources_for, selector_from_artifact
+from router_proxy.training.extra import require_tqdm
 
 Matrix = npt.NDArray[np.float64]
 
@@ -225,6 +226,7 @@ def params_snippet(artifact_dir: str | Path, cost_weight: float) -> str:
 
 
 def _command(args: argparse.Namespace) -> int:
+    require_tqdm("router-proxy calibrate")  # before any work; the CLI prints the install line
     candidates = args.candidates.split(",") if args.candidates else None
     try:
         points = curve_for(

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, get_args
 
 from router_proxy.embeddings.config import Backend, EmbeddingsConfig
 from router_proxy.selection.artifact import ArtifactError
-from router_proxy.selection.dataset import DatasetError
+from router_proxy.training.dataset import DatasetError
+from router_proxy.training.extra import require_tqdm
 from router_proxy.training.registry import QUERY_ONLY, TRAINERS
 
 if TYPE_CHECKING:
@@ -87,6 +88,7 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> int:
+    require_tqdm("router-proxy train")  # before any work; the CLI prints the install line
     from router_proxy.embeddings.registry import build_encoder
     from router_proxy.training.data import TrainingData
 
@@ -121,6 +123,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    require_tqdm("router-proxy eval")
     from router_proxy.training.evaluate import evaluate
 
     try:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from tqdm import tqdm
 
 from router_proxy.embeddings.base import Encoder
-from router_proxy.selection.dataset import RoutingRow, data_hash, load_rows, models_of
+from router_proxy.training.dataset import RoutingRow, data_hash, load_rows, models_of
+from router_proxy.training.extra import require_tqdm
 
 Matrix = npt.NDArray[np.float32]
 BATCH = 256
@@ -40,6 +40,7 @@ def embed_prompts(prompts: Sequence[str], encoder: Encoder, *, progress: bool = 
         cached: Matrix = np.load(path, allow_pickle=False).astype(np.float32, copy=False)
         if cached.shape[0] == len(prompts):
             return cached
+    tqdm = require_tqdm("embedding prompts")
     chunks = []
     starts = range(0, len(prompts), BATCH)
     for start in tqdm(

@@ -30,7 +30,6 @@ from router_proxy.embeddings.registry import encoder_name
 from router_proxy.embeddings.shared import SharedEncoder
 from router_proxy.resources import BuildContext, Resources
 from router_proxy.selection.artifact import ArtifactError, read_meta
-from router_proxy.selection.dataset import DatasetError, RoutingRow, models_of, read_rows
 from router_proxy.selection.learned import LearnedSelector
 from router_proxy.selection.registry import SELECTORS
 from router_proxy.training.aiq import (
@@ -47,6 +46,7 @@ from router_proxy.training.aiq import (
     sweep,
 )
 from router_proxy.training.data import embed_prompts
+from router_proxy.training.dataset import DatasetError, RoutingRow, models_of, read_rows
 
 BACKENDS = ("static", "sentence-transformers")
 

@@ -34,11 +34,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from tqdm import tqdm
 
 from router_proxy.selection.artifact import Artifact
 from router_proxy.selection.mf import Matrix, score_kernel, unit_rows
 from router_proxy.training.data import TrainingData
+from router_proxy.training.extra import require_tqdm
 
 Floats = npt.NDArray[np.float64]
 Mask = npt.NDArray[np.bool_]
@@ -181,6 +181,7 @@ def fit_mf(
     keep = np.flatnonzero(pairs.any(axis=(1, 2)))  # rows with at least one pair
     history: list[tuple[float, float]] = []
     best, best_loss, stale = model.snapshot(), np.inf, 0
+    tqdm = require_tqdm("MF training")
     bar = tqdm(range(opts.epochs), desc=label, unit="epoch", disable=not opts.progress)
     for _ in bar:
         order = rng.permutation(keep)

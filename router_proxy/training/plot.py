@@ -6,7 +6,7 @@ their names; the zero router (the hull of the single models) is a dotted grey li
 best single model, random choice and the oracle are marked. The cost axis is
 logarithmic when costs span more than a factor of 20.
 
-Needs matplotlib (an optional dependency); it runs headless (Agg backend).
+Needs matplotlib (the ``train`` extra); it runs headless (Agg backend).
 """
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ import numpy as np
 
 from router_proxy.training.aiq import Point, upper_hull
 from router_proxy.training.evaluate import Evaluation
+from router_proxy.training.extra import missing
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
-
-MISSING = "plotting needs matplotlib: pip install matplotlib"
 
 
 def _short(model: str) -> str:
@@ -100,7 +99,7 @@ def plot(evaluation: Evaluation, out: str | Path, title: str | None = None) -> P
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise RuntimeError(MISSING) from None
+        raise missing("matplotlib", "router-proxy eval --plot") from None
     fig, ax = plt.subplots(figsize=(9, 6), dpi=120)
     low, high = evaluation.axis
     for router in evaluation.routers:

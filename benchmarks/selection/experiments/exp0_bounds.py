@@ -15,8 +15,9 @@ so we can read off the AUC the targets need. Evaluated on train (no fitting invo
 from __future__ import annotations
 
 import numpy as np
-from common import TASKS, curve, load, mean_cost_per_1k, summary
-from exp3_classifiers import auc_table
+
+from benchmarks.selection.experiments.common import TASKS, curve, load, mean_cost_per_1k, summary
+from benchmarks.selection.experiments.exp3_classifiers import auc_table
 
 
 def main() -> None:

@@ -19,7 +19,8 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from common import (
+
+from benchmarks.selection.experiments.common import (
     HEADER,
     Split,
     cross_predict,

@@ -23,7 +23,9 @@ import itertools
 import sys
 
 import numpy as np
-from common import (
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from benchmarks.selection.experiments.common import (
     HEADER,
     TASKS,
     Split,
@@ -37,7 +39,6 @@ from common import (
     mean_cost_per_1k,
     summary,
 )
-from sklearn.feature_extraction.text import TfidfVectorizer
 
 
 def represent(split: Split, kind: str, train: np.ndarray):

@@ -19,7 +19,14 @@ import sys
 import warnings
 
 import numpy as np
-from common import (
+from scipy import sparse
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.preprocessing import StandardScaler
+
+from benchmarks.selection.experiments.common import (
     HEADER,
     TASKS,
     Split,
@@ -32,12 +39,6 @@ from common import (
     mean_cost_per_1k,
     summary,
 )
-from scipy import sparse
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.preprocessing import StandardScaler
 
 warnings.filterwarnings("ignore")
 

@@ -28,10 +28,19 @@ import itertools
 import sys
 
 import numpy as np
-from common import DATA, TASKS, Split, fmt, folds, load, summary, upper_hull
 
-from router_proxy.selection.dataset import read_rows
+from benchmarks.selection.experiments.common import (
+    DATA,
+    TASKS,
+    Split,
+    fmt,
+    folds,
+    load,
+    summary,
+)
+from router_proxy.training.aiq import upper_hull
 from router_proxy.training.answers import extract_rows
+from router_proxy.training.dataset import read_rows
 
 CHEAP = (
     "WizardLM/WizardLM-13B-V1.2",

@@ -12,7 +12,8 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from common import (
+
+from benchmarks.selection.experiments.common import (
     Split,
     cross_predict,
     curve,
@@ -23,7 +24,7 @@ from common import (
     summary,
     task_fit,
 )
-from exp2_question import CHOSEN, gated_knn_fit
+from benchmarks.selection.experiments.exp2_question import CHOSEN, gated_knn_fit
 
 
 def routers():

@@ -15,10 +15,11 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from common import folds, load
-from exp3_classifiers import design
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
+
+from benchmarks.selection.experiments.common import folds, load
+from benchmarks.selection.experiments.exp3_classifiers import design
 
 warnings.filterwarnings("ignore")
 PAIRS = {

@@ -11,7 +11,7 @@
    the true difficulty and the AUC of the prediction for each model's correctness. Needs
    exp2's cached MiniLM question embeddings (skipped when absent).
 
-    PYTHONPATH=$PWD nice -n 10 .venv/bin/python benchmarks/selection/experiments/exp7_shrink.py
+    nice -n 10 .venv/bin/python -m benchmarks.selection.experiments.exp7_shrink
 
 About two minutes on the 2-core machine (3 needs exp2 to have cached its embeddings).
 """

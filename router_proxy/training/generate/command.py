@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from router_proxy.config.errors import ConfigError
+from router_proxy.training.extra import require_tqdm
 from router_proxy.training.generate.filters import FilterSettings
 from router_proxy.training.generate.store import JournalError, journal_path, report_path
 
@@ -108,6 +109,7 @@ def _options(args: argparse.Namespace) -> GenerateOptions:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    require_tqdm("router-proxy generate")  # before any work; the CLI prints the install line
     from router_proxy.config.load import load_config
     from router_proxy.training.generate.pipeline import generate
     from router_proxy.training.generate.tasks import load_tasks

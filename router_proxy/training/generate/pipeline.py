@@ -16,12 +16,11 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Any
 
 from router_proxy.config.schema import Config
 from router_proxy.embeddings.registry import build_encoder
+from router_proxy.training.extra import require_tqdm
 from router_proxy.training.generate.answering import answer_messages, pool_answers
 from router_proxy.training.generate.calls import CallFailed, Messages, ModelPool, Reply, RetryPolicy
 from router_proxy.training.generate.filters import FilterSettings, verdict
@@ -44,6 +43,9 @@ from router_proxy.training.generate.store import (
     write_atomic,
 )
 from router_proxy.training.generate.tasks import TaskSpec
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 Job = Callable[[], Coroutine[Any, Any, None]]
 
@@ -107,7 +109,7 @@ class Run:
         return reply
 
     async def _all(self, desc: str, jobs: list[Job]) -> None:
-        self.bar = tqdm(
+        self.bar = require_tqdm("router-proxy generate")(
             total=len(jobs),
             desc=desc,
             unit="call",

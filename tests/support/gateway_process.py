@@ -18,9 +18,9 @@ from typing import IO
 
 import httpx
 
-from tests.redis_server import free_port
+from tests.support.redis_server import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class GatewayProcess:

@@ -51,7 +51,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.serving import ServerThread
+from tests.support.serving import ServerThread
 
 Json = dict[str, Any]
 RecordedRequest = tuple[str, dict[str, str], Any]

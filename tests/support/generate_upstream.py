@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.serving import ServerThread
+from tests.support.serving import ServerThread
 
 ITEMS = ["apples", "books", "coins", "stamps", "marbles", "tickets", "shells", "pencils"]
 PEOPLE = ["Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Kofi"]

@@ -3,7 +3,7 @@ test_provider_anthropic): the fake upstream fixtures, building and starting adap
 calls, and reading the OpenAI-format streams they return.
 
 The fixtures are registered under their ``name``; a test module imports them
-(``from tests.provider_helpers import up_fixture, ...  # noqa: F401``) to use them.
+(``from tests.support.provider_helpers import up_fixture, ...  # noqa: F401``) to use them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from router_proxy.providers.base import ChatStream, Timeouts, UpstreamCall
 from router_proxy.providers.http import DONE_EVENT
 from router_proxy.providers.http_provider import HTTPProvider
 from router_proxy.providers.openai import OpenAIProvider, OpenAIProviderConfig
-from tests.upstream import FakeUpstream
+from tests.support.upstream import FakeUpstream
 
 OPENAI_KEY = "sk-secret"
 ANTHROPIC_KEY = "sk-ant-secret"
