@@ -11,11 +11,6 @@ from router_proxy.config.base import ProviderConfigBase
 from router_proxy.protocol import Usage
 from router_proxy.resilience.config import TimeoutsConfig
 
-# A call's timeouts are the model's configured ones (cut to the request's deadline):
-# ``first_byte`` bounds the wait for the answer to start (for a stream, also each gap
-# between events); ``total`` the whole call, a stream's last byte included.
-Timeouts = TimeoutsConfig
-
 
 @dataclass(frozen=True)
 class UpstreamCall:
@@ -25,7 +20,9 @@ class UpstreamCall:
     model_name: str
     upstream_model: str
     body: dict[str, Any]
-    timeouts: Timeouts
+    # The model's timeouts, cut to the request's deadline: ``first_byte`` bounds the wait
+    # for the answer to start (on a stream, also each gap), ``total`` the whole call.
+    timeouts: TimeoutsConfig
     request_id: str
 
 

@@ -17,10 +17,11 @@ import orjson
 import pytest
 
 from router_proxy.providers.anthropic import AnthropicProvider, AnthropicProviderConfig
-from router_proxy.providers.base import ChatStream, Timeouts, UpstreamCall
+from router_proxy.providers.base import ChatStream, UpstreamCall
 from router_proxy.providers.http import DONE_EVENT
 from router_proxy.providers.http_provider import HTTPProvider
 from router_proxy.providers.openai import OpenAIProvider, OpenAIProviderConfig
+from router_proxy.resilience.config import TimeoutsConfig
 from tests.support.upstream import FakeUpstream
 
 OPENAI_KEY = "sk-secret"
@@ -84,7 +85,7 @@ def make_call(upstream_model: str, *, timeout: float = 5, **body: Any) -> Upstre
         model_name="m",
         upstream_model=upstream_model,
         body=payload,
-        timeouts=Timeouts(total=timeout),
+        timeouts=TimeoutsConfig(total=timeout),
         request_id="r1",
     )
 
