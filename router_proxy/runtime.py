@@ -22,7 +22,6 @@ from router_proxy.engine.engine import Engine
 from router_proxy.engine.upstream import Upstream
 from router_proxy.observability.metrics import Metrics
 from router_proxy.pipeline import Pipeline
-from router_proxy.protocol import Usage
 from router_proxy.providers.base import Provider
 from router_proxy.providers.registry import build_provider
 from router_proxy.resilience.dispatch import Dispatcher
@@ -75,7 +74,6 @@ class Runtime:
             pipeline=Pipeline.build(config, resources),
             dispatcher=Dispatcher(config.resilience.retries, feedback, limits, config.models),
             upstream=Upstream(config.models, providers),
-            feedback=feedback,
             accounting=Accounting(
                 config.models, metrics, limits, log_requests=config.server.log_requests
             ),
@@ -95,10 +93,6 @@ class Runtime:
     @property
     def pipeline(self) -> Pipeline:
         return self.engine.pipeline
-
-    def cost(self, model: str, usage: Usage) -> float:
-        """US$ for ``usage`` at ``model``'s prices."""
-        return self.engine.accounting.cost(model, usage) or 0.0
 
     @property
     def shared_state_up(self) -> bool:

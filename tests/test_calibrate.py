@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -30,18 +31,29 @@ from router_proxy.training.mf_train import train_mf
 from tests.test_mf import FRESH_WORDS, QUICK, TRAIN_WORDS, synthetic_rows, write_jsonl
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
-    """An mf artifact trained on the synthetic data, and a fresh data file to calibrate on."""
+@contextmanager
+def trained_mf(
+    tmp_path_factory: pytest.TempPathFactory, fresh_per_word: int
+) -> Iterator[tuple[Path, Path]]:
+    """An mf artifact trained on the synthetic data, and a fresh data file to calibrate on
+    (``fresh_per_word`` rows per word)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ROUTER_PROXY_CACHE", str(tmp_path_factory.mktemp("cache")))
         patch.setitem(SELECTORS, "mf", MfSelector)  # registered by the registry line
         root = tmp_path_factory.mktemp("calibrate")
         train = write_jsonl(root / "train.jsonl", synthetic_rows(TRAIN_WORDS, 3))
-        fresh = write_jsonl(root / "fresh.jsonl", synthetic_rows(FRESH_WORDS, 2, seed=5))
+        fresh = write_jsonl(
+            root / "fresh.jsonl", synthetic_rows(FRESH_WORDS, fresh_per_word, seed=5)
+        )
         shared = SharedEncoder(EmbeddingsConfig())
         train_mf(TrainingData.load([train], shared.get(), progress=False), QUICK).save(root / "mf")
         yield root / "mf", fresh
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+    with trained_mf(tmp_path_factory, fresh_per_word=2) as paths:
+        yield paths
 
 
 def brute_force(

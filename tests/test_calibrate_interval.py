@@ -17,17 +17,13 @@ import numpy.typing as npt
 import pytest
 
 from router_proxy.cli import main
-from router_proxy.embeddings.config import EmbeddingsConfig
-from router_proxy.embeddings.shared import SharedEncoder
 from router_proxy.selection.artifact import load_artifact
 from router_proxy.selection.learned import LearnedSelector
 from router_proxy.selection.mf import MfSelector
 from router_proxy.selection.registry import SELECTORS
 from router_proxy.training.calibrate import Matrix, RoutePoint, interval_text, routing_curve
-from router_proxy.training.data import TrainingData
 from router_proxy.training.evaluate import HeldOut
-from router_proxy.training.mf_train import train_mf
-from tests.test_mf import FRESH_WORDS, QUICK, TRAIN_WORDS, synthetic_rows, write_jsonl
+from tests.test_calibrate import trained_mf
 
 LINE = re.compile(r"cost_weight: (\S+)  \(any in ([\[(])(\S+), (\S+)\)\)")
 
@@ -45,15 +41,8 @@ def pick(quality: Matrix, per_1k: Matrix, weight: float) -> npt.NDArray[np.intp]
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     """An mf artifact and 180 fresh rows to calibrate on."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ROUTER_PROXY_CACHE", str(tmp_path_factory.mktemp("cache")))
-        patch.setitem(SELECTORS, "mf", MfSelector)
-        root = tmp_path_factory.mktemp("calibrate")
-        train = write_jsonl(root / "train.jsonl", synthetic_rows(TRAIN_WORDS, 3))
-        fresh = write_jsonl(root / "fresh.jsonl", synthetic_rows(FRESH_WORDS, 10, seed=5))
-        shared = SharedEncoder(EmbeddingsConfig())
-        train_mf(TrainingData.load([train], shared.get(), progress=False), QUICK).save(root / "mf")
-        yield root / "mf", fresh
+    with trained_mf(tmp_path_factory, fresh_per_word=10) as paths:
+        yield paths
 
 
 def test_printed_interval_holds_the_weight_that_routes_as_reported(

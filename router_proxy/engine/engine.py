@@ -26,7 +26,6 @@ from router_proxy.observability.metrics import Metrics
 from router_proxy.pipeline import Pipeline, RoutePlan
 from router_proxy.providers.base import ChatStream, Completion
 from router_proxy.resilience.dispatch import Dispatcher
-from router_proxy.resilience.feedback import UpstreamFeedback
 from router_proxy.resilience.rate_limits import RateLimits
 
 logger = logging.getLogger("router_proxy.engine")
@@ -53,7 +52,6 @@ class Engine:
         pipeline: Pipeline,
         dispatcher: Dispatcher,
         upstream: Upstream,
-        feedback: UpstreamFeedback,
         accounting: Accounting,
         metrics: Metrics,
     ) -> None:
@@ -63,7 +61,6 @@ class Engine:
         self.pipeline = pipeline
         self.dispatcher = dispatcher
         self.upstream = upstream
-        self.feedback = feedback
         self.accounting = accounting
         self.metrics = metrics
 
@@ -130,7 +127,7 @@ class Engine:
         except GatewayError as exc:
             record.error = exc
             if record.model is not None:
-                self.feedback.failed(record.model, exc)
+                self.dispatcher.feedback.failed(record.model, exc)
             yield error_event(exc)
         except Exception:  # the HTTP boundary: a bug must not leave the client hanging
             logger.exception("stream failed (request %s)", record.request_id)

@@ -146,7 +146,9 @@ def _pieces(text: str) -> list[str]:
     return [word if i == 0 else " " + word for i, word in enumerate(words)]
 
 
-def _openai_text(content: Any) -> str:
+def _content_text(content: Any) -> str:
+    """Text of a message's content: a string, or the text parts of a list (OpenAI's and
+    Anthropic's content parts both say ``{"type": "text", "text": ...}``)."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -179,7 +181,7 @@ class OpenAIFormat:
 
     def _answer(self, body: Json) -> tuple[str, bool]:
         users = [m for m in body["messages"] if isinstance(m, dict) and m.get("role") == "user"]
-        prompt = _openai_text(users[-1].get("content")) if users else ""
+        prompt = _content_text(users[-1].get("content")) if users else ""
         return _reply(prompt, body.get("max_completion_tokens") or body.get("max_tokens"))
 
     def _envelope(self, model: str, kind: str) -> Json:
@@ -240,15 +242,6 @@ class OpenAIFormat:
         yield b"data: [DONE]\n\n"
 
 
-def _anthropic_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = [b.get("text") for b in content if isinstance(b, dict) and b.get("type") == "text"]
-        return " ".join(p for p in parts if isinstance(p, str))
-    return ""
-
-
 def _check_turn(i: int, turn: Any) -> str | None:
     if not isinstance(turn, dict) or turn.get("role") not in ("user", "assistant"):
         return f"messages.{i}.role: must be 'user' or 'assistant'"
@@ -302,7 +295,7 @@ class AnthropicFormat:
 
     def _answer(self, body: Json) -> tuple[str, bool]:
         users = [t for t in body["messages"] if t["role"] == "user"]
-        return _reply(_anthropic_text(users[-1]["content"]) if users else "", body["max_tokens"])
+        return _reply(_content_text(users[-1]["content"]) if users else "", body["max_tokens"])
 
     def _blocks(self, model: str, body: Json) -> tuple[list[Json], str, int]:
         """(content blocks, stop_reason, output tokens) of the reply."""
