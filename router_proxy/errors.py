@@ -1,6 +1,6 @@
 """Errors a request can end in, each carrying its OpenAI-format rendering.
 
-Providers translate transport failures (httpx) into these with ``raise ... from exc``;
+Providers translate transport failures (aiohttp) into these with ``raise ... from exc``;
 the HTTP layer renders them as ``{"error": {"message", "type", "param", "code"}}``.
 
 GatewayError                      500 (only as a base; never raised itself)

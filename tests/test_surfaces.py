@@ -68,11 +68,12 @@ class SaySurface(Surface):
     async def translate_stream(
         self, events: AsyncGenerator[bytes, None]
     ) -> AsyncGenerator[bytes, None]:
-        async for event in events:
-            data = event.removeprefix(b"data: ").strip()
-            if data and data != b"[DONE]":
-                for choice in orjson.loads(data).get("choices") or ():
-                    yield b"said: " + (choice["delta"].get("content") or "").encode() + b"\n"
+        async for block in events:  # one or more whole events per block
+            for event in block.split(b"\n\n"):
+                data = event.removeprefix(b"data: ").strip()
+                if data and data != b"[DONE]":
+                    for choice in orjson.loads(data).get("choices") or ():
+                        yield b"said: " + (choice["delta"].get("content") or "").encode() + b"\n"
 
     def error_response(self, error: GatewayError, headers: dict[str, str]) -> Response:
         return JSONResponse({"oops": error.code}, status_code=error.status_code, headers=headers)

@@ -54,14 +54,9 @@ def logging_config(level: str = "info") -> dict[str, Any]:
         "root": {"level": root_level, "handlers": ["stdout"]},
         "loggers": {
             **{name: {"handlers": [], "propagate": True} for name in ("uvicorn", "uvicorn.error")},
-            # httpx logs every upstream call at INFO: a second line per request, and it
-            # costs real time on the hot path. The gateway's own request line says it all.
             # watchfiles logs every change in the policy's folder (any file) at INFO; the
             # reloader logs the reloads that matter.
-            **{
-                name: {"level": max(logging.WARNING, root_level)}
-                for name in ("httpx", "httpcore", "watchfiles")
-            },
+            "watchfiles": {"level": max(logging.WARNING, root_level)},
         },
     }
 

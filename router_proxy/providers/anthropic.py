@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import httpx
 import orjson
 from pydantic import Field, SecretStr
 
@@ -23,6 +22,7 @@ from router_proxy.providers.base import ChatStream, Completion, StreamStats, Ups
 from router_proxy.providers.http_provider import HTTPProvider
 
 Json = dict[str, Any]
+MESSAGES_PATH = "v1/messages"
 
 
 class AnthropicProviderConfig(ProviderConfigBase):
@@ -239,22 +239,21 @@ class AnthropicProvider(HTTPProvider):
             headers["x-api-key"] = self.config.api_key.get_secret_value()
         return headers
 
-    def _request(self, call: UpstreamCall, *, stream: bool) -> httpx.Request:
-        payload = to_anthropic_request(
+    def _payload(self, call: UpstreamCall, *, stream: bool) -> Json:
+        return to_anthropic_request(
             call.body,
             model=call.upstream_model,
             default_max_tokens=self.config.default_max_tokens,
             stream=stream,
         )
-        return self.build_request("v1/messages", payload, call)
 
     async def complete(self, call: UpstreamCall) -> Completion:
-        _, data = await self.send_json(self._request(call, stream=False), call)
+        _, data = await self.send_json(MESSAGES_PATH, self._payload(call, stream=False), call)
         payload, usage = to_openai_completion(data, call)
         return Completion(body=orjson.dumps(payload), usage=usage)
 
     async def stream(self, call: UpstreamCall) -> ChatStream:
-        response = await self.open_stream(self._request(call, stream=True), call)
+        response = await self.open_stream(MESSAGES_PATH, self._payload(call, stream=True), call)
         stats = StreamStats()
         chunks = translate_stream(response, call, stats, provider=self.name, secrets=self.secrets)
         return ChatStream(chunks, stats)

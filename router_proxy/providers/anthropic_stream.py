@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncGenerator, Callable, Iterable
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 from router_proxy.errors import UpstreamError
@@ -16,13 +16,14 @@ from router_proxy.protocol import Usage
 from router_proxy.providers.base import StreamStats, UpstreamCall
 from router_proxy.providers.http import (
     DONE_EVENT,
-    iter_sse,
-    lines_within,
+    event_blocks,
+    events,
     scrub,
     sse_event,
     translate_errors,
     upstream_error_message,
 )
+from router_proxy.providers.http_provider import close_response
 
 Json = dict[str, Any]
 
@@ -222,7 +223,7 @@ class StreamTranslator:
 
 
 async def translate_stream(
-    response: httpx.Response,
+    response: aiohttp.ClientResponse,
     call: UpstreamCall,
     stats: StreamStats,
     *,
@@ -233,15 +234,16 @@ async def translate_stream(
     translator = StreamTranslator(call, stats, secrets)
     try:
         with translate_errors(provider, call.model_name):
-            async for event, data in iter_sse(
-                lines_within(response, call.timeouts.total, call.model_name)
-            ):
-                for chunk in translator.feed(event, data):
-                    yield chunk
+            async for block in event_blocks(response.content, call.timeouts.total, call.model_name):
+                for event, data, _raw in events(block):
+                    for chunk in translator.feed(event, data):
+                        yield chunk
+                    if translator.finished:
+                        break
                 if translator.finished:
                     break
         if not translator.finished:
             raise UpstreamError(f"model '{call.model_name}' stream ended before message_stop")
         yield DONE_EVENT
     finally:
-        await response.aclose()
+        close_response(response)

@@ -44,7 +44,8 @@ class StreamStats:
 class ChatStream:
     """An upstream stream already opened and answered with a success status.
 
-    ``chunks`` yields complete OpenAI SSE events (``b"data: {...}\\n\\n"``) and ends with
+    ``chunks`` yields blocks of one or more complete OpenAI SSE events
+    (``b"data: {...}\\n\\n"``) as the upstream's buffers bring them, and ends with
     ``b"data: [DONE]\\n\\n"``. A failure after the first chunk raises a GatewayError
     from the iterator; closing the generator releases the upstream connection.
     """

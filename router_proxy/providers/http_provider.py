@@ -1,27 +1,35 @@
-"""HTTPProvider: the pooled-client lifecycle and the send / status / JSON steps that
-every HTTP adapter shares; an adapter adds its headers and its translation."""
+"""HTTPProvider: the pooled aiohttp session's lifecycle and the send / status / JSON
+steps every HTTP adapter shares; an adapter adds its headers and its translation.
+
+aiohttp rather than httpx: measured on the overhead benchmark, httpx's pool re-scans
+every idle connection on each request (CPU per call grows with concurrency) and its
+anyio layer doubled the gateway's cost per request (benchmarks/overhead/README.md)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from abc import abstractmethod
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 from pydantic import SecretStr
+from yarl import URL
 
 from router_proxy.config.base import ProviderConfigBase
-from router_proxy.errors import UpstreamError
+from router_proxy.errors import UpstreamError, UpstreamStatusError
 from router_proxy.providers.base import Provider, UpstreamCall
-from router_proxy.providers.http import call_timeout, pooled_client, status_error, translate_errors
+from router_proxy.providers.http import status_error, translate_errors
+
+KEEPALIVE_SECONDS = 30.0
 
 
 class HTTPProvider(Provider):
     def __init__(self, name: str, config: ProviderConfigBase) -> None:
         super().__init__(name, config)
-        self._client: httpx.AsyncClient | None = None
-        self._urls: dict[str, httpx.URL] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, URL] = {}
         # Scrubbed from anything an upstream sends back (error messages): every secret
         # of the provider's config, whatever field holds it.
         self.secrets = _secret_values(config)
@@ -36,64 +44,105 @@ class HTTPProvider(Provider):
         """Headers on every call, credentials included (never logged)."""
 
     async def start(self) -> None:
-        self._client = pooled_client(
-            base_url=self.base_url.rstrip("/") + "/",
+        self._session = aiohttp.ClientSession(
             headers=self.default_headers(),
-            max_connections=self.config.max_connections,
-            connect_timeout=self.config.connect_timeout,
+            connector=aiohttp.TCPConnector(
+                limit=self.config.max_connections,
+                limit_per_host=0,
+                keepalive_timeout=KEEPALIVE_SECONDS,
+            ),
+            # Deadlines are set per call; the session adds none of its own.
+            timeout=aiohttp.ClientTimeout(total=None),
+            # Never read proxy settings or .netrc from the environment, and never keep
+            # one client's cookies for the next: a gateway talks to exactly the
+            # upstream its config names, on behalf of many clients.
+            trust_env=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
             raise RuntimeError(f"provider '{self.name}' used before start()")
-        return self._client
+        return self._session
 
-    def build_request(
-        self, path: str, payload: dict[str, Any], call: UpstreamCall
-    ) -> httpx.Request:
+    def url(self, path: str) -> URL:
         url = self._urls.get(path)
         if url is None:  # parse and join once per path, not once per call
-            url = self._urls[path] = self.client.base_url.join(path)
-        return self.client.build_request(
-            "POST",
-            url,
-            content=orjson.dumps(payload),
+            url = self._urls[path] = URL(self.base_url.rstrip("/") + "/" + path)
+        return url
+
+    def post(
+        self, path: str, payload: dict[str, Any], call: UpstreamCall
+    ) -> aiohttp.client._RequestContextManager:
+        """The POST of one call, not yet sent: ``async with`` it, or await it."""
+        return self.session.post(
+            self.url(path),
+            data=orjson.dumps(payload),
             headers={"content-type": "application/json", "x-request-id": call.request_id},
-            timeout=call_timeout(
+            timeout=read_timeout(
                 call.timeouts.idle, call.timeouts.connect or self.config.connect_timeout
             ),
         )
 
-    async def send_json(self, request: httpx.Request, call: UpstreamCall) -> tuple[bytes, Any]:
+    async def send_json(
+        self, path: str, payload: dict[str, Any], call: UpstreamCall
+    ) -> tuple[bytes, Any]:
         """Send, refuse error statuses, return the body and its parsed JSON."""
-        # httpx's timeouts bound each read; this bounds the whole call.
         with translate_errors(self.name, call.model_name):
-            async with asyncio.timeout(call.timeouts.total):
-                response = await self.client.send(request)
-            body = response.content
-        if response.status_code >= 400:
-            raise status_error(response, body, model=call.model_name, secrets=self.secrets)
+            # aiohttp's timeouts bound the connect and each read; this, the whole call.
+            async with asyncio.timeout(call.timeouts.total), self.post(path, payload, call) as r:
+                body = await r.read()
+        if r.status >= 400:
+            raise self.status_error(r, body, call)
         try:
             return body, orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise UpstreamError(f"model '{call.model_name}' returned a non-JSON reply") from exc
 
-    async def open_stream(self, request: httpx.Request, call: UpstreamCall) -> httpx.Response:
-        """Send a streaming request; an error status is raised before any byte is relayed."""
+    async def open_stream(
+        self, path: str, payload: dict[str, Any], call: UpstreamCall
+    ) -> aiohttp.ClientResponse:
+        """Send a streaming request; an error status is raised before any byte is relayed.
+        The caller closes the response (``close_response``)."""
         with translate_errors(self.name, call.model_name):
             async with asyncio.timeout(call.timeouts.idle):
-                response = await self.client.send(request, stream=True)
-            if response.status_code >= 400:
-                body = await response.aread()
-                await response.aclose()
-                raise status_error(response, body, model=call.model_name, secrets=self.secrets)
+                response = await self.post(path, payload, call)
+            if response.status >= 400:
+                try:
+                    body = await response.read()
+                finally:
+                    response.release()
+                raise self.status_error(response, body, call)
         return response
+
+    def status_error(
+        self, response: aiohttp.ClientResponse, body: bytes, call: UpstreamCall
+    ) -> UpstreamStatusError:
+        return status_error(
+            response.status, response.headers, body, model=call.model_name, secrets=self.secrets
+        )
+
+
+def close_response(response: aiohttp.ClientResponse) -> None:
+    """Back to the pool when read to its end; a stream left early closes its connection
+    (the rest of its bytes would otherwise be read by the next call)."""
+    if response.content.at_eof():
+        response.release()
+    else:
+        response.close()
+
+
+@functools.lru_cache(maxsize=256)  # a handful of distinct values per config
+def read_timeout(idle: float, connect: float) -> aiohttp.ClientTimeout:
+    """aiohttp bounds the connect and each read by ``idle`` (the first byte, then every
+    gap); the whole call's ``total`` is the caller's asyncio deadline."""
+    return aiohttp.ClientTimeout(total=None, sock_connect=min(connect, idle), sock_read=idle)
 
 
 def _secret_values(config: ProviderConfigBase) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Any, Literal
 
-import httpx
+import aiohttp
 import orjson
 from pydantic import Field, SecretStr
 
@@ -19,12 +19,15 @@ from router_proxy.protocol import Usage
 from router_proxy.providers.base import ChatStream, Completion, StreamStats, UpstreamCall
 from router_proxy.providers.http import (
     DONE_EVENT,
-    iter_sse,
-    lines_within,
+    event_blocks,
+    events,
+    notable,
     translate_errors,
     upstream_error_message,
 )
-from router_proxy.providers.http_provider import HTTPProvider
+from router_proxy.providers.http_provider import HTTPProvider, close_response
+
+CHAT_PATH = "chat/completions"
 
 
 class OpenAIProviderConfig(ProviderConfigBase):
@@ -66,14 +69,14 @@ class OpenAIProvider(HTTPProvider):
             headers["authorization"] = f"Bearer {self.config.api_key.get_secret_value()}"
         return headers
 
-    def _request(self, call: UpstreamCall, *, stream: bool) -> httpx.Request:
+    def _payload(self, call: UpstreamCall, *, stream: bool) -> dict[str, Any]:
         body = call.body | {"model": call.upstream_model, "stream": stream}
         if stream and self._adds_usage(call):
             body["stream_options"] = {
                 **(call.body.get("stream_options") or {}),
                 "include_usage": True,
             }
-        return self.build_request("chat/completions", body, call)
+        return body
 
     def _adds_usage(self, call: UpstreamCall) -> bool:
         """Whether the gateway asks for stream usage the client did not ask for."""
@@ -82,59 +85,87 @@ class OpenAIProvider(HTTPProvider):
         return self.config.stream_usage and not asked
 
     async def complete(self, call: UpstreamCall) -> Completion:
-        body, data = await self.send_json(self._request(call, stream=False), call)
+        body, data = await self.send_json(CHAT_PATH, self._payload(call, stream=False), call)
         return Completion(body=body, usage=_usage(data))
 
     async def stream(self, call: UpstreamCall) -> ChatStream:
-        response = await self.open_stream(self._request(call, stream=True), call)
+        response = await self.open_stream(CHAT_PATH, self._payload(call, stream=True), call)
         stats = StreamStats()
         return ChatStream(self._relay(response, call, stats, self._adds_usage(call)), stats)
 
     async def _relay(
-        self, response: httpx.Response, call: UpstreamCall, stats: StreamStats, hide_usage: bool
+        self,
+        response: aiohttp.ClientResponse,
+        call: UpstreamCall,
+        stats: StreamStats,
+        hide_usage: bool,
     ) -> AsyncGenerator[bytes, None]:
+        """The upstream's events as they come, in the blocks they arrive in: only a block
+        that can carry usage, an error, a finish reason or the end marker is parsed."""
         try:
             with translate_errors(self.name, call.model_name):
-                async for _event, data in iter_sse(
-                    lines_within(response, call.timeouts.total, call.model_name)
-                ):
-                    if data == "[DONE]":
-                        yield DONE_EVENT
-                        return
-                    # Only chunks that can carry usage, an error or a finish reason are parsed.
-                    if (
-                        '"usage"' in data
-                        or '"error"' in data
-                        or '"finish_reason":"' in data.replace(" ", "")
-                    ):
-                        usage_only = self._observe(data, stats, call)
-                        if usage_only and hide_usage:
-                            continue
-                    yield b"data: " + data.encode() + b"\n\n"
+                blocks = event_blocks(response.content, call.timeouts.total, call.model_name)
+                async for block in blocks:
+                    if not notable(block):
+                        yield block
+                        continue
+                    kept, done, failure = _inspect(block, stats, call, hide_usage)
+                    if kept:
+                        yield kept  # what came before an error still reaches the client
+                    if failure is not None:
+                        raise failure
+                    if done:
+                        break
         finally:
-            await response.aclose()
+            close_response(response)
         if stats.finish_reason is None:  # closed cleanly, but the answer is incomplete
             raise UpstreamError(f"model '{call.model_name}' ended its stream before finishing")
         yield DONE_EVENT
 
-    @staticmethod
-    def _observe(data: str, stats: StreamStats, call: UpstreamCall) -> bool:
-        """Record usage and finish reason; raise on an error event. True for a chunk that
-        only carries usage (no choices)."""
+
+def _inspect(
+    block: bytes, stats: StreamStats, call: UpstreamCall, hide_usage: bool
+) -> tuple[bytes, bool, UpstreamError | None]:
+    """The block's events to relay (a usage chunk the gateway asked for on its own is
+    dropped), whether the stream has ended (``[DONE]``, relayed by the caller), and the
+    error an error event carried (the events before it are relayed first)."""
+    kept: list[bytes] = []
+    for _event, data, raw in events(block):
+        if data == "[DONE]":
+            return b"".join(kept), True, None
         try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return False
-        if not isinstance(chunk, dict):
-            return False
-        if isinstance(chunk.get("error"), dict | str):
-            message = upstream_error_message(data.encode())
-            raise UpstreamError(f"model '{call.model_name}' failed mid-stream: {message}")
-        usage = _usage(chunk)
-        if usage is not None:
-            stats.usage = usage
-        choices = chunk.get("choices") or ()
-        for choice in choices:
-            if isinstance(choice, dict) and choice.get("finish_reason"):
-                stats.finish_reason = str(choice["finish_reason"])
-        return usage is not None and not choices
+            if _observe(data, stats, call) and hide_usage:
+                continue
+        except UpstreamError as exc:
+            return b"".join(kept), True, exc
+        kept.append(raw)
+    return b"".join(kept), False, None
+
+
+def _observe(data: str, stats: StreamStats, call: UpstreamCall) -> bool:
+    """Record usage and finish reason; raise on an error event. True for a chunk that
+    only carries usage (no choice with content or a finish reason)."""
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    if not isinstance(chunk, dict):
+        return False
+    if isinstance(chunk.get("error"), dict | str):
+        message = upstream_error_message(data.encode())
+        raise UpstreamError(f"model '{call.model_name}' failed mid-stream: {message}")
+    usage = _usage(chunk)
+    if usage is not None:
+        stats.usage = usage
+    carries = False
+    for choice in chunk.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        if choice.get("finish_reason"):
+            stats.finish_reason = str(choice["finish_reason"])
+            carries = True
+        elif choice.get("delta") or choice.get("logprobs"):
+            carries = True
+    # Some servers send the usage chunk with an empty choice ({"index":0,"delta":{}}):
+    # still nothing the client asked for.
+    return usage is not None and not carries

@@ -94,9 +94,14 @@ def parse_events(events: list[bytes]) -> list[dict[str, Any]]:
     return [orjson.loads(e[len(b"data: ") :]) for e in events]
 
 
+def split_events(blocks: list[bytes]) -> list[bytes]:
+    """One item per SSE event: a relayed block may hold several."""
+    return [event + b"\n\n" for block in blocks for event in block.split(b"\n\n") if event]
+
+
 async def read_chunks(stream: ChatStream) -> list[dict[str, Any]]:
     """The parsed chunks of a stream that must end with [DONE]."""
-    events = [event async for event in stream.chunks]
+    events = split_events([block async for block in stream.chunks])
     assert events[-1] == DONE_EVENT
     assert all(e.startswith(b"data: ") and e.endswith(b"\n\n") for e in events)
     assert DONE_EVENT not in events[:-1]
