@@ -8,18 +8,15 @@ answer is complete (for a stream: when its last byte has gone or the client has 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Mapping
 
 from router_proxy.config.schema import ModelConfig
 from router_proxy.engine.record import RequestRecord
-from router_proxy.observability.logging import ACCESS_LOGGER, log_event
+from router_proxy.observability.logging import log_request
 from router_proxy.observability.metrics import UNKNOWN, Metrics
 from router_proxy.protocol import Usage
 from router_proxy.resilience.rate_limits import RateLimits
-
-access_log = logging.getLogger(ACCESS_LOGGER)
 
 
 class Accounting:
@@ -84,27 +81,27 @@ class Accounting:
 
     def _log(self, record: RequestRecord, status: int, cost: float | None) -> None:
         plan, usage = record.plan, record.usage
-        log_event(
-            access_log,
-            "request",
-            request_id=record.request_id,
-            method=record.method,
-            path=record.path,
-            surface=record.surface,
-            status=status,
-            stream=record.stream,
-            decision=plan.decision if plan else None,
-            model=record.routed_model,
-            attempts=record.attempts.attempts or None,
-            via=plan.via if plan else None,
-            latency_ms=_ms(time.perf_counter() - record.started),
-            routing_ms=round(plan.routing_seconds * 1000, 3) if plan else None,
-            first_byte_ms=_ms(record.first_byte_seconds),
-            upstream_ms=_ms(record.upstream_seconds),
-            prompt_tokens=usage.prompt_tokens if usage else None,
-            completion_tokens=usage.completion_tokens if usage else None,
-            cost_usd=cost,
-            error=record.error.code if record.error else None,
+        log_request(
+            dict(
+                request_id=record.request_id,
+                method=record.method,
+                path=record.path,
+                surface=record.surface,
+                status=status,
+                stream=record.stream,
+                decision=plan.decision if plan else None,
+                model=record.routed_model,
+                attempts=record.attempts.attempts or None,
+                via=plan.via if plan else None,
+                latency_ms=_ms(time.perf_counter() - record.started),
+                routing_ms=round(plan.routing_seconds * 1000, 3) if plan else None,
+                first_byte_ms=_ms(record.first_byte_seconds),
+                upstream_ms=_ms(record.upstream_seconds),
+                prompt_tokens=usage.prompt_tokens if usage else None,
+                completion_tokens=usage.completion_tokens if usage else None,
+                cost_usd=cost,
+                error=record.error.code if record.error else None,
+            )
         )
 
 

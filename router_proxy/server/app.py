@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
 from router_proxy import __version__
 from router_proxy.config.load import load_config
@@ -24,8 +27,9 @@ from router_proxy.runtime import Runtime, RuntimeSlot
 from router_proxy.server.admin import router as admin_router
 from router_proxy.server.drain import Drain
 from router_proxy.server.errors import install_error_handlers
+from router_proxy.server.fast_path import GatewayApp, SurfaceEndpoint
 from router_proxy.server.openapi import install_openapi
-from router_proxy.server.routes import router
+from router_proxy.server.routes import SURFACE_ROUTES, router
 
 CONFIG_ENV = "ROUTER_PROXY_CONFIG"
 logger = logging.getLogger("router_proxy.server")
@@ -43,6 +47,11 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         forget_dead_workers()
         await slot.current.start()
+        # What start-up built (config, models, encoders) lives as long as the process:
+        # kept out of the collector's scans, which otherwise pause every request now
+        # and then to walk it again.
+        gc.collect()
+        gc.freeze()
         stop = asyncio.Event()
         watcher = None
         if reloader is not None and config.server.watch_config:
@@ -62,7 +71,7 @@ def create_app(
             await slot.current.aclose()  # shutting down: nothing shares its resources now
             worker_exiting()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="router-proxy",
         version=__version__,
         description="OpenAI-compatible gateway that routes each request by YAML policy",
@@ -77,21 +86,26 @@ def create_app(
     install_openapi(app, config)
     app.include_router(router)
     app.include_router(admin_router)
-    if config.server.cors is not None:
-        _allow_cors(app, config.server.cors)
+    cors = config.server.cors
+    if cors is not None:
+        app.add_middleware(CORSMiddleware, **_cors_options(cors))
+    for path, surface in SURFACE_ROUTES.items():
+        endpoint: ASGIApp = SurfaceEndpoint(surface, slot)
+        if cors is not None:
+            endpoint = CORSMiddleware(endpoint, **_cors_options(cors))
+        app.fast_routes[path] = endpoint
     return app
 
 
-def _allow_cors(app: FastAPI, cors: CorsConfig) -> None:
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=cors.allow_origins,
-        allow_methods=cors.allow_methods,
-        allow_headers=cors.allow_headers,
-        allow_credentials=cors.allow_credentials,
-        expose_headers=cors.expose_headers,
-        max_age=cors.max_age,
-    )
+def _cors_options(cors: CorsConfig) -> dict[str, Any]:
+    return {
+        "allow_origins": cors.allow_origins,
+        "allow_methods": cors.allow_methods,
+        "allow_headers": cors.allow_headers,
+        "allow_credentials": cors.allow_credentials,
+        "expose_headers": cors.expose_headers,
+        "max_age": cors.max_age,
+    }
 
 
 def _on_sighup(reloader: Reloader | None) -> bool:

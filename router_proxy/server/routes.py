@@ -23,9 +23,13 @@ from router_proxy.server.openapi import (
     errors,
 )
 from router_proxy.server.surfaces import handler
+from router_proxy.server.surfaces.base import Surface
 from router_proxy.server.surfaces.chat import CHAT
 
 router = APIRouter()
+
+# Served by the fast path (server/fast_path.py); declared below for the OpenAPI document.
+SURFACE_ROUTES: dict[str, Surface] = {"/v1/chat/completions": CHAT}
 
 
 @router.post(
@@ -39,8 +43,6 @@ router = APIRouter()
 )
 async def chat_completions(request: Request) -> Response:
     """OpenAI chat completions, streamed or not; `model` is auto, a decision or a model."""
-    # The hot route reads the runtime without FastAPI's dependency machinery (measured:
-    # benchmarks/overhead); the other routes take it as a dependency.
     return await handler.serve(CHAT, await current_runtime(request), request)
 
 

@@ -57,6 +57,9 @@ def serve(config: Config, options: ServeOptions) -> int:
         "port": options.port or config.server.port,
         "access_log": False,  # the gateway writes its own JSON line per request
         "server_header": False,
+        # Nothing reads the client's address; uvicorn's X-Forwarded-* rewrite per request
+        # would be work for nobody.
+        "proxy_headers": False,
         "timeout_graceful_shutdown": config.server.shutdown_grace,
         **protocol_options(config.server),
     }

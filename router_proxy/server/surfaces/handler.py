@@ -4,10 +4,10 @@ shape with the ``x-router-*`` headers."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request
 
 from router_proxy.context import SECRET_HEADERS, RequestContext
@@ -16,6 +16,7 @@ from router_proxy.engine.record import RequestRecord
 from router_proxy.errors import GatewayError
 from router_proxy.runtime import Runtime
 from router_proxy.server.body import read_json_body
+from router_proxy.server.event_stream import EventStreamResponse
 from router_proxy.server.ids import request_id_of
 from router_proxy.server.surfaces.base import Surface
 
@@ -32,9 +33,8 @@ async def serve(surface: Surface, runtime: Runtime, request: Request) -> Respons
         if record.stream:
             opened = await engine.open_stream(ctx, record)
             streaming = True
-            return StreamingResponse(
+            return EventStreamResponse(
                 _stream(surface, runtime, opened, record),
-                media_type="text/event-stream",
                 headers={**record.headers(), "cache-control": "no-cache"},
             )
         completion = await engine.complete(ctx, record)
@@ -73,7 +73,7 @@ async def _canonical(
 
 async def _stream(
     surface: Surface, runtime: Runtime, opened: OpenedStream, record: RequestRecord
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     try:
         relay = runtime.engine.relay(opened, record, surface.error_event)
         async with aclosing(surface.translate_stream(relay)) as events:
