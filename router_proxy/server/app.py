@@ -47,11 +47,6 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         forget_dead_workers()
         await slot.current.start()
-        # What start-up built (config, models, encoders) lives as long as the process:
-        # kept out of the collector's scans, which otherwise pause every request now
-        # and then to walk it again.
-        gc.collect()
-        gc.freeze()
         stop = asyncio.Event()
         watcher = None
         if reloader is not None and config.server.watch_config:
@@ -131,4 +126,10 @@ def app_from_env() -> FastAPI:
     ROUTER_PROXY_CONFIG, because uvicorn's workers re-import the app by name."""
     path = Path(os.environ[CONFIG_ENV])
     config, _ = load_config(path)
-    return create_app(config, config_path=path)
+    app = create_app(config, config_path=path)
+    # The process serves this app until it exits: what was built so far (modules,
+    # config, encoders) is kept out of the collector's scans, which otherwise pause
+    # requests now and then to walk it all again.
+    gc.collect()
+    gc.freeze()
+    return app

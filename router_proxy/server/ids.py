@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 
 from starlette.requests import Request
 
@@ -20,6 +20,8 @@ def request_id_of(request: Request) -> str:
     if isinstance(found, str):
         return found
     incoming = request.headers.get("x-request-id", "")
-    request_id = incoming if _SANE.match(incoming) else uuid.uuid4().hex
+    # 128 random bits as 32 hex digits, like uuid4().hex without the UUID object (a
+    # measurable share of a request's cost on the fast path).
+    request_id = incoming if _SANE.match(incoming) else os.urandom(16).hex()
     request.scope["router_request_id"] = request_id
     return request_id

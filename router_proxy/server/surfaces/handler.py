@@ -59,7 +59,10 @@ async def dry_run(surface: Surface, runtime: Runtime, request: Request) -> Respo
 
 
 def _record(surface: Surface, request: Request) -> RequestRecord:
-    return RequestRecord(request_id_of(request), surface.name, request.method, request.url.path)
+    # The scope's path, not request.url: building the URL object costs more than routing.
+    return RequestRecord(
+        request_id_of(request), surface.name, request.method, request.scope["path"]
+    )
 
 
 async def _canonical(
