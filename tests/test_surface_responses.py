@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import openai
 import orjson
+import pydantic
 import pytest
 
 from router_proxy.cli import main
@@ -30,6 +31,7 @@ POLICY = """\
 providers:
   up: {type: openai, base_url: "${UPSTREAM}/v1", api_key: "${OPENAI_KEY}"}
   ant: {type: anthropic, base_url: "${UPSTREAM}", api_key: "${ANTHROPIC_KEY}"}
+  mock: {type: mock}
 models:
   echo: {provider: up, upstream_model: echo}
   broken: {provider: up, upstream_model: fail-500}
@@ -38,6 +40,7 @@ models:
   limited: {provider: up, upstream_model: fail-429}
   claude: {provider: ant, upstream_model: echo}
   claude-tools: {provider: ant, upstream_model: tool-call}
+  local: {provider: mock}
 signals:
   - {name: code, type: keyword, any: [python]}
   - {name: legal, type: keyword, any: [contract]}
@@ -591,6 +594,20 @@ def test_json_schema_format_is_sent_as_response_format(
     assert response.text is not None
     assert response.text.format is not None
     assert response.text.format.type == "json_schema"
+
+
+class City(pydantic.BaseModel):
+    name: str
+    population: int
+
+
+def test_sdk_parse_with_a_pydantic_text_format(client: openai.OpenAI) -> None:
+    """The mock model answers JSON for a schema, so the SDK's structured outputs work."""
+    parsed = client.responses.parse(model="local", input="Paris", text_format=City)
+    assert parsed.output_parsed == City(name="Paris", population=0)
+    with client.responses.stream(model="local", input="Paris", text_format=City) as stream:
+        final = stream.get_final_response()
+    assert final.output_parsed == City(name="Paris", population=0)
 
 
 @pytest.mark.parametrize("stream", [False, True])
