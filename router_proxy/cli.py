@@ -15,6 +15,7 @@ from router_proxy.training.extra import MissingExtra
 
 if TYPE_CHECKING:
     from router_proxy.config.schema import Config
+    from router_proxy.context import RequestContext
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,8 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     explain = commands.add_parser("explain", help="show how a prompt would be routed")
     explain.add_argument("--config", required=True)
     explain.add_argument("--json", action="store_true", help="one JSON object")
-    explain.add_argument("--model", default="auto", help="the request's `model` (default auto)")
-    explain.add_argument("prompt")
+    explain.add_argument("--model", help="the request's `model` (default auto, or the body's)")
+    explain.add_argument(
+        "--body",
+        metavar="FILE",
+        help="a whole request body as JSON instead of a prompt (- reads stdin): a chat "
+        "request (`messages`) or a Responses API one (`input`), as POST /v1/route takes",
+    )
+    explain.add_argument("prompt", nargs="?")
     explain.set_defaults(handler=_explain)
 
     from router_proxy.training.commands import register as register_training
@@ -137,16 +144,39 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _body_context(path: str, config: Config) -> RequestContext:
+    """The request context for a body file, read as ``POST /v1/route`` reads it."""
+    from router_proxy.context import RequestContext
+    from router_proxy.errors import InvalidRequestError
+    from router_proxy.server.surfaces.detect import EITHER_BODY
+
+    try:
+        raw = json.loads(sys.stdin.read() if path == "-" else Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidRequestError(f"{path}: cannot read a JSON body: {exc}") from None
+    if not isinstance(raw, dict):
+        raise InvalidRequestError(f"{path}: the body must be a JSON object")
+    chat, body = EITHER_BODY.parse(raw, config.server)
+    return RequestContext(chat, body, "explain")
+
+
 def _explain(args: argparse.Namespace) -> int:
     from router_proxy.context import RequestContext
     from router_proxy.errors import GatewayError
     from router_proxy.pipeline import Pipeline
 
+    if (args.prompt is None) == (args.body is None):
+        print("explain: give a prompt or --body FILE (one of them)", file=sys.stderr)
+        return 2
     config = _checked_config(args.config, "explain")
     pipeline = Pipeline.build(config)
-    ctx = RequestContext.from_prompt(args.prompt)
-    ctx.request.model = ctx.raw_body["model"] = args.model
     try:
+        if args.body is not None:
+            ctx = _body_context(args.body, config)
+        else:
+            ctx = RequestContext.from_prompt(args.prompt)  # model auto
+        if args.model is not None:
+            ctx.request.model = ctx.raw_body["model"] = args.model
         plan = asyncio.run(pipeline.route(ctx))
     except GatewayError as exc:
         print(exc.message, file=sys.stderr)

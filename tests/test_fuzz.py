@@ -71,8 +71,14 @@ def api_schema(fuzz_gateway: tuple[str, list[str]]) -> Any:
     # Test-side only: valid requests name a model the policy knows, so valid data reaches
     # routing and the mock models (and must succeed); invalid data still tries any string.
     spec = copy.deepcopy(spec)
-    request = spec["components"]["schemas"]["ChatCompletionRequest"]
-    request["properties"]["model"] = {"type": "string", "enum": names}
+    schemas = spec["components"]["schemas"]
+    for name in ("ChatCompletionRequest", "ResponsesRequest"):
+        schemas[name]["properties"]["model"] = {"type": "string", "enum": names}
+    # Likewise, a tool_choice naming one function must name one of the request's tools (a
+    # model refuses it otherwise, as OpenAI does): valid requests choose none, auto or
+    # required.
+    choice = schemas["ResponsesRequest"]["properties"]["tool_choice"]
+    choice["anyOf"] = [s for s in choice["anyOf"] if "$ref" not in s]
     return schemathesis.openapi.from_dict(spec)
 
 
@@ -107,6 +113,7 @@ CHECKS = [
 
 OPERATIONS = [
     ("POST", "/v1/chat/completions"),
+    ("POST", "/v1/responses"),
     ("POST", "/v1/route"),
     ("GET", "/v1/models"),
     ("GET", "/health"),

@@ -2,8 +2,9 @@
 
 Routes read their bodies themselves (size limit first, then errors that name the field),
 so FastAPI never sees the request model; this module puts it in the document instead
-(``ChatCompletionRequest`` and its parts under ``components.schemas``), documents every
-error as the OpenAI error object, and declares Bearer keys where the config requires them.
+(``ChatCompletionRequest``, ``ResponsesRequest`` and their parts under
+``components.schemas``), documents every error as the OpenAI error object, and declares
+Bearer keys where the config requires them.
 
 No ``/docs`` UI: Swagger UI loads its scripts from a CDN (useless offline, and one more
 browser-facing page on an API gateway); the document alone serves every tool.
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from router_proxy.config.schema import Config
 from router_proxy.protocol import ChatCompletionRequest
+from router_proxy.translate.responses_schema import ResponsesRequest
 
 REF = "#/components/schemas/{model}"
 CLIENT_KEY = "client_key"
@@ -48,6 +50,20 @@ class ChatCompletion(BaseModel):
     created: int
     model: str
     choices: list[dict[str, Any]]
+
+
+class ResponseObject(BaseModel):
+    """A Responses API ``response`` (fields beyond these pass through)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    object: Literal["response"]
+    created_at: int
+    status: Literal["completed", "incomplete"]
+    model: str
+    output: list[dict[str, Any]]
+    usage: dict[str, Any] | None
 
 
 class ModelEntry(BaseModel):
@@ -102,14 +118,16 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorResponse, "description": _WHY[status]} for status in statuses}
 
 
-CHAT_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": {"$ref": REF.format(model="ChatCompletionRequest")}}
-        },
-    }
-}
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+_CHAT_REQUEST = {"$ref": REF.format(model="ChatCompletionRequest")}
+_RESPONSES_REQUEST = {"$ref": REF.format(model="ResponsesRequest")}
+CHAT_BODY = _body(_CHAT_REQUEST)
+RESPONSES_BODY = _body(_RESPONSES_REQUEST)
+# The dry run reads either: a body with ``input`` and no ``messages`` is a Responses one.
+ROUTE_BODY = _body({"anyOf": [_CHAT_REQUEST, _RESPONSES_REQUEST]})
 
 # Before OpenAPI 3.2 an event stream's ``schema`` describes one event.
 STREAM = {
@@ -124,6 +142,25 @@ STREAM = {
                     "object as JSON (the stream failed after it started), or [DONE]",
                 },
                 "event": {"type": "string"},
+            },
+        }
+    }
+}
+
+
+RESPONSES_STREAM = {
+    "text/event-stream": {
+        "schema": {
+            "type": "object",
+            "required": ["event", "data"],
+            "properties": {
+                "event": {"type": "string", "description": "the event's type"},
+                "data": {
+                    "type": "string",
+                    "description": "the event as JSON with its `type` and `sequence_number`: "
+                    "response.created, response.output_text.delta, ..., then "
+                    "response.completed, response.incomplete or response.failed",
+                },
             },
         }
     }
@@ -147,9 +184,10 @@ def build_openapi(app: FastAPI, config: Config) -> dict[str, Any]:
     )
     components = spec.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
-    request = ChatCompletionRequest.model_json_schema(ref_template=REF)
-    schemas.update(request.pop("$defs", {}))
-    schemas["ChatCompletionRequest"] = request
+    for model in (ChatCompletionRequest, ResponsesRequest):
+        request = model.model_json_schema(ref_template=REF)
+        schemas.update(request.pop("$defs", {}))
+        schemas[model.__name__] = request
     components["securitySchemes"] = {
         CLIENT_KEY: {"type": "http", "scheme": "bearer", "description": "server.api_keys"},
         ADMIN_KEY: {"type": "http", "scheme": "bearer", "description": "server.admin_keys"},

@@ -15,9 +15,13 @@ from router_proxy.server.errors import error_response
 from router_proxy.server.ids import REQUEST_ID_HEADER, request_id_of
 from router_proxy.server.openapi import (
     CHAT_BODY,
+    RESPONSES_BODY,
+    RESPONSES_STREAM,
+    ROUTE_BODY,
     STREAM,
     ChatCompletion,
     ModelList,
+    ResponseObject,
     RoutePlanBody,
     Status,
     errors,
@@ -25,6 +29,8 @@ from router_proxy.server.openapi import (
 from router_proxy.server.surfaces import handler
 from router_proxy.server.surfaces.base import Surface
 from router_proxy.server.surfaces.chat import CHAT
+from router_proxy.server.surfaces.detect import EITHER_BODY
+from router_proxy.server.surfaces.responses import ResponsesSurface
 
 router = APIRouter()
 
@@ -47,14 +53,30 @@ async def chat_completions(request: Request) -> Response:
 
 
 @router.post(
+    "/v1/responses",
+    openapi_extra=RESPONSES_BODY,
+    tags=["openai"],
+    responses={
+        200: {"model": ResponseObject, "content": RESPONSES_STREAM, "description": "JSON, or SSE"},
+        **errors(400, 401, 404, 413, 422, 429, 502, 504),
+    },
+)
+async def responses(request: Request) -> Response:
+    """OpenAI Responses API, streamed or not; nothing is stored (send the whole input)."""
+    # A surface instance per request: the answer echoes the request's settings.
+    return await handler.serve(ResponsesSurface(), await current_runtime(request), request)
+
+
+@router.post(
     "/v1/route",
-    openapi_extra=CHAT_BODY,
+    openapi_extra=ROUTE_BODY,
     tags=["routing"],
     responses={200: {"model": RoutePlanBody}, **errors(400, 401, 404, 413)},
 )
 async def route(request: Request, runtime: CurrentRuntime) -> Response:
-    """Dry run: the decision, signals and chosen model for a chat body; calls no upstream."""
-    return await handler.dry_run(CHAT, runtime, request)
+    """Dry run: the decision, signals and chosen model for a chat body or a Responses body
+    (``input`` without ``messages``); calls no upstream."""
+    return await handler.dry_run(EITHER_BODY, runtime, request)
 
 
 @router.get("/v1/models", tags=["openai"], responses={200: {"model": ModelList}, **errors(401)})
