@@ -71,16 +71,36 @@ def api_schema(fuzz_gateway: tuple[str, list[str]]) -> Any:
     # Test-side only: valid requests name a model the policy knows, so valid data reaches
     # routing and the mock models (and must succeed); invalid data still tries any string.
     spec = copy.deepcopy(spec)
-    request = spec["components"]["schemas"]["ChatCompletionRequest"]
-    request["properties"]["model"] = {"type": "string", "enum": names}
+    schemas = spec["components"]["schemas"]
+    for name in ("ChatCompletionRequest", "MessagesRequest"):
+        schemas[name]["properties"]["model"] = {"type": "string", "enum": names}
+    # A tool_choice naming one tool must name one of the tools (a 400 otherwise, as from
+    # Anthropic), which a schema cannot say: valid Messages requests leave that form out.
+    choices = [
+        {"$ref": f"#/components/schemas/ToolChoice{kind}"} for kind in ("Auto", "Any", "None")
+    ]
+    schemas["MessagesRequest"]["properties"]["tool_choice"] = {
+        "anyOf": [*choices, {"type": "null"}]
+    }
     return schemathesis.openapi.from_dict(spec)
 
 
 def openai_errors(ctx: CheckContext, response: schemathesis.Response, case: Any) -> None:
-    """Every 4xx/5xx body is ``{"error": {"message": str, "type": str, "param", "code"}}``."""
+    """Every 4xx/5xx body is ``{"error": {"message": str, "type": str, "param", "code"}}``
+    (on the Messages routes, Anthropic's ``{"type": "error", "error": {type, message}}``)."""
     if response.status_code < 400:
         return
     body = response.json()
+    if case.path.startswith("/v1/messages"):
+        assert isinstance(body, dict), body
+        assert set(body) == {"type", "error"}, body
+        assert body["type"] == "error", body
+        assert set(body["error"]) == {"type", "message"}, body
+        assert isinstance(body["error"]["type"], str), body
+        assert isinstance(body["error"]["message"], str), body
+        assert body["error"]["message"], body
+        assert response.headers.get("content-type", [""])[0].startswith("application/json")
+        return
     assert isinstance(body, dict), body
     assert set(body) == {"error"}, body
     error = body["error"]
@@ -107,6 +127,8 @@ CHECKS = [
 
 OPERATIONS = [
     ("POST", "/v1/chat/completions"),
+    ("POST", "/v1/messages"),
+    ("POST", "/v1/messages/count_tokens"),
     ("POST", "/v1/route"),
     ("GET", "/v1/models"),
     ("GET", "/health"),
@@ -138,6 +160,12 @@ def test_api_from_its_openapi_document(
 ) -> None:
     base_url, _ = fuzz_gateway
     key = ADMIN_KEY if path.startswith("/admin/") else CLIENT_KEY
+    # (the names schemathesis strips from what it reports)
+    auth = (
+        {"x-api-key": key}
+        if path.startswith("/v1/messages")
+        else {"Authorization": f"Bearer {key}"}
+    )
     strategy = api_schema[path][method].as_strategy(generation_mode=mode)
 
     @given(case=strategy)
@@ -151,7 +179,7 @@ def test_api_from_its_openapi_document(
     def exchange(case: schemathesis.Case) -> None:
         case.call_and_validate(
             base_url=base_url,
-            headers={"Authorization": f"Bearer {key}"},  # (the name schemathesis strips)
+            headers=auth,
             checks=CHECKS,
             timeout=REQUEST_TIMEOUT,
         )

@@ -2,8 +2,10 @@
 
 Routes read their bodies themselves (size limit first, then errors that name the field),
 so FastAPI never sees the request model; this module puts it in the document instead
-(``ChatCompletionRequest`` and its parts under ``components.schemas``), documents every
-error as the OpenAI error object, and declares Bearer keys where the config requires them.
+(``ChatCompletionRequest``, the Messages routes' ``MessagesRequest`` and
+``TokenCountRequest``, and their parts under ``components.schemas``), documents every
+error as the OpenAI error object (Anthropic's on the Messages routes), and declares the
+client keys where the config requires them.
 
 No ``/docs`` UI: Swagger UI loads its scripts from a CDN (useless offline, and one more
 browser-facing page on an API gateway); the document alone serves every tool.
@@ -19,9 +21,11 @@ from pydantic import BaseModel, ConfigDict
 
 from router_proxy.config.schema import Config
 from router_proxy.protocol import ChatCompletionRequest
+from router_proxy.translate.anthropic_types import MessagesRequest, TokenCountRequest
 
 REF = "#/components/schemas/{model}"
 CLIENT_KEY = "client_key"
+ANTHROPIC_KEY = "anthropic_key"  # the same client keys, as Anthropic's clients send them
 ADMIN_KEY = "admin_key"
 
 
@@ -48,6 +52,37 @@ class ChatCompletion(BaseModel):
     created: int
     model: str
     choices: list[dict[str, Any]]
+
+
+class AnthropicErrorDetail(BaseModel):
+    type: str
+    message: str
+
+
+class AnthropicErrorResponse(BaseModel):
+    """Every error of the Messages routes: Anthropic's error object."""
+
+    type: Literal["error"]
+    error: AnthropicErrorDetail
+
+
+class AnthropicMessage(BaseModel):
+    """The answer in the Messages API's shape: text and tool_use blocks."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    type: Literal["message"]
+    role: Literal["assistant"]
+    model: str
+    content: list[dict[str, Any]]
+    stop_reason: str | None
+    stop_sequence: str | None
+    usage: dict[str, int]
+
+
+class TokenCount(BaseModel):
+    input_tokens: int
 
 
 class ModelEntry(BaseModel):
@@ -102,14 +137,22 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorResponse, "description": _WHY[status]} for status in statuses}
 
 
-CHAT_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": {"$ref": REF.format(model="ChatCompletionRequest")}}
-        },
+def anthropic_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a Messages route: each status as Anthropic's error object."""
+    return {
+        status: {"model": AnthropicErrorResponse, "description": _WHY[status]}
+        for status in statuses
     }
-}
+
+
+def _body(model: str) -> dict[str, Any]:
+    schema = {"$ref": REF.format(model=model)}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+CHAT_BODY = _body("ChatCompletionRequest")
+MESSAGES_BODY = _body("MessagesRequest")
+COUNT_TOKENS_BODY = _body("TokenCountRequest")
 
 # Before OpenAPI 3.2 an event stream's ``schema`` describes one event.
 STREAM = {
@@ -124,6 +167,24 @@ STREAM = {
                     "object as JSON (the stream failed after it started), or [DONE]",
                 },
                 "event": {"type": "string"},
+            },
+        }
+    }
+}
+
+MESSAGES_STREAM = {
+    "text/event-stream": {
+        "schema": {
+            "type": "object",
+            "required": ["event", "data"],
+            "properties": {
+                "event": {
+                    "type": "string",
+                    "description": "message_start, content_block_start, content_block_delta, "
+                    "content_block_stop, message_delta, message_stop; or error (the stream "
+                    "failed after it started)",
+                },
+                "data": {"type": "string", "description": "the event's object as JSON"},
             },
         }
     }
@@ -147,17 +208,27 @@ def build_openapi(app: FastAPI, config: Config) -> dict[str, Any]:
     )
     components = spec.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
-    request = ChatCompletionRequest.model_json_schema(ref_template=REF)
-    schemas.update(request.pop("$defs", {}))
-    schemas["ChatCompletionRequest"] = request
+    for model in (ChatCompletionRequest, MessagesRequest, TokenCountRequest):
+        request = model.model_json_schema(ref_template=REF)
+        schemas.update(request.pop("$defs", {}))
+        schemas[model.__name__] = request
     components["securitySchemes"] = {
         CLIENT_KEY: {"type": "http", "scheme": "bearer", "description": "server.api_keys"},
+        ANTHROPIC_KEY: {
+            "type": "apiKey",
+            "in": "header",
+            "name": "x-api-key",
+            "description": "server.api_keys, as Anthropic's clients send them (the Messages "
+            "routes also take `Authorization: Bearer KEY`)",
+        },
         ADMIN_KEY: {"type": "http", "scheme": "bearer", "description": "server.admin_keys"},
     }
     for path, operations in spec["paths"].items():
         for operation in operations.values():
             if path.startswith("/admin/"):
                 operation["security"] = [{ADMIN_KEY: []}]
+            elif path.startswith("/v1/messages") and config.server.api_keys:
+                operation["security"] = [{ANTHROPIC_KEY: []}]
             elif path.startswith("/v1/") and config.server.api_keys:
                 operation["security"] = [{CLIENT_KEY: []}]
     return spec

@@ -1,4 +1,5 @@
-"""The HTTP routes: OpenAI-compatible API, dry-run routing, health and metrics."""
+"""The HTTP routes: OpenAI-compatible API, Anthropic Messages, dry-run routing, health
+and metrics."""
 
 from __future__ import annotations
 
@@ -15,15 +16,22 @@ from router_proxy.server.errors import error_response
 from router_proxy.server.ids import REQUEST_ID_HEADER, request_id_of
 from router_proxy.server.openapi import (
     CHAT_BODY,
+    COUNT_TOKENS_BODY,
+    MESSAGES_BODY,
+    MESSAGES_STREAM,
     STREAM,
+    AnthropicMessage,
     ChatCompletion,
     ModelList,
     RoutePlanBody,
     Status,
+    TokenCount,
+    anthropic_errors,
     errors,
 )
 from router_proxy.server.surfaces import handler
 from router_proxy.server.surfaces.chat import CHAT
+from router_proxy.server.surfaces.messages import MESSAGES, count_tokens, with_request_id
 
 router = APIRouter()
 
@@ -42,6 +50,36 @@ async def chat_completions(request: Request) -> Response:
     # The hot route reads the runtime without FastAPI's dependency machinery (measured:
     # benchmarks/overhead); the other routes take it as a dependency.
     return await handler.serve(CHAT, await current_runtime(request), request)
+
+
+@router.post(
+    "/v1/messages",
+    openapi_extra=MESSAGES_BODY,
+    tags=["anthropic"],
+    responses={
+        200: {
+            "model": AnthropicMessage,
+            "content": MESSAGES_STREAM,
+            "description": "JSON, or the Messages stream's events",
+        },
+        **anthropic_errors(400, 401, 404, 413, 422, 429, 502, 504),
+    },
+)
+async def messages(request: Request) -> Response:
+    """Anthropic Messages, streamed or not; `model` is auto, a decision or a model."""
+    response = await handler.serve(MESSAGES, await current_runtime(request), request)
+    return with_request_id(response)
+
+
+@router.post(
+    "/v1/messages/count_tokens",
+    openapi_extra=COUNT_TOKENS_BODY,
+    tags=["anthropic"],
+    responses={200: {"model": TokenCount}, **anthropic_errors(400, 401, 413)},
+)
+async def count_message_tokens(request: Request, runtime: CurrentRuntime) -> Response:
+    """The tokens of a Messages prompt, counted offline; calls no model."""
+    return await count_tokens(runtime, request)
 
 
 @router.post(

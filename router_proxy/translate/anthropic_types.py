@@ -12,9 +12,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from router_proxy.protocol import MAX_COUNT
+
+
+def _integral(value: Any) -> Any:
+    # JSON Schema's integers include 5.0; strict pydantic would refuse it.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# (constraints before the validator, or the schema would say "ge" for "minimum")
+Count = Annotated[int, Field(ge=1, le=MAX_COUNT), BeforeValidator(_integral)]
 
 
 class _Shape(BaseModel):
@@ -164,10 +173,12 @@ class TokenCountRequest(_Shape):
 class MessagesRequest(TokenCountRequest):
     """``POST /v1/messages``."""
 
-    max_tokens: int = Field(ge=1, le=MAX_COUNT)
+    max_tokens: Count
     stream: bool = False
     temperature: float | None = Field(default=None, ge=0, le=1)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    top_k: int | None = Field(default=None, ge=0, le=MAX_COUNT, description="accepted and dropped")
+    top_k: Annotated[int, Field(ge=0, le=MAX_COUNT), BeforeValidator(_integral)] | None = Field(
+        default=None, description="accepted and dropped"
+    )
     stop_sequences: list[str] | None = None
     metadata: Metadata | None = None
