@@ -145,10 +145,11 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _body_context(path: str, config: Config) -> RequestContext:
-    """The request context for a body file, read as ``POST /v1/route`` reads it."""
+    """The request context for a body file (chat, Responses or Messages), read as
+    ``POST /v1/route`` reads it."""
     from router_proxy.context import RequestContext
     from router_proxy.errors import InvalidRequestError
-    from router_proxy.server.surfaces.detect import EITHER_BODY
+    from router_proxy.server.surfaces.detect import AnyBodySurface
 
     try:
         raw = json.loads(sys.stdin.read() if path == "-" else Path(path).read_text())
@@ -156,7 +157,7 @@ def _body_context(path: str, config: Config) -> RequestContext:
         raise InvalidRequestError(f"{path}: cannot read a JSON body: {exc}") from None
     if not isinstance(raw, dict):
         raise InvalidRequestError(f"{path}: the body must be a JSON object")
-    chat, body = EITHER_BODY.parse(raw, config.server)
+    chat, body = AnyBodySurface().parse(raw, config.server)
     return RequestContext(chat, body, "explain")
 
 

@@ -72,21 +72,40 @@ def api_schema(fuzz_gateway: tuple[str, list[str]]) -> Any:
     # routing and the mock models (and must succeed); invalid data still tries any string.
     spec = copy.deepcopy(spec)
     schemas = spec["components"]["schemas"]
-    for name in ("ChatCompletionRequest", "ResponsesRequest"):
+    for name in ("ChatCompletionRequest", "ResponsesRequest", "MessagesRequest"):
         schemas[name]["properties"]["model"] = {"type": "string", "enum": names}
     # Likewise, a tool_choice naming one function must name one of the request's tools (a
     # model refuses it otherwise, as OpenAI does): valid requests choose none, auto or
     # required.
     choice = schemas["ResponsesRequest"]["properties"]["tool_choice"]
     choice["anyOf"] = [s for s in choice["anyOf"] if "$ref" not in s]
+    # A tool_choice naming one tool must name one of the tools (a 400 otherwise, as from
+    # Anthropic), which a schema cannot say: valid Messages requests leave that form out.
+    choices = [
+        {"$ref": f"#/components/schemas/ToolChoice{kind}"} for kind in ("Auto", "Any", "None")
+    ]
+    schemas["MessagesRequest"]["properties"]["tool_choice"] = {
+        "anyOf": [*choices, {"type": "null"}]
+    }
     return schemathesis.openapi.from_dict(spec)
 
 
 def openai_errors(ctx: CheckContext, response: schemathesis.Response, case: Any) -> None:
-    """Every 4xx/5xx body is ``{"error": {"message": str, "type": str, "param", "code"}}``."""
+    """Every 4xx/5xx body is ``{"error": {"message": str, "type": str, "param", "code"}}``
+    (on the Messages routes, Anthropic's ``{"type": "error", "error": {type, message}}``)."""
     if response.status_code < 400:
         return
     body = response.json()
+    if case.path.startswith("/v1/messages"):
+        assert isinstance(body, dict), body
+        assert set(body) == {"type", "error"}, body
+        assert body["type"] == "error", body
+        assert set(body["error"]) == {"type", "message"}, body
+        assert isinstance(body["error"]["type"], str), body
+        assert isinstance(body["error"]["message"], str), body
+        assert body["error"]["message"], body
+        assert response.headers.get("content-type", [""])[0].startswith("application/json")
+        return
     assert isinstance(body, dict), body
     assert set(body) == {"error"}, body
     error = body["error"]
@@ -114,6 +133,8 @@ CHECKS = [
 OPERATIONS = [
     ("POST", "/v1/chat/completions"),
     ("POST", "/v1/responses"),
+    ("POST", "/v1/messages"),
+    ("POST", "/v1/messages/count_tokens"),
     ("POST", "/v1/route"),
     ("GET", "/v1/models"),
     ("GET", "/health"),
@@ -145,6 +166,12 @@ def test_api_from_its_openapi_document(
 ) -> None:
     base_url, _ = fuzz_gateway
     key = ADMIN_KEY if path.startswith("/admin/") else CLIENT_KEY
+    # (the names schemathesis strips from what it reports)
+    auth = (
+        {"x-api-key": key}
+        if path.startswith("/v1/messages")
+        else {"Authorization": f"Bearer {key}"}
+    )
     strategy = api_schema[path][method].as_strategy(generation_mode=mode)
 
     @given(case=strategy)
@@ -158,7 +185,7 @@ def test_api_from_its_openapi_document(
     def exchange(case: schemathesis.Case) -> None:
         case.call_and_validate(
             base_url=base_url,
-            headers={"Authorization": f"Bearer {key}"},  # (the name schemathesis strips)
+            headers=auth,
             checks=CHECKS,
             timeout=REQUEST_TIMEOUT,
         )

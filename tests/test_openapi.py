@@ -48,13 +48,21 @@ def test_served_and_every_reference_resolves(gateway_url: str) -> None:
     request = schemas["ChatCompletionRequest"]
     assert request["additionalProperties"] is True  # unknown parameters pass through
     assert set(request["required"]) == {"model", "messages"}
+    messages = spec["paths"]["/v1/messages"]["post"]
+    body = messages["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/MessagesRequest"}
+    assert set(schemas["MessagesRequest"]["required"]) == {"model", "messages", "max_tokens"}
+    assert set(schemas["TokenCountRequest"]["required"]) == {"model", "messages"}
 
 
 def test_every_error_is_documented_as_the_openai_error_object() -> None:
+    """(Anthropic's error object on the Messages routes.)"""
     spec = spec_for(POLICY)
-    error = {"$ref": "#/components/schemas/ErrorResponse"}
+    openai_error = {"$ref": "#/components/schemas/ErrorResponse"}
+    anthropic_error = {"$ref": "#/components/schemas/AnthropicErrorResponse"}
     statuses = set()
-    for operations in spec["paths"].values():
+    for path, operations in spec["paths"].items():
+        error = anthropic_error if path.startswith("/v1/messages") else openai_error
         for operation in operations.values():
             for status, response in operation["responses"].items():
                 if int(status) >= 400:
@@ -94,6 +102,9 @@ def test_keys_are_declared_where_they_are_required() -> None:
         assert spec["paths"]["/health"]["get"].get("security") is None
     for path, method in [("/v1/chat/completions", "post"), ("/v1/models", "get")]:
         assert keyed["paths"][path][method]["security"] == [{"client_key": []}]
+    for path in ("/v1/messages", "/v1/messages/count_tokens"):  # x-api-key (Bearer works too)
+        assert keyed["paths"][path]["post"]["security"] == [{"anthropic_key": []}]
+        assert "security" not in open_spec["paths"][path]["post"]
 
 
 def test_no_docs_ui(gateway_url: str) -> None:

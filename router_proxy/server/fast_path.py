@@ -46,14 +46,14 @@ class SurfaceEndpoint:
     """One surface's route: the runtime serving now, the handler's steps, and the HTTP
     boundary's last resort (an unexpected error is a logged 500, never a traceback)."""
 
-    def __init__(self, surface: Surface, slot: RuntimeSlot) -> None:
-        self.surface = surface
+    def __init__(self, surface: type[Surface], slot: RuntimeSlot) -> None:
+        self.surface = surface  # one instance per request
         self.slot = slot
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         try:
-            response = await handler.serve(self.surface, self.slot.current, request)
+            response = await handler.serve(self.surface(), self.slot.current, request)
         except Exception:
             request_id = request_id_of(request)
             logger.exception("unhandled error (request %s)", request_id)

@@ -2,9 +2,10 @@
 
 Routes read their bodies themselves (size limit first, then errors that name the field),
 so FastAPI never sees the request model; this module puts it in the document instead
-(``ChatCompletionRequest``, ``ResponsesRequest`` and their parts under
-``components.schemas``), documents every error as the OpenAI error object, and declares
-Bearer keys where the config requires them.
+(``ChatCompletionRequest``, ``ResponsesRequest``, the Messages routes'
+``MessagesRequest`` and ``TokenCountRequest``, and their parts under
+``components.schemas``), documents every error as the OpenAI error object (Anthropic's on
+the Messages routes), and declares the client keys where the config requires them.
 
 No ``/docs`` UI: Swagger UI loads its scripts from a CDN (useless offline, and one more
 browser-facing page on an API gateway); the document alone serves every tool.
@@ -20,10 +21,12 @@ from pydantic import BaseModel, ConfigDict
 
 from router_proxy.config.schema import Config
 from router_proxy.protocol import ChatCompletionRequest
+from router_proxy.translate.anthropic_types import MessagesRequest, TokenCountRequest
 from router_proxy.translate.responses_schema import ResponsesRequest
 
 REF = "#/components/schemas/{model}"
 CLIENT_KEY = "client_key"
+ANTHROPIC_KEY = "anthropic_key"  # the same client keys, as Anthropic's clients send them
 ADMIN_KEY = "admin_key"
 
 
@@ -64,6 +67,37 @@ class ResponseObject(BaseModel):
     model: str
     output: list[dict[str, Any]]
     usage: dict[str, Any] | None
+
+
+class AnthropicErrorDetail(BaseModel):
+    type: str
+    message: str
+
+
+class AnthropicErrorResponse(BaseModel):
+    """Every error of the Messages routes: Anthropic's error object."""
+
+    type: Literal["error"]
+    error: AnthropicErrorDetail
+
+
+class AnthropicMessage(BaseModel):
+    """The answer in the Messages API's shape: text and tool_use blocks."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    type: Literal["message"]
+    role: Literal["assistant"]
+    model: str
+    content: list[dict[str, Any]]
+    stop_reason: str | None
+    stop_sequence: str | None
+    usage: dict[str, int]
+
+
+class TokenCount(BaseModel):
+    input_tokens: int
 
 
 class ModelEntry(BaseModel):
@@ -118,16 +152,28 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorResponse, "description": _WHY[status]} for status in statuses}
 
 
+def anthropic_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a Messages route: each status as Anthropic's error object."""
+    return {
+        status: {"model": AnthropicErrorResponse, "description": _WHY[status]}
+        for status in statuses
+    }
+
+
 def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-_CHAT_REQUEST = {"$ref": REF.format(model="ChatCompletionRequest")}
-_RESPONSES_REQUEST = {"$ref": REF.format(model="ResponsesRequest")}
-CHAT_BODY = _body(_CHAT_REQUEST)
-RESPONSES_BODY = _body(_RESPONSES_REQUEST)
+def _ref(model: str) -> dict[str, Any]:
+    return {"$ref": REF.format(model=model)}
+
+
+CHAT_BODY = _body(_ref("ChatCompletionRequest"))
+RESPONSES_BODY = _body(_ref("ResponsesRequest"))
+MESSAGES_BODY = _body(_ref("MessagesRequest"))
+COUNT_TOKENS_BODY = _body(_ref("TokenCountRequest"))
 # The dry run reads either: a body with ``input`` and no ``messages`` is a Responses one.
-ROUTE_BODY = _body({"anyOf": [_CHAT_REQUEST, _RESPONSES_REQUEST]})
+ROUTE_BODY = _body({"anyOf": [_ref("ChatCompletionRequest"), _ref("ResponsesRequest")]})
 
 # Before OpenAPI 3.2 an event stream's ``schema`` describes one event.
 STREAM = {
@@ -142,6 +188,24 @@ STREAM = {
                     "object as JSON (the stream failed after it started), or [DONE]",
                 },
                 "event": {"type": "string"},
+            },
+        }
+    }
+}
+
+MESSAGES_STREAM = {
+    "text/event-stream": {
+        "schema": {
+            "type": "object",
+            "required": ["event", "data"],
+            "properties": {
+                "event": {
+                    "type": "string",
+                    "description": "message_start, content_block_start, content_block_delta, "
+                    "content_block_stop, message_delta, message_stop; or error (the stream "
+                    "failed after it started)",
+                },
+                "data": {"type": "string", "description": "the event's object as JSON"},
             },
         }
     }
@@ -184,18 +248,27 @@ def build_openapi(app: FastAPI, config: Config) -> dict[str, Any]:
     )
     components = spec.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
-    for model in (ChatCompletionRequest, ResponsesRequest):
+    for model in (ChatCompletionRequest, ResponsesRequest, MessagesRequest, TokenCountRequest):
         request = model.model_json_schema(ref_template=REF)
         schemas.update(request.pop("$defs", {}))
         schemas[model.__name__] = request
     components["securitySchemes"] = {
         CLIENT_KEY: {"type": "http", "scheme": "bearer", "description": "server.api_keys"},
+        ANTHROPIC_KEY: {
+            "type": "apiKey",
+            "in": "header",
+            "name": "x-api-key",
+            "description": "server.api_keys, as Anthropic's clients send them (the Messages "
+            "routes also take `Authorization: Bearer KEY`)",
+        },
         ADMIN_KEY: {"type": "http", "scheme": "bearer", "description": "server.admin_keys"},
     }
     for path, operations in spec["paths"].items():
         for operation in operations.values():
             if path.startswith("/admin/"):
                 operation["security"] = [{ADMIN_KEY: []}]
+            elif path.startswith("/v1/messages") and config.server.api_keys:
+                operation["security"] = [{ANTHROPIC_KEY: []}]
             elif path.startswith("/v1/") and config.server.api_keys:
                 operation["security"] = [{CLIENT_KEY: []}]
     return spec

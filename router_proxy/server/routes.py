@@ -1,4 +1,5 @@
-"""The HTTP routes: OpenAI-compatible API, dry-run routing, health and metrics."""
+"""The HTTP routes: OpenAI-compatible API, Anthropic Messages, dry-run routing, health
+and metrics."""
 
 from __future__ import annotations
 
@@ -9,33 +10,45 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from router_proxy.config.references import AUTO
-from router_proxy.errors import ServiceUnavailableError
+from router_proxy.errors import GatewayError, ServiceUnavailableError
 from router_proxy.server.deps import CurrentRuntime, current_runtime
 from router_proxy.server.errors import error_response
 from router_proxy.server.ids import REQUEST_ID_HEADER, request_id_of
 from router_proxy.server.openapi import (
     CHAT_BODY,
+    COUNT_TOKENS_BODY,
+    MESSAGES_BODY,
+    MESSAGES_STREAM,
     RESPONSES_BODY,
     RESPONSES_STREAM,
     ROUTE_BODY,
     STREAM,
+    AnthropicMessage,
     ChatCompletion,
     ModelList,
     ResponseObject,
     RoutePlanBody,
     Status,
+    TokenCount,
+    anthropic_errors,
     errors,
 )
 from router_proxy.server.surfaces import handler
 from router_proxy.server.surfaces.base import Surface
-from router_proxy.server.surfaces.chat import CHAT
-from router_proxy.server.surfaces.detect import EITHER_BODY
+from router_proxy.server.surfaces.chat import ChatSurface
+from router_proxy.server.surfaces.detect import AnyBodySurface
+from router_proxy.server.surfaces.messages import MessagesSurface, count_tokens
 from router_proxy.server.surfaces.responses import ResponsesSurface
 
 router = APIRouter()
 
-# Served by the fast path (server/fast_path.py); declared below for the OpenAPI document.
-SURFACE_ROUTES: dict[str, Surface] = {"/v1/chat/completions": CHAT}
+# Served by the fast path (server/fast_path.py), one surface instance per request; the
+# routes below declare them for the OpenAPI document (and serve them if it is bypassed).
+SURFACE_ROUTES: dict[str, type[Surface]] = {
+    "/v1/chat/completions": ChatSurface,
+    "/v1/responses": ResponsesSurface,
+    "/v1/messages": MessagesSurface,
+}
 
 
 @router.post(
@@ -49,7 +62,7 @@ SURFACE_ROUTES: dict[str, Surface] = {"/v1/chat/completions": CHAT}
 )
 async def chat_completions(request: Request) -> Response:
     """OpenAI chat completions, streamed or not; `model` is auto, a decision or a model."""
-    return await handler.serve(CHAT, await current_runtime(request), request)
+    return await handler.serve(ChatSurface(), await current_runtime(request), request)
 
 
 @router.post(
@@ -63,8 +76,36 @@ async def chat_completions(request: Request) -> Response:
 )
 async def responses(request: Request) -> Response:
     """OpenAI Responses API, streamed or not; nothing is stored (send the whole input)."""
-    # A surface instance per request: the answer echoes the request's settings.
     return await handler.serve(ResponsesSurface(), await current_runtime(request), request)
+
+
+@router.post(
+    "/v1/messages",
+    openapi_extra=MESSAGES_BODY,
+    tags=["anthropic"],
+    responses={
+        200: {
+            "model": AnthropicMessage,
+            "content": MESSAGES_STREAM,
+            "description": "JSON, or the Messages stream's events",
+        },
+        **anthropic_errors(400, 401, 404, 413, 422, 429, 502, 504),
+    },
+)
+async def messages(request: Request) -> Response:
+    """Anthropic Messages, streamed or not; `model` is auto, a decision or a model."""
+    return await handler.serve(MessagesSurface(), await current_runtime(request), request)
+
+
+@router.post(
+    "/v1/messages/count_tokens",
+    openapi_extra=COUNT_TOKENS_BODY,
+    tags=["anthropic"],
+    responses={200: {"model": TokenCount}, **anthropic_errors(400, 401, 413)},
+)
+async def count_message_tokens(request: Request, runtime: CurrentRuntime) -> Response:
+    """The tokens of a Messages prompt, counted offline; calls no model."""
+    return await count_tokens(runtime, request)
 
 
 @router.post(
@@ -74,9 +115,13 @@ async def responses(request: Request) -> Response:
     responses={200: {"model": RoutePlanBody}, **errors(400, 401, 404, 413)},
 )
 async def route(request: Request, runtime: CurrentRuntime) -> Response:
-    """Dry run: the decision, signals and chosen model for a chat body or a Responses body
-    (``input`` without ``messages``); calls no upstream."""
-    return await handler.dry_run(EITHER_BODY, runtime, request)
+    """Dry run: the decision, signals and chosen model for a chat, Responses or Messages
+    body (recognised by its fields, or named: `?surface=messages`); calls no upstream."""
+    try:
+        surface = AnyBodySurface(request.query_params.get("surface"))
+    except GatewayError as exc:
+        return error_response(exc, {REQUEST_ID_HEADER: request_id_of(request)})
+    return await handler.dry_run(surface, runtime, request)
 
 
 @router.get("/v1/models", tags=["openai"], responses={200: {"model": ModelList}, **errors(401)})

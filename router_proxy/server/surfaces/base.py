@@ -4,6 +4,10 @@ The canonical request is an OpenAI chat completion (``ChatCompletionRequest`` pl
 JSON body forwarded upstream); a surface whose clients speak something else translates
 both ways here. Everything else (admission, routing, fallback, accounting) is the
 engine's and the same for every surface.
+
+One instance serves one request (the routes make one each): a surface may keep what
+``parse`` read for ``render`` and ``translate_stream`` (the Responses API echoes the
+request's settings in its answer).
 """
 
 from __future__ import annotations
@@ -35,6 +39,11 @@ class Surface(ABC):
     ) -> tuple[ChatCompletionRequest, dict[str, Any]]:
         """The canonical request and the chat-format body to send upstream; raises
         InvalidRequestError naming the bad field."""
+
+    def response_headers(self, headers: dict[str, str]) -> dict[str, str]:
+        """The ``x-router-*`` headers of an answer or an error, plus the surface's own
+        (e.g. the request id under the name its SDK reads)."""
+        return headers
 
     def render(self, completion: Completion) -> bytes:
         """The answer in this surface's shape."""

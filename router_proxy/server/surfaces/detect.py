@@ -1,27 +1,55 @@
-"""The dry run (``POST /v1/route``) reads either API's body: a chat request's
-``messages`` or a Responses request's ``input``; routing sees the same canonical request
-either way."""
+"""The dry run (``POST /v1/route``, ``router-proxy explain --body``) reads any surface's
+body: named (``?surface=messages``) or recognised by its shape. Routing sees the same
+canonical request whichever API the body speaks."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from router_proxy.config.schema import ServerConfig
+from router_proxy.errors import InvalidRequestError
 from router_proxy.protocol import ChatCompletionRequest
 from router_proxy.server.surfaces.base import Surface
-from router_proxy.server.surfaces.chat import CHAT
+from router_proxy.server.surfaces.chat import ChatSurface
+from router_proxy.server.surfaces.messages import MessagesSurface
 from router_proxy.server.surfaces.responses import ResponsesSurface
 
+SURFACES: dict[str, type[Surface]] = {
+    "chat": ChatSurface,
+    "responses": ResponsesSurface,
+    "messages": MessagesSurface,
+}
+# Fields only a Messages body has (a chat body has none of them).
+_MESSAGES_ONLY = ("system", "stop_sequences", "top_k", "thinking")
 
-class EitherBodySurface(Surface):
+
+def recognise(raw: dict[str, Any]) -> type[Surface]:
+    """A Responses body has ``input`` and no ``messages``; a Messages body has one of the
+    fields only it has; anything else is read as chat."""
+    if "input" in raw and "messages" not in raw:
+        return ResponsesSurface
+    if any(key in raw for key in _MESSAGES_ONLY):
+        return MessagesSurface
+    return ChatSurface
+
+
+class AnyBodySurface(Surface):
     name = "route"
+
+    def __init__(self, named: str | None = None) -> None:
+        if named is not None and named not in SURFACES:
+            raise InvalidRequestError(
+                f"Unknown surface '{named}'; one of: {', '.join(SURFACES)}", param="surface"
+            )
+        self.named = named
+
+    def credential(self, headers: Mapping[str, str]) -> str | None:
+        """Any surface's way of sending the key (an Anthropic client's ``x-api-key``)."""
+        return MessagesSurface().credential(headers)
 
     def parse(
         self, raw: dict[str, Any], settings: ServerConfig
     ) -> tuple[ChatCompletionRequest, dict[str, Any]]:
-        if "input" in raw and "messages" not in raw:
-            return ResponsesSurface().parse(raw, settings)
-        return CHAT.parse(raw, settings)
-
-
-EITHER_BODY = EitherBodySurface()
+        surface = SURFACES[self.named] if self.named is not None else recognise(raw)
+        return surface().parse(raw, settings)

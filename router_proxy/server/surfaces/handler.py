@@ -33,17 +33,19 @@ async def serve(surface: Surface, runtime: Runtime, request: Request) -> Respons
         if record.stream:
             opened = await engine.open_stream(ctx, record)
             streaming = True
+            headers = surface.response_headers(record.headers())
             return EventStreamResponse(
-                _stream(surface, runtime, opened, record),
-                headers={**record.headers(), "cache-control": "no-cache"},
+                _stream(surface, runtime, opened, record), headers | {"cache-control": "no-cache"}
             )
         completion = await engine.complete(ctx, record)
         return Response(
-            surface.render(completion), media_type="application/json", headers=record.headers()
+            surface.render(completion),
+            media_type="application/json",
+            headers=surface.response_headers(record.headers()),
         )
     except GatewayError as exc:
         engine.failed(record, exc)
-        return surface.error_response(exc, record.headers())
+        return surface.error_response(exc, surface.response_headers(record.headers()))
     finally:
         if not streaming:
             runtime.release()
