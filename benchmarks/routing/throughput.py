@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.overhead import run as harness
+from benchmarks.overhead import procs, wrkrun
 
 HERE = Path(__file__).resolve().parent
 OVERHEAD = HERE.parent / "overhead"
@@ -21,15 +21,15 @@ def compare_policies(rounds: int, duration: int, connections: int = 32) -> dict[
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("wrk is missing: apt-get install -y wrk")
-    fleet = harness.Fleet()
+    fleet = procs.Fleet()
     logs = HERE / "results" / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    up_port, kw_port, emb_port = harness.free_ports(3)
+    up_port, kw_port, emb_port = procs.free_ports(3)
     url = f"http://127.0.0.1:{up_port}/v1"
     py = sys.executable
     try:
         upstream = fleet.add(
-            harness.Server(
+            procs.Server(
                 "upstream",
                 [py, str(OVERHEAD / "upstream.py"), "--port", str(up_port)],
                 up_port,
@@ -38,7 +38,7 @@ def compare_policies(rounds: int, duration: int, connections: int = 32) -> dict[
         )
         gateways = {
             name: fleet.add(
-                harness.Server(
+                procs.Server(
                     name,
                     [
                         py,
@@ -62,13 +62,13 @@ def compare_policies(rounds: int, duration: int, connections: int = 32) -> dict[
                 ("embedding", HERE / "policies" / "embedding.yaml", emb_port),
             )
         }
-        harness.wait_ready(upstream, health=False)
+        procs.wait_ready(upstream, health=False)
         for server in gateways.values():
-            harness.wait_ready(server, health=True)
+            procs.wait_ready(server, health=True)
         rps: dict[str, list[float]] = {name: [] for name in gateways}
         for round_no in range(1, rounds + 1):
             for name, server in gateways.items():
-                result = harness.run_wrk(
+                result = wrkrun.run_wrk(
                     wrk,
                     server,
                     target=name,

@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.overhead import run as harness
+from benchmarks.overhead import procs, wrkrun
 
 HERE = Path(__file__).resolve().parent
 OVERHEAD = HERE.parent / "overhead"
@@ -44,13 +44,13 @@ RESULTS = HERE / "results"
 WORKERS = (1, 2)
 
 
-def start(fleet: harness.Fleet) -> dict[int, harness.Server]:
+def start(fleet: procs.Fleet) -> dict[int, procs.Server]:
     logs = RESULTS / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    up_port, *ports = harness.free_ports(1 + len(WORKERS))
+    up_port, *ports = procs.free_ports(1 + len(WORKERS))
     py = sys.executable
     upstream = fleet.add(
-        harness.Server(
+        procs.Server(
             "upstream",
             [py, str(OVERHEAD / "upstream.py"), "--port", str(up_port)],
             up_port,
@@ -60,11 +60,11 @@ def start(fleet: harness.Fleet) -> dict[int, harness.Server]:
     gateways = {}
     for workers, port in zip(WORKERS, ports, strict=True):
         cmd = [
-            *(py, "-m", "router_proxy", "serve", "--config", str(harness.POLICY)),
+            *(py, "-m", "router_proxy", "serve", "--config", str(OVERHEAD / "policy.yaml")),
             *("--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)),
         ]
         gateways[workers] = fleet.add(
-            harness.Server(
+            procs.Server(
                 f"workers-{workers}",
                 cmd,
                 port,
@@ -72,13 +72,13 @@ def start(fleet: harness.Fleet) -> dict[int, harness.Server]:
                 env={"UPSTREAM_URL": f"http://127.0.0.1:{up_port}/v1"},
             )
         )
-    harness.wait_ready(upstream, health=True)
+    procs.wait_ready(upstream, health=True)
     for server in gateways.values():
-        harness.wait_ready(server, health=True)
+        procs.wait_ready(server, health=True)
     return gateways
 
 
-def counted_requests(server: harness.Server) -> float:
+def counted_requests(server: procs.Server) -> float:
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     try:
         conn.request("GET", "/metrics")
@@ -89,14 +89,14 @@ def counted_requests(server: harness.Server) -> float:
 
 
 def bench(args: argparse.Namespace, wrk: str, report: dict[str, Any]) -> int:
-    fleet = harness.Fleet()
+    fleet = procs.Fleet()
     try:
         gateways = start(fleet)
         answered = {w: 1.0 for w in WORKERS}  # wait_ready's probe request
         print(f"warm-up: {args.warmup} s each", flush=True)
         for workers, server in gateways.items():
             if args.warmup:
-                warm = harness.run_wrk(
+                warm = wrkrun.run_wrk(
                     wrk,
                     server,
                     target=f"w{workers}",
@@ -105,11 +105,11 @@ def bench(args: argparse.Namespace, wrk: str, report: dict[str, Any]) -> int:
                     round_no=0,
                 )
                 answered[workers] += warm.requests
-        runs: list[harness.WrkResult] = []
+        runs: list[wrkrun.WrkResult] = []
         for round_no in range(1, args.rounds + 1):
             line = [f"round {round_no}/{args.rounds}:"]
             for workers, server in gateways.items():
-                result = harness.run_wrk(
+                result = wrkrun.run_wrk(
                     wrk,
                     server,
                     target=f"w{workers}",
@@ -172,15 +172,15 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
-            "wrk": harness.wrk_version(wrk),
+            "wrk": wrkrun.wrk_version(wrk),
         },
         "settings": vars(args) | {"output": str(args.output), "wrk_threads": 2},
     }
     status = 2
     try:
-        with harness.sigterm_as_interrupt():
+        with procs.sigterm_as_interrupt():
             status = bench(args, wrk, report)
-    except harness.BenchError as exc:
+    except procs.BenchError as exc:
         report["error"] = str(exc)
         print(f"\nFAILED: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
