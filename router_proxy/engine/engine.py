@@ -1,7 +1,7 @@
 """Engine: takes one canonical request through admission, routing, dispatch and the
 provider, and accounts for it. Every surface calls the same methods, in this order:
 
-    admit -> route -> complete | (open_stream -> relay)
+    admit -> route -> (complete -> answered) | (open_stream -> relay)
 
 and ``failed`` for an error that ends the request before its answer. No HTTP here: a
 surface reads its request and writes its answer (server/surfaces).
@@ -82,8 +82,8 @@ class Engine:
         return plan
 
     async def complete(self, ctx: RequestContext, record: RequestRecord) -> Completion:
-        """The whole answer from the first candidate that gives one; charged and
-        accounted as it returns."""
+        """The whole answer from the first candidate that gives one, charged to the
+        budgets; ``answered`` accounts for it once it has been sent."""
         plan, upstream = self._plan(record), self.upstream
         body = plan.outgoing_body(ctx)
 
@@ -95,8 +95,12 @@ class Engine:
         record.first_byte_seconds = record.upstream_seconds = outcome.seconds
         record.usage = outcome.result.usage
         await self.accounting.charge(record)
-        self.accounting.finish(record, 200)
         return outcome.result
+
+    def answered(self, record: RequestRecord) -> None:
+        """A whole answer has been sent: metrics and the log line. (After sending, not
+        before: the client does not wait for them.)"""
+        self.accounting.finish(record, 200)
 
     async def open_stream(self, ctx: RequestContext, record: RequestRecord) -> OpenedStream:
         """A stream from the first candidate whose first event arrives; ``relay`` then

@@ -8,6 +8,7 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 from fastapi.responses import JSONResponse, Response
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 
 from router_proxy.context import SECRET_HEADERS, RequestContext
@@ -42,6 +43,7 @@ async def serve(surface: Surface, runtime: Runtime, request: Request) -> Respons
             surface.render(completion),
             media_type="application/json",
             headers=surface.response_headers(record.headers()),
+            background=BackgroundTask(_answered, engine, record),
         )
     except GatewayError as exc:
         engine.failed(record, exc)
@@ -49,6 +51,10 @@ async def serve(surface: Surface, runtime: Runtime, request: Request) -> Respons
     finally:
         if not streaming:
             runtime.release()
+
+
+async def _answered(engine: Engine, record: RequestRecord) -> None:
+    engine.answered(record)  # async: Starlette runs a plain function in its thread pool
 
 
 async def dry_run(surface: Surface, runtime: Runtime, request: Request) -> Response:
