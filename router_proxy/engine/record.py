@@ -13,6 +13,8 @@ from router_proxy.protocol import Usage
 from router_proxy.resilience.dispatch import AttemptLog
 
 REQUEST_ID_HEADER = "x-router-request-id"
+# The same id under the name the OpenAI SDK reads into ``response._request_id``.
+SDK_REQUEST_ID_HEADER = "x-request-id"
 
 
 @dataclass(eq=False, slots=True)
@@ -47,9 +49,10 @@ class RequestRecord:
         return self.plan.model if self.plan is not None else None
 
     def headers(self) -> dict[str, str]:
-        """``x-router-*``: the request id always; decision, model and attempts once routed
-        (an error before routing, e.g. a bad key or body, has none to tell)."""
-        headers = {REQUEST_ID_HEADER: self.request_id}
+        """``x-router-*``: the request id always (also as ``x-request-id``); decision,
+        model and attempts once routed (an error before routing, e.g. a bad key or body,
+        has none to tell)."""
+        headers = {REQUEST_ID_HEADER: self.request_id, SDK_REQUEST_ID_HEADER: self.request_id}
         if self.plan is not None:
             headers["x-router-decision"] = self.plan.decision
             headers["x-router-model"] = self.attempts.model or self.plan.model

@@ -29,9 +29,17 @@ ACCESS_LOGGER = "router_proxy.access"
 access_log = logging.getLogger(ACCESS_LOGGER)
 
 
+_second: list[tuple[int, str]] = [(-1, "")]  # the last second formatted, and its text
+
+
 def _timestamp(created: float) -> str:
-    millis = int(created * 1000) % 1000
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{millis:03d}Z"
+    """ISO 8601 UTC with milliseconds; strftime once per second, not once per line."""
+    second = int(created)
+    last, text = _second[0]
+    if second != last:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second[0] = (second, text)
+    return f"{text}.{int(created * 1000) % 1000:03d}Z"
 
 
 class JsonFormatter(logging.Formatter):

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from router_proxy.engine.record import SDK_REQUEST_ID_HEADER
 from router_proxy.errors import (
     GatewayError,
     InvalidRequestError,
@@ -25,9 +26,10 @@ logger = logging.getLogger("router_proxy.server")
 
 
 def error_response(exc: GatewayError, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse(
-        exc.to_dict(), status_code=exc.status_code, headers={**exc.headers, **(headers or {})}
-    )
+    headers = {**exc.headers, **(headers or {})}
+    if REQUEST_ID_HEADER in headers:  # also under the name the OpenAI SDK reads
+        headers.setdefault(SDK_REQUEST_ID_HEADER, headers[REQUEST_ID_HEADER])
+    return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
