@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from router_proxy.protocol import ChatCompletionRequest, message_text
+from router_proxy.protocol import ChatCompletionRequest, Endpoint, message_text
 
 TextScope = Literal["last_user", "user", "all"]
 
@@ -24,6 +24,9 @@ class RequestContext:
     raw_body: dict[str, Any]
     request_id: str
     headers: Mapping[str, str] = field(default_factory=dict)  # lower-cased names
+    # What ``raw_body`` is for: routing reads ``request`` (the canonical chat shape) for
+    # every endpoint; the body goes upstream to this one.
+    endpoint: Endpoint = "chat"
     _texts: dict[str, str] = field(default_factory=dict, repr=False)
     # Per-request results signals share (e.g. one token count for several length signals).
     memo: dict[str, Any] = field(default_factory=dict, repr=False)

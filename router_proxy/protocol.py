@@ -7,13 +7,18 @@ OpenAI-compatible upstreams untouched.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 # Counts above this are refused (400) as the document says; JSON integers beyond 64 bits
 # would be refused anyway, with a less helpful message.
 MAX_COUNT = 2**31 - 1
+
+
+# The OpenAI APIs a call to a model can be for: a chat completion (every provider), a
+# legacy text completion, an embedding. A provider lists the ones it serves.
+Endpoint = Literal["chat", "completions", "embeddings"]
 
 
 class ChatMessage(BaseModel):
@@ -38,6 +43,51 @@ class ChatCompletionRequest(BaseModel):
     stop: str | list[str] | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
+
+
+# A prompt or an input: text, texts, or token ids (one list, or one per item).
+TokenId = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+TextOrTokens = str | list[str] | list[TokenId] | list[list[TokenId]]
+
+
+class CompletionRequest(BaseModel):
+    """``POST /v1/completions`` (legacy text completions, fill-in-the-middle via
+    ``suffix``): what the gateway reads; the rest passes through."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    prompt: TextOrTokens
+    stream: bool = False
+    max_tokens: int | None = Field(default=None, ge=0, le=MAX_COUNT)
+    n: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    suffix: str | None = None
+
+
+class EmbeddingRequest(BaseModel):
+    """``POST /v1/embeddings``: what the gateway reads; the rest passes through."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    # Nothing to embed is refused, as OpenAI does.
+    input: (
+        Annotated[str, Field(min_length=1)]
+        | Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+        | Annotated[list[TokenId], Field(min_length=1)]
+        | Annotated[list[Annotated[list[TokenId], Field(min_length=1)]], Field(min_length=1)]
+    )
+    encoding_format: Literal["float", "base64"] | None = None
+    dimensions: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    stream: Literal[False] | None = None  # one answer: an embedding is never streamed
+
+
+def texts_of(value: TextOrTokens) -> list[str]:
+    """The texts of a prompt or input (token ids carry none the signals can read)."""
+    if isinstance(value, str):
+        return [value]
+    return [item for item in value if isinstance(item, str)]
 
 
 class Usage(BaseModel):

@@ -72,7 +72,13 @@ def api_schema(fuzz_gateway: tuple[str, list[str]]) -> Any:
     # routing and the mock models (and must succeed); invalid data still tries any string.
     spec = copy.deepcopy(spec)
     schemas = spec["components"]["schemas"]
-    for name in ("ChatCompletionRequest", "ResponsesRequest", "MessagesRequest"):
+    for name in (
+        "ChatCompletionRequest",
+        "ResponsesRequest",
+        "MessagesRequest",
+        "CompletionRequest",
+        "EmbeddingRequest",
+    ):
         schemas[name]["properties"]["model"] = {"type": "string", "enum": names}
     # Likewise, a tool_choice naming one function must name one of the request's tools (a
     # model refuses it otherwise, as OpenAI does): valid requests choose none, auto or
@@ -133,6 +139,8 @@ CHECKS = [
 OPERATIONS = [
     ("POST", "/v1/chat/completions"),
     ("POST", "/v1/responses"),
+    ("POST", "/v1/completions"),
+    ("POST", "/v1/embeddings"),
     ("POST", "/v1/messages"),
     ("POST", "/v1/messages/count_tokens"),
     ("POST", "/v1/route"),

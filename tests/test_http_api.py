@@ -11,6 +11,7 @@ import openai
 import pytest
 
 from tests.conftest import POLICY, UPSTREAM_KEY, GatewayFactory
+from tests.support.logs import log_line
 
 CHAT = "/v1/chat/completions"
 BODY = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
@@ -136,6 +137,7 @@ def test_one_json_log_line_per_request_with_its_id(
         headers={"x-request-id": "req-abc-123", "authorization": "Bearer client-key"},
     )
     assert response.headers["x-router-request-id"] == "req-abc-123"
+    log_line(caplog, "req-abc-123")  # written just after the answer went
     records = [
         r for r in caplog.records if getattr(r, "fields", {}).get("request_id") == "req-abc-123"
     ]

@@ -9,7 +9,6 @@ in Anthropic's shapes. The mappings themselves: tests/test_translate_messages.py
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +21,7 @@ from router_proxy.observability.logging import ACCESS_LOGGER
 from router_proxy.server.surfaces.messages import anthropic_error
 from router_proxy.signals.tokens import shared_counter
 from tests.conftest import ANTHROPIC_KEY, UPSTREAM_KEY, GatewayFactory
+from tests.support.logs import log_line
 from tests.support.upstream import PROMPT_TOKENS, TOOL_ARGUMENTS, TOOL_NAME, FakeUpstream
 
 CLIENT_KEY = "sk-client-messages-42"
@@ -76,19 +76,6 @@ def http(gateway: str) -> Iterator[httpx.Client]:
 
 def last_upstream_body(upstream: FakeUpstream, path: str = "/v1/chat/completions") -> Any:
     return next(body for p, _, body in reversed(upstream.requests) if p == path)
-
-
-def log_line(caplog: pytest.LogCaptureFixture, request_id: str) -> dict[str, Any]:
-    """The request's access log line, waiting a little for a stream's (written at its
-    end, which the client may see first)."""
-    deadline = time.monotonic() + 5
-    while True:
-        for record in caplog.records:
-            fields = record.__dict__.get("fields", {})
-            if record.name == ACCESS_LOGGER and fields.get("request_id") == request_id:
-                return dict(fields)
-        assert time.monotonic() < deadline, f"no log line for {request_id}"
-        time.sleep(0.02)
 
 
 def assert_anthropic_error(response: httpx.Response, status: int, kind: str) -> str:

@@ -23,6 +23,7 @@ from router_proxy.translate.responses_output import echo_of, from_chat_completio
 from router_proxy.translate.responses_request import to_chat
 from router_proxy.translate.responses_stream import ResponsesStream
 from tests.conftest import GatewayFactory
+from tests.support.logs import log_line
 from tests.support.upstream import TOOL_ARGUMENTS, TOOL_NAME, FakeUpstream
 
 RESPONSES = "/v1/responses"
@@ -718,10 +719,10 @@ def test_log_line_and_metrics_count_the_surface(
     assert response.headers["x-router-decision"] == "legal"
     assert response.headers["x-router-model"] == "claude"
     assert response.json()["output"][0]["content"][0]["text"] == "echo: a contract"
-    lines = [r.__dict__["fields"] for r in caplog.records if r.name == ACCESS_LOGGER]
-    assert lines[-1]["surface"] == "responses"
-    assert lines[-1]["path"] == RESPONSES
-    assert lines[-1]["decision"] == "legal"
+    logged = log_line(caplog, response.headers["x-router-request-id"])
+    assert logged["surface"] == "responses"
+    assert logged["path"] == RESPONSES
+    assert logged["decision"] == "legal"
     assert count() == before + 1
 
 

@@ -28,6 +28,7 @@ from router_proxy.server.app import create_app
 from router_proxy.server.deps import CurrentRuntime
 from router_proxy.server.surfaces import handler
 from router_proxy.server.surfaces.base import Surface
+from tests.support.logs import log_line
 from tests.support.serving import ServerThread
 from tests.support.upstream import FakeUpstream
 
@@ -105,9 +106,9 @@ def test_a_new_surface_is_routed_and_falls_back_like_chat(
     assert response.headers["x-router-decision"] == "coding"
     assert response.headers["x-router-model"] == "echo"  # broken failed: fallback
     assert response.headers["x-router-attempts"] == "2"  # broken (500: no retry), then echo
-    lines = [r.__dict__["fields"] for r in caplog.records if r.name == ACCESS_LOGGER]
-    assert lines[-1]["surface"] == "say"
-    assert lines[-1]["path"] == "/v1/say"
+    line = log_line(caplog, response.headers["x-router-request-id"])
+    assert line["surface"] == "say"
+    assert line["path"] == "/v1/say"
     metrics = httpx.get(gateway + "/metrics").text
     assert 'router_requests_total{decision="coding",model="echo",status="200"} 1.0' in metrics
     assert 'router_fallbacks_total{decision="coding"} 1.0' in metrics

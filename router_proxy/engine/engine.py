@@ -21,9 +21,10 @@ from router_proxy.engine.accounting import Accounting
 from router_proxy.engine.auth import ClientAuth
 from router_proxy.engine.record import RequestRecord
 from router_proxy.engine.upstream import Upstream
-from router_proxy.errors import GatewayError
+from router_proxy.errors import GatewayError, InvalidRequestError
 from router_proxy.observability.metrics import Metrics
 from router_proxy.pipeline import Pipeline, RoutePlan
+from router_proxy.protocol import Endpoint
 from router_proxy.providers.base import ChatStream, Completion
 from router_proxy.resilience.dispatch import Dispatcher
 from router_proxy.resilience.rate_limits import RateLimits
@@ -84,13 +85,14 @@ class Engine:
     async def complete(self, ctx: RequestContext, record: RequestRecord) -> Completion:
         """The whole answer from the first candidate that gives one, charged to the
         budgets; ``answered`` accounts for it once it has been sent."""
-        plan, upstream = self._plan(record), self.upstream
+        plan, upstream, endpoint = self._plan(record), self.upstream, ctx.endpoint
         body = plan.outgoing_body(ctx)
 
         async def attempt(model: str, left: float | None) -> Completion:
-            return await upstream.complete(body, model, left, record.request_id)
+            return await upstream.complete(body, model, left, record.request_id, endpoint)
 
-        outcome = await self.dispatcher.run(plan.candidates, attempt, record.attempts)
+        candidates = self._serving(plan, endpoint)
+        outcome = await self.dispatcher.run(candidates, attempt, record.attempts)
         record.call_started = outcome.started
         record.first_byte_seconds = record.upstream_seconds = outcome.seconds
         record.usage = outcome.result.usage
@@ -105,13 +107,14 @@ class Engine:
     async def open_stream(self, ctx: RequestContext, record: RequestRecord) -> OpenedStream:
         """A stream from the first candidate whose first event arrives; ``relay`` then
         sends it, and accounts for it at its end."""
-        plan, upstream = self._plan(record), self.upstream
+        plan, upstream, endpoint = self._plan(record), self.upstream, ctx.endpoint
         body = plan.outgoing_body(ctx)
 
         async def attempt(model: str, left: float | None) -> tuple[ChatStream, bytes]:
-            return await upstream.open_stream(body, model, left, record.request_id)
+            return await upstream.open_stream(body, model, left, record.request_id, endpoint)
 
-        outcome = await self.dispatcher.run(plan.candidates, attempt, record.attempts)
+        candidates = self._serving(plan, endpoint)
+        outcome = await self.dispatcher.run(candidates, attempt, record.attempts)
         record.call_started = outcome.started
         record.first_byte_seconds = outcome.seconds
         stream, first = outcome.result
@@ -154,6 +157,21 @@ class Engine:
         """The request ends with ``error`` before any answer was sent."""
         record.error = error
         self.accounting.finish(record, error.status_code)
+
+    def _serving(self, plan: RoutePlan, endpoint: Endpoint) -> tuple[str, ...]:
+        """The plan's candidates whose provider serves ``endpoint``, in order; a request
+        no candidate can serve is the client's to fix (400)."""
+        if endpoint == "chat":  # every provider serves chat
+            return plan.candidates
+        serving = tuple(m for m in plan.candidates if self.upstream.serves(m, endpoint))
+        if not serving:
+            raise InvalidRequestError(
+                f"No candidate of decision '{plan.decision}' serves /v1/{endpoint} (its "
+                f"models' providers cannot): route it to a model whose provider does",
+                param="model",
+                code="unsupported_endpoint",
+            )
+        return serving
 
     @staticmethod
     def _plan(record: RequestRecord) -> RoutePlan:

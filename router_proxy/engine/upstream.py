@@ -10,6 +10,7 @@ from typing import Any
 
 from router_proxy.config.schema import ModelConfig
 from router_proxy.errors import GatewayError, UpstreamError, UpstreamTimeoutError
+from router_proxy.protocol import Endpoint
 from router_proxy.providers.base import ChatStream, Completion, Provider, UpstreamCall
 
 
@@ -21,24 +22,44 @@ class Upstream:
             for name, model in models.items()
         }
 
+    def serves(self, model: str, endpoint: Endpoint) -> bool:
+        """Whether ``model``'s provider serves ``endpoint`` (every one serves chat)."""
+        return endpoint in self._targets[model][0].endpoints
+
     def call(
-        self, body: dict[str, Any], model: str, left: float | None, request_id: str
+        self,
+        body: dict[str, Any],
+        model: str,
+        left: float | None,
+        request_id: str,
+        endpoint: Endpoint = "chat",
     ) -> tuple[Provider, UpstreamCall]:
         provider, upstream_model, config = self._targets[model]
         timeouts = config.timeouts.within(left)
-        return provider, UpstreamCall(model, upstream_model, body, timeouts, request_id)
+        call = UpstreamCall(model, upstream_model, body, timeouts, request_id, endpoint)
+        return provider, call
 
     async def complete(
-        self, body: dict[str, Any], model: str, left: float | None, request_id: str
+        self,
+        body: dict[str, Any],
+        model: str,
+        left: float | None,
+        request_id: str,
+        endpoint: Endpoint = "chat",
     ) -> Completion:
-        provider, call = self.call(body, model, left, request_id)
+        provider, call = self.call(body, model, left, request_id, endpoint)
         return await provider.complete(call)
 
     async def open_stream(
-        self, body: dict[str, Any], model: str, left: float | None, request_id: str
+        self,
+        body: dict[str, Any],
+        model: str,
+        left: float | None,
+        request_id: str,
+        endpoint: Endpoint = "chat",
     ) -> tuple[ChatStream, bytes]:
         """The opened stream and its first event."""
-        provider, call = self.call(body, model, left, request_id)
+        provider, call = self.call(body, model, left, request_id, endpoint)
         stream = await provider.stream(call)
         try:
             async with asyncio.timeout(call.timeouts.idle):

@@ -81,4 +81,15 @@ class RedactPiiPlugin(Plugin):
     def apply(self, body: Body, ctx: RequestContext) -> Body:
         if not self.enabled:
             return body
+        if ctx.endpoint != "chat":  # a text completion's prompt, an embedding's input
+            key = "prompt" if ctx.endpoint == "completions" else "input"
+            return {**body, key: self._texts(body.get(key))}
         return {**body, "messages": [self._message(m) for m in body.get("messages") or []]}
+
+    def _texts(self, value: Any) -> Any:
+        """A string or a list of strings redacted (token-id lists have no text)."""
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, list):
+            return [self.redact(v) if isinstance(v, str) else v for v in value]
+        return value

@@ -30,6 +30,8 @@ class SystemPromptPlugin(Plugin):
         self.options = options
 
     def apply(self, body: Body, ctx: RequestContext) -> Body:
+        if ctx.endpoint != "chat":  # a text completion or an embedding has no system turn
+            return body
         messages = body.get("messages") or []
         if self.options.mode == "replace":
             messages = [m for m in messages if m.get("role") not in _SYSTEM_ROLES]

@@ -8,14 +8,15 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from router_proxy.config.base import ProviderConfigBase
-from router_proxy.protocol import Usage
+from router_proxy.protocol import Endpoint, Usage
 from router_proxy.resilience.config import TimeoutsConfig
 
 
 @dataclass(frozen=True)
 class UpstreamCall:
-    """One call to one model. ``body`` is the client's OpenAI-format JSON (already
-    validated); adapters replace ``model`` with ``upstream_model`` and translate."""
+    """One call to one model. ``body`` is the client's OpenAI-format JSON for ``endpoint``
+    (already validated); adapters replace ``model`` with ``upstream_model`` and
+    translate."""
 
     model_name: str
     upstream_model: str
@@ -24,11 +25,12 @@ class UpstreamCall:
     # for the answer to start (on a stream, also each gap), ``total`` the whole call.
     timeouts: TimeoutsConfig
     request_id: str
+    endpoint: Endpoint = "chat"
 
 
 @dataclass(frozen=True)
 class Completion:
-    body: bytes  # OpenAI chat.completion JSON, ready to send to the client
+    body: bytes  # the endpoint's OpenAI JSON (chat.completion, ...), ready to send
     usage: Usage | None
 
 
@@ -59,6 +61,7 @@ class Provider(ABC):
     ``aclose`` with the app's lifespan."""
 
     config_model: ClassVar[type[ProviderConfigBase]]
+    endpoints: ClassVar[frozenset[Endpoint]] = frozenset({"chat"})
 
     def __init__(self, name: str, config: ProviderConfigBase) -> None:
         self.name = name
@@ -72,9 +75,11 @@ class Provider(ABC):
 
     @abstractmethod
     async def complete(self, call: UpstreamCall) -> Completion:
-        """A non-streaming chat completion."""
+        """The whole answer for ``call.endpoint`` (one of ``endpoints``), in OpenAI's
+        shape for it."""
 
     @abstractmethod
     async def stream(self, call: UpstreamCall) -> ChatStream:
-        """Open a streaming chat completion; raises before returning if the upstream
-        refuses, so the client can still get a proper error status."""
+        """Open a streaming completion (chat, or text completions where served); raises
+        before returning if the upstream refuses, so the client can still get a proper
+        error status."""

@@ -22,6 +22,7 @@ from router_proxy.protocol import ChatCompletionRequest, Usage
 from router_proxy.providers.base import ChatStream, Completion, Provider, StreamStats, UpstreamCall
 from router_proxy.providers.http import DONE_EVENT, sse_event
 from router_proxy.providers.mock_content import MAX_N, Reply, compose, estimate_tokens
+from router_proxy.providers.mock_endpoints import as_chat, embeddings, text_choice
 
 
 class MockProviderConfig(ProviderConfigBase):
@@ -36,15 +37,17 @@ class MockProviderConfig(ProviderConfigBase):
 class MockProvider(Provider):
     config_model = MockProviderConfig
     config: MockProviderConfig
+    endpoints = frozenset({"chat", "completions", "embeddings"})
 
     def _answer(self, call: UpstreamCall) -> tuple[Reply, int, Usage]:
         """One choice's reply (every choice gets the same: the mock is deterministic), the
         number of choices, and the usage of them all."""
-        request = ChatCompletionRequest.model_validate(call.body)
-        ctx = RequestContext(request, call.body, call.request_id)
+        body = call.body if call.endpoint == "chat" else as_chat(call)
+        request = ChatCompletionRequest.model_validate(body)
+        ctx = RequestContext(request, body, call.request_id)
         prompt = ctx.text("last_user")
         text = self.config.reply.format(model=call.upstream_model, prompt=prompt[:500])
-        reply = compose(request, call.body, call.upstream_model, prompt[:500], text)
+        reply = compose(request, body, call.upstream_model, prompt[:500], text)
         n = min(request.n or 1, MAX_N)
         usage = Usage(
             prompt_tokens=estimate_tokens(ctx.text("all")), completion_tokens=n * reply.tokens
@@ -65,12 +68,26 @@ class MockProvider(Provider):
 
     async def complete(self, call: UpstreamCall) -> Completion:
         await self._delay()
+        if call.endpoint == "embeddings":
+            payload, usage = embeddings(call)
+            return Completion(body=orjson.dumps(payload), usage=usage)
         reply, n, usage = self._answer(call)
-        choices = [
-            {"index": i, "message": _message(reply, call, i), "finish_reason": reply.finish_reason}
-            for i in range(n)
-        ]
-        payload = self._envelope(call, "chat.completion") | {
+        if call.endpoint == "completions":
+            text = [text_choice(i, reply.content or "", reply.finish_reason) for i in range(n)]
+            kind, choices = "text_completion", text
+        else:
+            kind, choices = (
+                "chat.completion",
+                [
+                    {
+                        "index": i,
+                        "message": _message(reply, call, i),
+                        "finish_reason": reply.finish_reason,
+                    }
+                    for i in range(n)
+                ],
+            )
+        payload = self._envelope(call, kind) | {
             "choices": choices,
             "usage": usage.model_dump() | {"total_tokens": usage.total_tokens},
         }
@@ -85,13 +102,19 @@ class MockProvider(Provider):
     async def _chunks(
         self, call: UpstreamCall, reply: Reply, n: int, usage: Usage, stats: StreamStats
     ) -> AsyncGenerator[bytes, None]:
-        base = self._envelope(call, "chat.completion.chunk")
+        text = call.endpoint == "completions"
+        base = self._envelope(call, "text_completion" if text else "chat.completion.chunk")
         for index in range(n):  # one choice after the other; each chunk names its choice
             for delta in _deltas(reply, call, index):
-                yield sse_event(
-                    base | {"choices": [{"index": index, "delta": delta, "finish_reason": None}]}
-                )
-            finish = {"index": index, "delta": {}, "finish_reason": reply.finish_reason}
+                if text:
+                    choice = text_choice(index, delta.get("content") or "", None)
+                else:
+                    choice = {"index": index, "delta": delta, "finish_reason": None}
+                yield sse_event(base | {"choices": [choice]})
+            if text:
+                finish = text_choice(index, "", reply.finish_reason)
+            else:
+                finish = {"index": index, "delta": {}, "finish_reason": reply.finish_reason}
             yield sse_event(base | {"choices": [finish]})
         stats.usage, stats.finish_reason = usage, reply.finish_reason
         if (call.body.get("stream_options") or {}).get("include_usage"):

@@ -15,8 +15,13 @@ from pydantic import Field, SecretStr
 
 from router_proxy.config.base import ProviderConfigBase
 from router_proxy.errors import UpstreamError
-from router_proxy.protocol import Usage
-from router_proxy.providers.base import ChatStream, Completion, StreamStats, UpstreamCall
+from router_proxy.protocol import Endpoint, Usage
+from router_proxy.providers.base import (
+    ChatStream,
+    Completion,
+    StreamStats,
+    UpstreamCall,
+)
 from router_proxy.providers.http import (
     DONE_EVENT,
     event_blocks,
@@ -27,7 +32,12 @@ from router_proxy.providers.http import (
 )
 from router_proxy.providers.http_provider import HTTPProvider, close_response
 
-CHAT_PATH = "chat/completions"
+# Each endpoint's path under the base URL.
+PATHS: dict[Endpoint, str] = {
+    "chat": "chat/completions",
+    "completions": "completions",
+    "embeddings": "embeddings",
+}
 
 
 class OpenAIProviderConfig(ProviderConfigBase):
@@ -58,6 +68,7 @@ def _usage(data: Any) -> Usage | None:
 class OpenAIProvider(HTTPProvider):
     config_model = OpenAIProviderConfig
     config: OpenAIProviderConfig
+    endpoints = frozenset(PATHS)
 
     @property
     def base_url(self) -> str:
@@ -70,6 +81,8 @@ class OpenAIProvider(HTTPProvider):
         return headers
 
     def _payload(self, call: UpstreamCall, *, stream: bool) -> dict[str, Any]:
+        if call.endpoint == "embeddings":  # no stream parameter there
+            return call.body | {"model": call.upstream_model}
         body = call.body | {"model": call.upstream_model, "stream": stream}
         if stream and self._adds_usage(call):
             body["stream_options"] = {
@@ -85,11 +98,13 @@ class OpenAIProvider(HTTPProvider):
         return self.config.stream_usage and not asked
 
     async def complete(self, call: UpstreamCall) -> Completion:
-        body, data = await self.send_json(CHAT_PATH, self._payload(call, stream=False), call)
+        path = PATHS[call.endpoint]
+        body, data = await self.send_json(path, self._payload(call, stream=False), call)
         return Completion(body=body, usage=_usage(data))
 
     async def stream(self, call: UpstreamCall) -> ChatStream:
-        response = await self.open_stream(CHAT_PATH, self._payload(call, stream=True), call)
+        path = PATHS[call.endpoint]
+        response = await self.open_stream(path, self._payload(call, stream=True), call)
         stats = StreamStats()
         return ChatStream(self._relay(response, call, stats, self._adds_usage(call)), stats)
 
@@ -164,7 +179,7 @@ def _observe(data: str, stats: StreamStats, call: UpstreamCall) -> bool:
         if choice.get("finish_reason"):
             stats.finish_reason = str(choice["finish_reason"])
             carries = True
-        elif choice.get("delta") or choice.get("logprobs"):
+        elif choice.get("delta") or choice.get("text") or choice.get("logprobs"):
             carries = True
     # Some servers send the usage chunk with an empty choice ({"index":0,"delta":{}}):
     # still nothing the client asked for.

@@ -3,15 +3,17 @@ that name the offending field."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from router_proxy.config.errors import format_path
 from router_proxy.errors import InvalidRequestError, PayloadTooLargeError
 from router_proxy.protocol import ChatCompletionRequest
+
+Body_T = TypeVar("Body_T", bound=BaseModel)
 
 
 async def read_json_body(request: Request, limit: int) -> dict[str, Any]:
@@ -55,8 +57,13 @@ def parse_chat_request(data: dict[str, Any], max_messages: int) -> ChatCompletio
             param="messages",
             code="too_many_messages",
         )
+    return validate_body(ChatCompletionRequest, data)
+
+
+def validate_body(model: type[Body_T], data: dict[str, Any]) -> Body_T:
+    """``data`` as ``model``; a 400 naming the first bad field otherwise."""
     try:
-        return ChatCompletionRequest.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(part for part in err["loc"] if not _is_type_tag(part))
@@ -68,5 +75,8 @@ def parse_chat_request(data: dict[str, Any], max_messages: int) -> ChatCompletio
 
 
 def _is_type_tag(part: int | str) -> bool:
-    # Union member names pydantic puts in locs, e.g. "str" or "list[dict[str,any]]".
-    return isinstance(part, str) and (part in {"str", "int", "float", "bool"} or "[" in part)
+    # Union member names pydantic puts in locs, e.g. "str", "list[dict[str,any]]" or
+    # "constrained-str".
+    return isinstance(part, str) and (
+        part in {"str", "int", "float", "bool"} or "[" in part or part.startswith("constrained-")
+    )

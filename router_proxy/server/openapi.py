@@ -20,7 +20,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict
 
 from router_proxy.config.schema import Config
-from router_proxy.protocol import ChatCompletionRequest
+from router_proxy.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from router_proxy.translate.anthropic_types import MessagesRequest, TokenCountRequest
 from router_proxy.translate.responses_schema import ResponsesRequest
 
@@ -53,6 +53,29 @@ class ChatCompletion(BaseModel):
     created: int
     model: str
     choices: list[dict[str, Any]]
+
+
+class TextCompletion(BaseModel):
+    """A legacy ``text_completion`` (fields beyond these pass through)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    choices: list[dict[str, Any]]
+
+
+class EmbeddingList(BaseModel):
+    """The embeddings of the inputs, in order (fields beyond these pass through)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    object: Literal["list"]
+    data: list[dict[str, Any]]
+    model: str
+    usage: dict[str, int] | None = None
 
 
 class ResponseObject(BaseModel):
@@ -172,6 +195,8 @@ CHAT_BODY = _body(_ref("ChatCompletionRequest"))
 RESPONSES_BODY = _body(_ref("ResponsesRequest"))
 MESSAGES_BODY = _body(_ref("MessagesRequest"))
 COUNT_TOKENS_BODY = _body(_ref("TokenCountRequest"))
+COMPLETIONS_BODY = _body(_ref("CompletionRequest"))
+EMBEDDINGS_BODY = _body(_ref("EmbeddingRequest"))
 # The dry run reads either: a body with ``input`` and no ``messages`` is a Responses one.
 ROUTE_BODY = _body({"anyOf": [_ref("ChatCompletionRequest"), _ref("ResponsesRequest")]})
 
@@ -248,7 +273,15 @@ def build_openapi(app: FastAPI, config: Config) -> dict[str, Any]:
     )
     components = spec.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
-    for model in (ChatCompletionRequest, ResponsesRequest, MessagesRequest, TokenCountRequest):
+    requests: tuple[type[BaseModel], ...] = (
+        ChatCompletionRequest,
+        ResponsesRequest,
+        MessagesRequest,
+        TokenCountRequest,
+        CompletionRequest,
+        EmbeddingRequest,
+    )
+    for model in requests:
         request = model.model_json_schema(ref_template=REF)
         schemas.update(request.pop("$defs", {}))
         schemas[model.__name__] = request

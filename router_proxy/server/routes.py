@@ -16,7 +16,9 @@ from router_proxy.server.errors import error_response
 from router_proxy.server.ids import REQUEST_ID_HEADER, request_id_of
 from router_proxy.server.openapi import (
     CHAT_BODY,
+    COMPLETIONS_BODY,
     COUNT_TOKENS_BODY,
+    EMBEDDINGS_BODY,
     MESSAGES_BODY,
     MESSAGES_STREAM,
     RESPONSES_BODY,
@@ -25,10 +27,12 @@ from router_proxy.server.openapi import (
     STREAM,
     AnthropicMessage,
     ChatCompletion,
+    EmbeddingList,
     ModelList,
     ResponseObject,
     RoutePlanBody,
     Status,
+    TextCompletion,
     TokenCount,
     anthropic_errors,
     errors,
@@ -36,7 +40,9 @@ from router_proxy.server.openapi import (
 from router_proxy.server.surfaces import handler
 from router_proxy.server.surfaces.base import Surface
 from router_proxy.server.surfaces.chat import ChatSurface
+from router_proxy.server.surfaces.completions import CompletionsSurface
 from router_proxy.server.surfaces.detect import AnyBodySurface
+from router_proxy.server.surfaces.embeddings import EmbeddingsSurface
 from router_proxy.server.surfaces.messages import MessagesSurface, count_tokens
 from router_proxy.server.surfaces.responses import ResponsesSurface
 
@@ -48,6 +54,8 @@ SURFACE_ROUTES: dict[str, type[Surface]] = {
     "/v1/chat/completions": ChatSurface,
     "/v1/responses": ResponsesSurface,
     "/v1/messages": MessagesSurface,
+    "/v1/completions": CompletionsSurface,
+    "/v1/embeddings": EmbeddingsSurface,
 }
 
 
@@ -77,6 +85,33 @@ async def chat_completions(request: Request) -> Response:
 async def responses(request: Request) -> Response:
     """OpenAI Responses API, streamed or not; nothing is stored (send the whole input)."""
     return await handler.serve(ResponsesSurface(), await current_runtime(request), request)
+
+
+@router.post(
+    "/v1/completions",
+    openapi_extra=COMPLETIONS_BODY,
+    tags=["openai"],
+    responses={
+        200: {"model": TextCompletion, "content": STREAM, "description": "JSON, or SSE chunks"},
+        **errors(400, 401, 404, 413, 422, 429, 502, 504),
+    },
+)
+async def completions(request: Request) -> Response:
+    """Legacy text completions (and fill-in-the-middle), streamed or not, to models whose
+    provider serves them; 400 when the decision's candidates cannot."""
+    return await handler.serve(CompletionsSurface(), await current_runtime(request), request)
+
+
+@router.post(
+    "/v1/embeddings",
+    openapi_extra=EMBEDDINGS_BODY,
+    tags=["openai"],
+    responses={200: {"model": EmbeddingList}, **errors(400, 401, 404, 413, 422, 429, 502, 504)},
+)
+async def embeddings(request: Request) -> Response:
+    """Embeddings of one input or a batch; routed and metered like any request (cost at
+    the model's input price)."""
+    return await handler.serve(EmbeddingsSurface(), await current_runtime(request), request)
 
 
 @router.post(

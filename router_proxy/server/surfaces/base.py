@@ -20,14 +20,23 @@ from fastapi.responses import Response
 
 from router_proxy.config.schema import ServerConfig
 from router_proxy.errors import GatewayError
-from router_proxy.protocol import ChatCompletionRequest
+from router_proxy.protocol import ChatCompletionRequest, ChatMessage, Endpoint
 from router_proxy.providers.base import Completion
 from router_proxy.providers.http import sse_event
 from router_proxy.server.errors import error_response
 
 
+def routing_request(model: str, text: str, *, stream: bool = False) -> ChatCompletionRequest:
+    """The canonical request routing reads for an API that is not chat: ``text`` as the
+    user's one turn (a prompt, an input to embed)."""
+    message = ChatMessage(role="user", content=text)
+    return ChatCompletionRequest(model=model, messages=[message], stream=stream)
+
+
 class Surface(ABC):
     name: ClassVar[str]  # in the log line and metrics: chat, responses, ...
+    # The upstream API the body from ``parse`` is for.
+    endpoint: ClassVar[Endpoint] = "chat"
 
     def credential(self, headers: Mapping[str, str]) -> str | None:
         """The client key as an ``Authorization`` value (``Bearer KEY``)."""

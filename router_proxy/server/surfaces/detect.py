@@ -12,6 +12,8 @@ from router_proxy.errors import InvalidRequestError
 from router_proxy.protocol import ChatCompletionRequest
 from router_proxy.server.surfaces.base import Surface
 from router_proxy.server.surfaces.chat import ChatSurface
+from router_proxy.server.surfaces.completions import CompletionsSurface
+from router_proxy.server.surfaces.embeddings import EmbeddingsSurface
 from router_proxy.server.surfaces.messages import MessagesSurface
 from router_proxy.server.surfaces.responses import ResponsesSurface
 
@@ -19,16 +21,20 @@ SURFACES: dict[str, type[Surface]] = {
     "chat": ChatSurface,
     "responses": ResponsesSurface,
     "messages": MessagesSurface,
+    "completions": CompletionsSurface,
+    "embeddings": EmbeddingsSurface,  # its body looks like a Responses one: name it
 }
 # Fields only a Messages body has (a chat body has none of them).
 _MESSAGES_ONLY = ("system", "stop_sequences", "top_k", "thinking")
 
 
 def recognise(raw: dict[str, Any]) -> type[Surface]:
-    """A Responses body has ``input`` and no ``messages``; a Messages body has one of the
-    fields only it has; anything else is read as chat."""
+    """A Responses body has ``input`` and no ``messages``, a text completion's ``prompt``;
+    a Messages body has one of the fields only it has; anything else is read as chat."""
     if "input" in raw and "messages" not in raw:
         return ResponsesSurface
+    if "prompt" in raw and "messages" not in raw:
+        return CompletionsSurface
     if any(key in raw for key in _MESSAGES_ONLY):
         return MessagesSurface
     return ChatSurface

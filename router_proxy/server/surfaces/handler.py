@@ -79,7 +79,7 @@ async def _canonical(
     raw = await read_json_body(request, engine.settings.max_body_bytes)
     chat, body = surface.parse(raw, engine.settings)
     headers = {k: v for k, v in request.headers.items() if k not in SECRET_HEADERS}
-    return RequestContext(chat, body, record.request_id, headers)
+    return RequestContext(chat, body, record.request_id, headers, surface.endpoint)
 
 
 async def _stream(
