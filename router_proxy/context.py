@@ -27,6 +27,10 @@ class RequestContext:
     # What ``raw_body`` is for: routing reads ``request`` (the canonical chat shape) for
     # every endpoint; the body goes upstream to this one.
     endpoint: Endpoint = "chat"
+    # The client's body in its own wire format (a surface other than chat), for a model
+    # whose provider speaks that format natively: it then goes upstream untranslated.
+    native_format: str | None = None
+    native_body: dict[str, Any] | None = None
     _texts: dict[str, str] = field(default_factory=dict, repr=False)
     # Per-request results signals share (e.g. one token count for several length signals).
     memo: dict[str, Any] = field(default_factory=dict, repr=False)

@@ -20,7 +20,7 @@ from router_proxy.context import RequestContext
 from router_proxy.engine.accounting import Accounting
 from router_proxy.engine.auth import ClientAuth
 from router_proxy.engine.record import RequestRecord
-from router_proxy.engine.upstream import Upstream
+from router_proxy.engine.upstream import Outgoing, Upstream
 from router_proxy.errors import GatewayError, InvalidRequestError
 from router_proxy.observability.metrics import Metrics
 from router_proxy.pipeline import Pipeline, RoutePlan
@@ -85,13 +85,13 @@ class Engine:
     async def complete(self, ctx: RequestContext, record: RequestRecord) -> Completion:
         """The whole answer from the first candidate that gives one, charged to the
         budgets; ``answered`` accounts for it once it has been sent."""
-        plan, upstream, endpoint = self._plan(record), self.upstream, ctx.endpoint
-        body = plan.outgoing_body(ctx)
+        plan, upstream = self._plan(record), self.upstream
+        out = _outgoing(plan, ctx)
 
         async def attempt(model: str, left: float | None) -> Completion:
-            return await upstream.complete(body, model, left, record.request_id, endpoint)
+            return await upstream.complete(out, model, left, record.request_id)
 
-        candidates = self._serving(plan, endpoint)
+        candidates = self._serving(plan, ctx.endpoint)
         outcome = await self.dispatcher.run(candidates, attempt, record.attempts)
         record.call_started = outcome.started
         record.first_byte_seconds = record.upstream_seconds = outcome.seconds
@@ -107,13 +107,13 @@ class Engine:
     async def open_stream(self, ctx: RequestContext, record: RequestRecord) -> OpenedStream:
         """A stream from the first candidate whose first event arrives; ``relay`` then
         sends it, and accounts for it at its end."""
-        plan, upstream, endpoint = self._plan(record), self.upstream, ctx.endpoint
-        body = plan.outgoing_body(ctx)
+        plan, upstream = self._plan(record), self.upstream
+        out = _outgoing(plan, ctx)
 
         async def attempt(model: str, left: float | None) -> tuple[ChatStream, bytes]:
-            return await upstream.open_stream(body, model, left, record.request_id, endpoint)
+            return await upstream.open_stream(out, model, left, record.request_id)
 
-        candidates = self._serving(plan, endpoint)
+        candidates = self._serving(plan, ctx.endpoint)
         outcome = await self.dispatcher.run(candidates, attempt, record.attempts)
         record.call_started = outcome.started
         record.first_byte_seconds = outcome.seconds
@@ -178,3 +178,11 @@ class Engine:
         if record.plan is None:
             raise RuntimeError("route() before calling an upstream")
         return record.plan
+
+
+def _outgoing(plan: RoutePlan, ctx: RequestContext) -> Outgoing:
+    """The body after the decision's plugins, and the client's own body for a provider
+    that speaks its wire format; only without plugins (they rewrite chat bodies: a system
+    prompt, redaction), so a native call never skips what the policy asks for."""
+    native = ctx.native_body if not plan.plugins else None
+    return Outgoing(plan.outgoing_body(ctx), ctx.endpoint, ctx.native_format, native)

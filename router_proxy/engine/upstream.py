@@ -6,12 +6,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from router_proxy.config.schema import ModelConfig
 from router_proxy.errors import GatewayError, UpstreamError, UpstreamTimeoutError
 from router_proxy.protocol import Endpoint
 from router_proxy.providers.base import ChatStream, Completion, Provider, UpstreamCall
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """What goes upstream for one request: the body for ``endpoint`` (chat-shaped for
+    chat), and the client's own body when it spoke another wire format (``native``),
+    sent instead to a model whose provider speaks that format."""
+
+    body: dict[str, Any]
+    endpoint: Endpoint = "chat"
+    native_format: str | None = None
+    native_body: dict[str, Any] | None = None
 
 
 class Upstream:
@@ -27,39 +40,28 @@ class Upstream:
         return endpoint in self._targets[model][0].endpoints
 
     def call(
-        self,
-        body: dict[str, Any],
-        model: str,
-        left: float | None,
-        request_id: str,
-        endpoint: Endpoint = "chat",
+        self, out: Outgoing, model: str, left: float | None, request_id: str
     ) -> tuple[Provider, UpstreamCall]:
         provider, upstream_model, config = self._targets[model]
         timeouts = config.timeouts.within(left)
-        call = UpstreamCall(model, upstream_model, body, timeouts, request_id, endpoint)
+        if out.native_body is not None and provider.speaks(out.native_format or ""):
+            body, native = out.native_body, True
+        else:
+            body, native = out.body, False
+        call = UpstreamCall(model, upstream_model, body, timeouts, request_id, out.endpoint, native)
         return provider, call
 
     async def complete(
-        self,
-        body: dict[str, Any],
-        model: str,
-        left: float | None,
-        request_id: str,
-        endpoint: Endpoint = "chat",
+        self, out: Outgoing, model: str, left: float | None, request_id: str
     ) -> Completion:
-        provider, call = self.call(body, model, left, request_id, endpoint)
+        provider, call = self.call(out, model, left, request_id)
         return await provider.complete(call)
 
     async def open_stream(
-        self,
-        body: dict[str, Any],
-        model: str,
-        left: float | None,
-        request_id: str,
-        endpoint: Endpoint = "chat",
+        self, out: Outgoing, model: str, left: float | None, request_id: str
     ) -> tuple[ChatStream, bytes]:
         """The opened stream and its first event."""
-        provider, call = self.call(body, model, left, request_id, endpoint)
+        provider, call = self.call(out, model, left, request_id)
         stream = await provider.stream(call)
         try:
             async with asyncio.timeout(call.timeouts.idle):

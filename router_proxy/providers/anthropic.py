@@ -14,9 +14,14 @@ import orjson
 from pydantic import Field, SecretStr
 
 from router_proxy.config.base import ProviderConfigBase
-from router_proxy.providers.anthropic_stream import to_openai_completion, translate_stream
+from router_proxy.providers.anthropic_stream import (
+    relay_native,
+    to_openai_completion,
+    translate_stream,
+)
 from router_proxy.providers.base import ChatStream, Completion, StreamStats, UpstreamCall
 from router_proxy.providers.http_provider import HTTPProvider
+from router_proxy.translate.anthropic_to_chat import usage_of
 from router_proxy.translate.chat_to_anthropic import to_anthropic_request
 
 Json = dict[str, Any]
@@ -51,7 +56,14 @@ class AnthropicProvider(HTTPProvider):
             headers["x-api-key"] = self.config.api_key.get_secret_value()
         return headers
 
+    def speaks(self, wire_format: str) -> bool:
+        # A Messages client's body goes as it is: thinking, cache_control and every
+        # field the translation would drop or reshape stay.
+        return wire_format == "anthropic.messages"
+
     def _payload(self, call: UpstreamCall, *, stream: bool) -> Json:
+        if call.native:
+            return call.body | {"model": call.upstream_model, "stream": stream}
         return to_anthropic_request(
             call.body,
             model=call.upstream_model,
@@ -60,12 +72,16 @@ class AnthropicProvider(HTTPProvider):
         )
 
     async def complete(self, call: UpstreamCall) -> Completion:
-        _, data = await self.send_json(MESSAGES_PATH, self._payload(call, stream=False), call)
+        body, data = await self.send_json(MESSAGES_PATH, self._payload(call, stream=False), call)
+        if call.native:
+            usage = usage_of(data.get("usage") if isinstance(data, dict) else None)
+            return Completion(body=body, usage=usage, native=True)
         payload, usage = to_openai_completion(data, call)
         return Completion(body=orjson.dumps(payload), usage=usage)
 
     async def stream(self, call: UpstreamCall) -> ChatStream:
         response = await self.open_stream(MESSAGES_PATH, self._payload(call, stream=True), call)
         stats = StreamStats()
-        chunks = translate_stream(response, call, stats, provider=self.name, secrets=self.secrets)
-        return ChatStream(chunks, stats)
+        relay = relay_native if call.native else translate_stream
+        chunks = relay(response, call, stats, provider=self.name, secrets=self.secrets)
+        return ChatStream(chunks, stats, native=call.native)

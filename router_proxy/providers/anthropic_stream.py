@@ -16,7 +16,7 @@ from router_proxy.providers.http import DONE_EVENT, event_blocks, events, transl
 from router_proxy.providers.http_provider import close_response
 from router_proxy.translate.anthropic_to_chat import StreamTranslator, to_openai_completion
 
-__all__ = ["StreamTranslator", "to_openai_completion", "translate_stream"]
+__all__ = ["StreamTranslator", "relay_native", "to_openai_completion", "translate_stream"]
 
 
 async def translate_stream(
@@ -42,5 +42,29 @@ async def translate_stream(
         if not translator.finished:
             raise UpstreamError(f"model '{call.model_name}' stream ended before message_stop")
         yield DONE_EVENT
+    finally:
+        close_response(response)
+
+
+async def relay_native(
+    response: aiohttp.ClientResponse,
+    call: UpstreamCall,
+    stats: StreamStats,
+    *,
+    provider: str,
+    secrets: Iterable[str],
+) -> AsyncGenerator[bytes, None]:
+    """An Anthropic stream relayed as it comes (a Messages client asked for it): the
+    events are read only to fill ``stats`` and to end on ``message_stop`` or an error."""
+    reader = StreamTranslator(call, stats, secrets)  # its chat chunks are not used
+    try:
+        with translate_errors(provider, call.model_name):
+            async for block in event_blocks(response.content, call.timeouts.total, call.model_name):
+                for event, data, _raw in events(block):
+                    reader.feed(event, data)
+                yield block
+                if reader.finished:
+                    return
+        raise UpstreamError(f"model '{call.model_name}' stream ended before message_stop")
     finally:
         close_response(response)

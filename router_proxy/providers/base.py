@@ -26,12 +26,16 @@ class UpstreamCall:
     timeouts: TimeoutsConfig
     request_id: str
     endpoint: Endpoint = "chat"
+    # True: ``body`` is the client's own body in a wire format the provider speaks
+    # natively (``Provider.speaks``), sent untranslated; the answer comes back in it.
+    native: bool = False
 
 
 @dataclass(frozen=True)
 class Completion:
     body: bytes  # the endpoint's OpenAI JSON (chat.completion, ...), ready to send
     usage: Usage | None
+    native: bool = False  # the body is in the client's own wire format (UpstreamCall.native)
 
 
 @dataclass
@@ -54,6 +58,7 @@ class ChatStream:
 
     chunks: AsyncGenerator[bytes, None]
     stats: StreamStats = field(default_factory=StreamStats)
+    native: bool = False  # the events are in the client's own wire format
 
 
 class Provider(ABC):
@@ -66,6 +71,11 @@ class Provider(ABC):
     def __init__(self, name: str, config: ProviderConfigBase) -> None:
         self.name = name
         self.config = config
+
+    def speaks(self, wire_format: str) -> bool:
+        """Whether the upstream takes requests in ``wire_format`` (a surface's own, e.g.
+        ``anthropic.messages``) untranslated."""
+        return False
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Open pooled resources. Called once before the first call."""

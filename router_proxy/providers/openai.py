@@ -31,6 +31,11 @@ from router_proxy.providers.http import (
     upstream_error_message,
 )
 from router_proxy.providers.http_provider import HTTPProvider, close_response
+from router_proxy.providers.openai_responses import (
+    RESPONSES_PATH,
+    relay_responses,
+    responses_usage,
+)
 
 # Each endpoint's path under the base URL.
 PATHS: dict[Endpoint, str] = {
@@ -52,6 +57,11 @@ class OpenAIProviderConfig(ProviderConfigBase):
     )
     headers: dict[str, SecretStr] = Field(
         default_factory=dict, description="extra headers sent upstream (treated as secrets)"
+    )
+    responses_api: bool = Field(
+        default=False,
+        description="the upstream speaks OpenAI's Responses API (OpenAI itself, recent vLLM): "
+        "/v1/responses requests go to {base_url}/responses untranslated",
     )
 
 
@@ -80,7 +90,12 @@ class OpenAIProvider(HTTPProvider):
             headers["authorization"] = f"Bearer {self.config.api_key.get_secret_value()}"
         return headers
 
+    def speaks(self, wire_format: str) -> bool:
+        return wire_format == "openai.responses" and self.config.responses_api
+
     def _payload(self, call: UpstreamCall, *, stream: bool) -> dict[str, Any]:
+        if call.native:
+            return call.body | {"model": call.upstream_model, "stream": stream}
         if call.endpoint == "embeddings":  # no stream parameter there
             return call.body | {"model": call.upstream_model}
         body = call.body | {"model": call.upstream_model, "stream": stream}
@@ -98,11 +113,23 @@ class OpenAIProvider(HTTPProvider):
         return self.config.stream_usage and not asked
 
     async def complete(self, call: UpstreamCall) -> Completion:
+        if call.native:
+            payload = self._payload(call, stream=False)
+            body, data = await self.send_json(RESPONSES_PATH, payload, call)
+            return Completion(body=body, usage=responses_usage(data), native=True)
         path = PATHS[call.endpoint]
         body, data = await self.send_json(path, self._payload(call, stream=False), call)
         return Completion(body=body, usage=_usage(data))
 
     async def stream(self, call: UpstreamCall) -> ChatStream:
+        if call.native:
+            payload = self._payload(call, stream=True)
+            response = await self.open_stream(RESPONSES_PATH, payload, call)
+            stats = StreamStats()
+            chunks = relay_responses(
+                response, call, stats, provider=self.name, secrets=self.secrets
+            )
+            return ChatStream(chunks, stats, native=True)
         path = PATHS[call.endpoint]
         response = await self.open_stream(path, self._payload(call, stream=True), call)
         stats = StreamStats()

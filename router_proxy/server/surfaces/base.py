@@ -37,6 +37,9 @@ class Surface(ABC):
     name: ClassVar[str]  # in the log line and metrics: chat, responses, ...
     # The upstream API the body from ``parse`` is for.
     endpoint: ClassVar[Endpoint] = "chat"
+    # The surface's own wire format, when some providers speak it natively: the client's
+    # body then goes to them untranslated, and their answer comes back as it is.
+    native: ClassVar[str | None] = None
 
     def credential(self, headers: Mapping[str, str]) -> str | None:
         """The client key as an ``Authorization`` value (``Bearer KEY``)."""

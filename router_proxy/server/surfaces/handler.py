@@ -40,7 +40,7 @@ async def serve(surface: Surface, runtime: Runtime, request: Request) -> Respons
             )
         completion = await engine.complete(ctx, record)
         return Response(
-            surface.render(completion),
+            completion.body if completion.native else surface.render(completion),
             media_type="application/json",
             headers=surface.response_headers(record.headers()),
             background=BackgroundTask(_answered, engine, record),
@@ -79,7 +79,10 @@ async def _canonical(
     raw = await read_json_body(request, engine.settings.max_body_bytes)
     chat, body = surface.parse(raw, engine.settings)
     headers = {k: v for k, v in request.headers.items() if k not in SECRET_HEADERS}
-    return RequestContext(chat, body, record.request_id, headers, surface.endpoint)
+    native = raw if surface.native is not None else None
+    return RequestContext(
+        chat, body, record.request_id, headers, surface.endpoint, surface.native, native
+    )
 
 
 async def _stream(
@@ -87,7 +90,8 @@ async def _stream(
 ) -> AsyncGenerator[bytes, None]:
     try:
         relay = runtime.engine.relay(opened, record, surface.error_event)
-        async with aclosing(surface.translate_stream(relay)) as events:
+        events = relay if opened.stream.native else surface.translate_stream(relay)
+        async with aclosing(events):
             async for event in events:
                 yield event
     finally:

@@ -96,6 +96,7 @@ def validate(raw: dict[str, Any], shape: type[Request_T], max_messages: int) -> 
 
 class MessagesSurface(Surface):
     name = "messages"
+    native = "anthropic.messages"
 
     def credential(self, headers: Mapping[str, str]) -> str | None:
         key = headers.get("x-api-key")

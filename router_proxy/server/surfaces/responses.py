@@ -30,6 +30,7 @@ from router_proxy.translate.responses_stream import ResponsesStream
 
 class ResponsesSurface(Surface):
     name = "responses"
+    native = "openai.responses"
 
     def __init__(self) -> None:
         self._echo: Json = {}
