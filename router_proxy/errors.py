@@ -13,13 +13,15 @@ GatewayError                      500 (only as a base; never raised itself)
 ├── RateLimitError                429 rate_limit_error (the gateway's own limits)
 ├── UpstreamError                 502 upstream_error (connect failure, bad reply)
 │   ├── UpstreamStatusError       upstream answered an error status; client errors
-│   │                             (400/404/413/422/429) keep their status, others 502
+│   │                             (400/404/413/422/429) keep their status and the
+│   │                             upstream's type, param and code; others 502
 │   └── UpstreamTimeoutError      504
 └── ServiceUnavailableError       503 (starting up; no candidate could answer)
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -105,21 +107,52 @@ class UpstreamError(GatewayError):
 
 # Upstream statuses that describe the client's request, not the upstream's health:
 # passing them through tells the caller what to fix.
-_CLIENT_STATUSES = frozenset({400, 404, 413, 422, 429})
+UPSTREAM_CLIENT_STATUSES = frozenset({400, 404, 413, 422, 429})
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamDetail:
+    """An upstream error body's own fields, as it sent them (secrets scrubbed); None
+    where it sent none. ``type`` None: the gateway's type for the status is shown."""
+
+    type: str | None = None
+    param: str | None = None
+    code: str | None = None
 
 
 class UpstreamStatusError(UpstreamError):
+    """The upstream answered an error status. For a client status the client sees that
+    status and the upstream's own type, param and code (SDKs match on them); ``code``
+    stays the gateway's bounded name, since metrics label with it and the upstream
+    chooses its codes."""
+
     def __init__(
-        self, message: str, *, upstream_status: int, headers: dict[str, str] | None = None
+        self,
+        message: str,
+        *,
+        upstream_status: int,
+        headers: dict[str, str] | None = None,
+        upstream: UpstreamDetail | None = None,
     ):
         code = "rate_limit_exceeded" if upstream_status == 429 else "upstream_error"
         super().__init__(message, code=code, headers=headers)
         self.upstream_status = upstream_status
-        if upstream_status in _CLIENT_STATUSES:
+        self.upstream: UpstreamDetail | None = None
+        if upstream_status in UPSTREAM_CLIENT_STATUSES:
             self.status_code = upstream_status
             self.error_type = (
                 "rate_limit_error" if upstream_status == 429 else "invalid_request_error"
             )
+            self.upstream = upstream
+
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        if self.upstream is not None:
+            error = body["error"]
+            error["type"] = self.upstream.type or self.error_type
+            error["param"] = self.upstream.param
+            error["code"] = self.upstream.code
+        return body
 
 
 class UpstreamTimeoutError(UpstreamError):

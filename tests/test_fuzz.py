@@ -145,6 +145,7 @@ OPERATIONS = [
     ("POST", "/v1/messages/count_tokens"),
     ("POST", "/v1/route"),
     ("GET", "/v1/models"),
+    ("GET", "/v1/models/{model}"),
     ("GET", "/health"),
     ("GET", "/ready"),
     ("GET", "/metrics"),

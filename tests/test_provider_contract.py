@@ -218,7 +218,8 @@ async def test_stream_tool_call_deltas(adapter: Adapter, provider: HTTPProvider)
 # --- errors -------------------------------------------------------------------------
 
 # fake upstream model -> (gateway status, error code, error type); the same for both
-# adapters: the upstream's own error type does not leak through.
+# adapters: these stay the gateway's (metrics count by code). What a client sees of the
+# upstream's own type, param and code: tests/test_upstream_errors.py.
 UPSTREAM_FAILURES = {
     "fail-500": (502, "upstream_error", "upstream_error"),
     "fail-400": (400, "upstream_error", "invalid_request_error"),

@@ -12,7 +12,13 @@ from typing import Any
 import aiohttp
 import orjson
 
-from router_proxy.errors import UpstreamError, UpstreamStatusError, UpstreamTimeoutError
+from router_proxy.errors import (
+    UPSTREAM_CLIENT_STATUSES,
+    UpstreamDetail,
+    UpstreamError,
+    UpstreamStatusError,
+    UpstreamTimeoutError,
+)
 
 DONE_EVENT = b"data: [DONE]\n\n"
 # An event this large without its blank line is not an event stream we can relay.
@@ -50,32 +56,79 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
 
 def upstream_error_message(body: bytes) -> str:
     """The human message inside an upstream's error body (OpenAI or Anthropic shape)."""
+    return upstream_error_fields(body)[0]
+
+
+def upstream_error_fields(body: bytes) -> tuple[str, UpstreamDetail | None]:
+    """The message, and the type, param and code, of an upstream's error body: OpenAI's
+    ``{"error": {message, type, param, code}}`` (vLLM's may come unwrapped), or
+    Anthropic's ``{"type": "error", "error": {type, message}}``, which has no param or
+    code: its type (``not_found_error``, ...) becomes the code. A code that is not a
+    string (vLLM repeats the status as a number) is left out. No detail for a body
+    that is not an error object (HTML from a proxy, a bare string)."""
     try:
         data: Any = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return body[:300].decode("utf-8", "replace").strip() or "no body"
-    if isinstance(data, dict):
-        err = data.get("error", data)
-        if isinstance(err, dict) and isinstance(err.get("message"), str):
-            return str(err["message"])
-        if isinstance(err, str):
-            return err
-    return "unrecognised error body"
+        return body[:300].decode("utf-8", "replace").strip() or "no body", None
+    err = data.get("error", data) if isinstance(data, dict) else None
+    if isinstance(err, str):
+        return err, None
+    if not isinstance(err, dict) or not isinstance(err.get("message"), str):
+        return "unrecognised error body", None
+    if data.get("type") == "error":
+        return err["message"], UpstreamDetail(code=_text(err.get("type")))
+    fields = (_text(err.get(name)) for name in ("type", "param", "code"))
+    return err["message"], UpstreamDetail(*fields)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+# Passed on with an upstream's error: when to try again, and its rate-limit accounting
+# (OpenAI's x-ratelimit-*, Anthropic's anthropic-ratelimit-*). The retry policy reads
+# retry-after too.
+_PASSED_HEADERS = frozenset({"retry-after", "retry-after-ms"})
+_PASSED_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
+
+
+def passed_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    passed = {}
+    for name, value in headers.items():
+        key = name.lower()
+        # ASCII only: a header we send must encode as latin-1.
+        if (key in _PASSED_HEADERS or key.startswith(_PASSED_PREFIXES)) and value.isascii():
+            passed[key] = value
+    return passed
 
 
 def status_error(
     status: int, headers: Mapping[str, str], body: bytes, *, model: str, secrets: Iterable[str]
 ) -> UpstreamStatusError:
-    message = scrub(upstream_error_message(body), secrets)
-    passed = {}
-    retry_after = headers.get("retry-after")
-    if retry_after is not None:
-        passed["retry-after"] = retry_after
+    """A client status keeps the upstream's message first (as the upstream wrote it) and
+    its type, param and code; any other status is the upstream's failure, said as such."""
+    secrets = tuple(secrets)
+    message, detail = upstream_error_fields(body)
+    message = scrub(message, secrets)
+    if status in UPSTREAM_CLIENT_STATUSES:
+        message = f"{message} (model '{model}')"
+    else:
+        message = f"model '{model}' upstream returned {status}: {message}"
     return UpstreamStatusError(
-        f"model '{model}' upstream returned {status}: {message}",
+        message,
         upstream_status=status,
-        headers=passed,
+        headers=passed_headers(headers),
+        upstream=_scrub_detail(detail, secrets),
     )
+
+
+def _scrub_detail(detail: UpstreamDetail | None, secrets: tuple[str, ...]) -> UpstreamDetail | None:
+    def clean(value: str | None) -> str | None:
+        return None if value is None else scrub(value, secrets)
+
+    if detail is None:
+        return None
+    return UpstreamDetail(clean(detail.type), clean(detail.param), clean(detail.code))
 
 
 def sse_event(payload: dict[str, Any]) -> bytes:

@@ -200,6 +200,20 @@ EMBEDDINGS_BODY = _body(_ref("EmbeddingRequest"))
 # The dry run reads either: a body with ``input`` and no ``messages`` is a Responses one.
 ROUTE_BODY = _body({"anyOf": [_ref("ChatCompletionRequest"), _ref("ResponsesRequest")]})
 
+# The route reads it itself: a declared parameter would add a 422 for a string that
+# cannot be invalid.
+MODEL_PATH = {
+    "parameters": [
+        {
+            "name": "model",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string"},
+            "description": "`auto`, a decision or a model, as `GET /v1/models` lists them",
+        }
+    ]
+}
+
 # Before OpenAPI 3.2 an event stream's ``schema`` describes one event.
 STREAM = {
     "text/event-stream": {

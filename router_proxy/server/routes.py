@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from router_proxy.config.references import AUTO
-from router_proxy.errors import GatewayError, ServiceUnavailableError
+from router_proxy.errors import GatewayError, NotFoundError, ServiceUnavailableError
+from router_proxy.runtime import Runtime
 from router_proxy.server.deps import CurrentRuntime, current_runtime
 from router_proxy.server.errors import error_response
 from router_proxy.server.ids import REQUEST_ID_HEADER, request_id_of
@@ -21,6 +22,7 @@ from router_proxy.server.openapi import (
     EMBEDDINGS_BODY,
     MESSAGES_BODY,
     MESSAGES_STREAM,
+    MODEL_PATH,
     RESPONSES_BODY,
     RESPONSES_STREAM,
     ROUTE_BODY,
@@ -28,6 +30,7 @@ from router_proxy.server.openapi import (
     AnthropicMessage,
     ChatCompletion,
     EmbeddingList,
+    ModelEntry,
     ModelList,
     ResponseObject,
     RoutePlanBody,
@@ -162,12 +165,40 @@ async def route(request: Request, runtime: CurrentRuntime) -> Response:
 @router.get("/v1/models", tags=["openai"], responses={200: {"model": ModelList}, **errors(401)})
 async def list_models(request: Request, runtime: CurrentRuntime) -> Response:
     runtime.engine.auth.check(request.headers.get("authorization"))
+    return JSONResponse(
+        {"object": "list", "data": _model_entries(runtime)},
+        headers={REQUEST_ID_HEADER: request_id_of(request)},
+    )
+
+
+# ``:path``: a configured model's name may hold a slash (``Qwen/Qwen2.5-7B``).
+@router.get(
+    "/v1/models/{model:path}",
+    openapi_extra=MODEL_PATH,
+    tags=["openai"],
+    responses={200: {"model": ModelEntry}, **errors(401, 404)},
+)
+async def retrieve_model(request: Request, runtime: CurrentRuntime) -> Response:
+    """The entry `GET /v1/models` lists for `auto`, a decision or a model."""
+    runtime.engine.auth.check(request.headers.get("authorization"))
+    model = request.path_params["model"]
+    # The first entry of that name: a decision shadows a model, as in routing.
+    entry = next((e for e in _model_entries(runtime) if e["id"] == model), None)
+    if entry is None:
+        raise NotFoundError(
+            f"The model '{model}' does not exist: use 'auto', a decision or a configured "
+            "model (GET /v1/models lists them)",
+            param="model",
+            code="model_not_found",
+        )
+    return JSONResponse(entry, headers={REQUEST_ID_HEADER: request_id_of(request)})
+
+
+def _model_entries(runtime: Runtime) -> list[dict[str, Any]]:
     data = [_model_entry(AUTO, "router-proxy")]
     data += [_model_entry(d.name, "router-proxy:decision") for d in runtime.pipeline.decisions]
     data += [_model_entry(name, model.provider) for name, model in runtime.config.models.items()]
-    return JSONResponse(
-        {"object": "list", "data": data}, headers={REQUEST_ID_HEADER: request_id_of(request)}
-    )
+    return data
 
 
 def _model_entry(name: str, owner: str) -> dict[str, Any]:

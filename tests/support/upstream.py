@@ -13,6 +13,11 @@ fail-400         400 invalid request error
 fail-401         401 whose message contains the api key it received
 fail-429         429 with ``Retry-After: 7``
 fail-503         503 with ``Retry-After: 0``
+fail-context     400 as OpenAI says a prompt is too long (param ``messages``, code
+                 ``context_length_exceeded``), with rate-limit headers (OpenAI's
+                 ``x-ratelimit-*``, Anthropic's ``anthropic-ratelimit-*``)
+fail-quota       429 code ``rate_limit_exceeded``, ``Retry-After: 7``, rate-limit headers
+fail-leaky       400 whose message and param contain the api key it received
 slow-stream      streaming: one piece every 0.2 s (graceful shutdown tests)
 slow             echo, after 0.5 s (latency-aware selection tests)
 script-NAME      pops the next behaviour from ``up.scripts[NAME]`` (a model name above,
@@ -70,6 +75,9 @@ MODELS = (
     "fail-401",
     "fail-429",
     "fail-503",
+    "fail-context",
+    "fail-quota",
+    "fail-leaky",
     "slow-stream",
     "slow",
     "hang",
@@ -88,6 +96,32 @@ FAILURES = {
     "fail-401": (401, "authentication_error", "invalid api key: {key}"),
     "fail-429": (429, "rate_limit_error", "too many requests, slow down"),
     "fail-503": (503, "api_error", "overloaded, try again"),
+    "fail-context": (
+        400,
+        "invalid_request_error",
+        "This model's maximum context length is 8192 tokens. However, your messages "
+        "resulted in 9000 tokens. Please reduce the length of the messages.",
+    ),
+    "fail-quota": (429, "tokens", "Rate limit reached on tokens per min (TPM): Limit 30000"),
+    "fail-leaky": (400, "invalid_request_error", "bad value in request from key {key}"),
+}
+# model -> (param, code) in its OpenAI error body (others send null for both).
+ERROR_FIELDS = {
+    "fail-context": ("messages", "context_length_exceeded"),
+    "fail-quota": (None, "rate_limit_exceeded"),
+    "fail-leaky": ("key {key}", "invalid_value"),
+}
+# model -> rate-limit headers sent with its error, each API's prefix before the name.
+RATE_LIMITS = {
+    model: {
+        "limit-requests": "500",
+        "remaining-requests": "499",
+        "reset-requests": "120ms",
+        "limit-tokens": "30000",
+        "remaining-tokens": "0" if model == "fail-quota" else "21808",
+        "reset-tokens": "16.38s",
+    }
+    for model in ("fail-context", "fail-quota")
 }
 RETRY_AFTER = {429: "7", 503: "0"}
 SLOW_STREAM_GAP = 0.2
@@ -165,13 +199,17 @@ def _sse(data: Any, event: str | None = None) -> bytes:
 class OpenAIFormat:
     """``/v1/chat/completions``."""
 
+    rate_limit_prefix = "x-ratelimit-"
+
     @staticmethod
     def api_key(headers: dict[str, str]) -> str:
         return headers.get("authorization", "").removeprefix("Bearer ")
 
     @staticmethod
-    def error(status: int, kind: str, message: str) -> Json:
-        return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+    def error(
+        status: int, kind: str, message: str, param: str | None = None, code: str | None = None
+    ) -> Json:
+        return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
     @staticmethod
     def check(body: Json, headers: dict[str, str]) -> tuple[int, str, str] | None:
@@ -262,12 +300,16 @@ def _check_turn(i: int, turn: Any) -> str | None:
 class AnthropicFormat:
     """``/v1/messages``."""
 
+    rate_limit_prefix = "anthropic-ratelimit-"
+
     @staticmethod
     def api_key(headers: dict[str, str]) -> str:
         return headers.get("x-api-key", "")
 
     @staticmethod
-    def error(status: int, kind: str, message: str) -> Json:
+    def error(
+        status: int, kind: str, message: str, param: str | None = None, code: str | None = None
+    ) -> Json:
         return {"type": "error", "error": {"type": kind, "message": message}}
 
     @staticmethod
@@ -423,6 +465,16 @@ class FakeUpstream:
             self.requests.append((request.url.path, headers, body))
         return headers
 
+    @staticmethod
+    def _failure(api: OpenAIFormat | AnthropicFormat, model: str, key: str) -> Response:
+        status, kind, message = FAILURES[model]
+        param, code = (f and f.format(key=key) for f in ERROR_FIELDS.get(model, (None, None)))
+        headers = {"retry-after": RETRY_AFTER[status]} if status in RETRY_AFTER else {}
+        limits = RATE_LIMITS.get(model, {})
+        headers |= {api.rate_limit_prefix + name: value for name, value in limits.items()}
+        body = api.error(status, kind, message.format(key=key), param, code)
+        return JSONResponse(body, status, headers=headers)
+
     async def _hang(self, request: Request) -> None:
         deadline = time.monotonic() + HANG_SECONDS
         while time.monotonic() < deadline and not self._stopping.is_set():
@@ -449,8 +501,7 @@ class FakeUpstream:
             body["model"] = model
         problem = api.check(body, headers)
         if problem is None and model in FAILURES:
-            status, kind, message = FAILURES[model]
-            problem = status, kind, message.format(key=api.api_key(headers))
+            return self._failure(api, model, api.api_key(headers))
         if problem is not None:
             status = problem[0]
             extra = {"retry-after": RETRY_AFTER[status]} if status in RETRY_AFTER else None
