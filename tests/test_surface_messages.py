@@ -557,18 +557,44 @@ def test_anthropic_upstream_tools_streamed(client: anthropic.Anthropic) -> None:
     assert final.id == "msg_fake_1"
 
 
-def test_anthropic_upstream_claude_code_history(http: httpx.Client, upstream: FakeUpstream) -> None:
-    """Thinking blocks are dropped on the way through chat; tool use and results make
-    the round trip back into Anthropic's shape for the Anthropic upstream."""
+def test_anthropic_upstream_gets_claude_codes_body_untranslated(
+    http: httpx.Client, upstream: FakeUpstream
+) -> None:
+    """An Anthropic upstream speaks Messages: Claude Code's body goes as it is (thinking
+    blocks, cache_control, metadata: what a translation would drop), and the upstream's
+    answer comes back as it is."""
     body = claude_code_request(model="claude-echo")
     response = http.post("/v1/messages", json=body)
     assert response.status_code == 200, response.text
     sent = last_upstream_body(upstream, "/v1/messages")
-    assert [t["role"] for t in sent["messages"]] == ["user", "assistant", "user"]
-    assert sent["messages"][1]["content"] == [
-        {"type": "tool_use", "id": "toolu_01", "name": TOOL_NAME, "input": {"city": "Paris"}}
-    ]
-    assert sent["messages"][2]["content"] == [
-        {"type": "tool_result", "tool_use_id": "toolu_01", "content": "sunny"}
-    ]
-    assert "thinking" not in sent
+    assert sent == body | {"model": sent["model"], "stream": False}  # only the model's name
+    assert sent["model"] != "auto"
+    assert sent["messages"][1]["content"][0]["type"] == "thinking"
+    assert sent["system"][0]["cache_control"] == CACHE
+    assert response.json()["type"] == "message"
+
+
+def test_a_decision_with_plugins_translates_instead_of_passing_through(
+    make_gateway: GatewayFactory, upstream: FakeUpstream
+) -> None:
+    """Plugins rewrite the chat body (a system prompt here): a native call would skip
+    them, so the request is translated and the plugin applies."""
+    url = make_gateway(
+        """\
+providers:
+  anthropic: {type: anthropic, base_url: "${UPSTREAM}", api_key: "${ANTHROPIC_KEY}"}
+models:
+  claude-echo: {provider: anthropic}
+decisions:
+  - name: default
+    when: true
+    route: {candidates: [claude-echo]}
+    plugins: [{system_prompt: "Be terse."}]
+"""
+    )
+    body = claude_code_request(model="auto")
+    response = httpx.post(url + "/v1/messages", json=body)
+    assert response.status_code == 200, response.text
+    sent = last_upstream_body(upstream, "/v1/messages")
+    assert "Be terse." in str(sent["system"])
+    assert all(b["type"] != "thinking" for m in sent["messages"] for b in m["content"])

@@ -144,7 +144,9 @@ ANTHROPIC_FIELDS = frozenset(
         "service_tier",
     }
 )
-ANTHROPIC_BLOCKS = frozenset({"text", "image", "tool_use", "tool_result", "document"})
+ANTHROPIC_BLOCKS = frozenset(
+    {"text", "image", "tool_use", "tool_result", "document", "thinking", "redacted_thinking"}
+)
 
 
 class StreamCut(Exception):
