@@ -13,12 +13,12 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import orjson
 
 from router_proxy.errors import InvalidRequestError
+from router_proxy.ids import unique_hex
 from router_proxy.translate.common import Json, sse_event, token_count
 
 # --- requests: chat -> Messages -------------------------------------------------------
@@ -236,11 +236,11 @@ def message_id(chat_id: Any) -> str:
         return chat_id
     if isinstance(chat_id, str) and chat_id.removeprefix("chatcmpl-"):
         return "msg_" + chat_id.removeprefix("chatcmpl-")
-    return "msg_" + uuid.uuid4().hex
+    return "msg_" + unique_hex()
 
 
 def _tool_use_id(chat_id: Any) -> str:
-    return chat_id if isinstance(chat_id, str) and chat_id else "toolu_" + uuid.uuid4().hex
+    return chat_id if isinstance(chat_id, str) and chat_id else "toolu_" + unique_hex()
 
 
 def tool_input(arguments: Any) -> Json:

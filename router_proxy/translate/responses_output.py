@@ -10,11 +10,11 @@ does (``instructions``, ``tools``, ``tool_choice``, ``temperature``, ``text``, .
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 import orjson
 
+from router_proxy.ids import unique_hex
 from router_proxy.translate.responses_schema import ResponsesRequest
 
 Json = dict[str, Any]
@@ -25,7 +25,7 @@ _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"
 
 def new_id(prefix: str) -> str:
     """``resp_...``, ``msg_...``, ``fc_...``: unique, like OpenAI's."""
-    return f"{prefix}_{uuid.uuid4().hex}"
+    return f"{prefix}_{unique_hex()}"
 
 
 def echo_of(request: ResponsesRequest) -> Json:
