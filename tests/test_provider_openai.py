@@ -108,3 +108,31 @@ async def test_stream_error_chunk_and_unfinished_stream_raise(provider: OpenAIPr
             await drain(stream, received)
         assert len(received) >= 1
         assert DONE_EVENT not in received
+
+
+def _event(payload: dict[str, Any]) -> bytes:
+    import orjson
+
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def test_a_usage_chunk_with_an_empty_choice_is_hidden_when_the_gateway_asked_for_it() -> None:
+    """Some servers send the usage chunk with ``choices: [{"index":0,"delta":{}}]``; a
+    client that did not ask for usage must not get it (the SDK would read an empty
+    delta), yet the gateway still counts it."""
+    from router_proxy.providers.base import StreamStats
+    from router_proxy.providers.openai import _inspect
+
+    text = _event({"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]})
+    finish = _event({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    usage = {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
+    empty = _event({"choices": [{"index": 0, "delta": {}}], "usage": usage})
+    stats = StreamStats()
+    kept, done, failure = _inspect(text + finish + empty + DONE_EVENT, stats, make_call("m"), True)
+    assert kept == text + finish
+    assert (done, failure) == (True, None)
+    assert stats.usage is not None
+    assert stats.usage.total_tokens == 4
+    assert stats.finish_reason == "stop"
+    kept, _, _ = _inspect(text + finish + empty, StreamStats(), make_call("m"), False)
+    assert kept == text + finish + empty  # a client that asked for usage gets it

@@ -220,3 +220,43 @@ def test_bad_bodies_are_400s_naming_the_field(
     answer = httpx.post(gateway + path, json=body)
     assert answer.status_code == 400
     assert answer.json()["error"]["param"] == param
+
+
+@pytest.mark.parametrize(
+    ("query", "body", "decision"),
+    [
+        ("", {"model": "auto", "prompt": "# python: sort a list"}, "coding"),
+        ("?surface=embeddings", {"model": "auto", "input": "python"}, "coding"),
+        ("", {"model": "auto", "input": "a python question"}, "coding"),  # Responses
+        (
+            "",  # Messages: recognised by its system field
+            {
+                "model": "auto",
+                "max_tokens": 9,
+                "system": "x",
+                "messages": [{"role": "user", "content": [{"type": "text", "text": "python?"}]}],
+            },
+            "coding",
+        ),
+        ("", {"model": "auto", "messages": [{"role": "user", "content": "hello"}]}, "default"),
+    ],
+)
+def test_the_dry_run_reads_every_surfaces_body(
+    gateway: str, query: str, body: dict[str, Any], decision: str
+) -> None:
+    plan = httpx.post(gateway + "/v1/route" + query, json=body)
+    assert plan.status_code == 200, plan.text
+    assert plan.json()["decision"] == decision
+
+
+def test_the_dry_run_refuses_an_unknown_surface(gateway: str) -> None:
+    answer = httpx.post(gateway + "/v1/route?surface=fax", json={"model": "auto"})
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == "surface"
+
+
+def test_answers_and_errors_carry_the_sdks_request_id(client: openai.OpenAI, gateway: str) -> None:
+    raw = client.embeddings.with_raw_response.create(model="embedder", input="x")
+    assert raw.request_id == raw.headers["x-router-request-id"]  # the SDK's request_id
+    error = httpx.post(gateway + "/v1/completions", json={"model": "auto"})
+    assert error.headers["x-request-id"] == error.headers["x-router-request-id"]
