@@ -3,28 +3,37 @@
 # interleaved (so machine drift hits both alike): did a change make the gateway slower?
 #   benchmarks/overhead/ab_revisions.sh OLD_CHECKOUT NEW_CHECKOUT [ROUNDS]
 # e.g. git worktree add /tmp/old b46a392 && benchmarks/overhead/ab_revisions.sh /tmp/old "$PWD"
-# Prints req/s at 32 connections and p50 at 1 connection per round; needs wrk.
+# Prints req/s at 32 connections and p50 at 1 connection per round, the floor's
+# (floor.py) beside them; needs wrk.
 set -euo pipefail
 OLD=$(cd "$1" && pwd); NEW=$(cd "$2" && pwd); ROUNDS=${3:-3}
 HERE=$(cd "$(dirname "$0")" && pwd)
 PY=${PYTHON:-$HERE/../../.venv/bin/python}
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP_PORT=$(free_port); OLD_PORT=$(free_port); NEW_PORT=$(free_port)
+UP_PORT=$(free_port); OLD_PORT=$(free_port); NEW_PORT=$(free_port); FLOOR_PORT=$(free_port)
 PIDS=()
 trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT
 "$PY" "$HERE/upstream.py" --port "$UP_PORT" >/dev/null 2>&1 & PIDS+=($!)
+# The floor beside them (benchmarks/overhead/floor.py), so each is also a ratio to it.
+(cd "$HERE/../.." && exec "$PY" -m benchmarks.overhead.floor --port "$FLOOR_PORT" \
+  --upstream "http://127.0.0.1:$UP_PORT" >/dev/null 2>&1) & PIDS+=($!)
 for side in "$OLD:$OLD_PORT" "$NEW:$NEW_PORT"; do
   root=${side%:*}; port=${side##*:}
   (cd "$root" && UPSTREAM_URL="http://127.0.0.1:$UP_PORT/v1" PYTHONPATH="$root" \
     exec "$PY" -m router_proxy serve --config benchmarks/overhead/policy.yaml \
     --host 127.0.0.1 --port "$port" >/dev/null 2>&1) & PIDS+=($!)
 done
-for port in "$OLD_PORT" "$NEW_PORT"; do  # ready, then warm
-  for _ in $(seq 60); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.5; done
+for port in "$FLOOR_PORT" "$OLD_PORT" "$NEW_PORT"; do  # ready, then warm
+  for _ in $(seq 60); do
+    curl -s -o /dev/null -X POST -H 'content-type: application/json' \
+      -d '{"model":"auto","messages":[{"role":"user","content":"hi"}]}' \
+      "http://127.0.0.1:$port/v1/chat/completions" && break
+    sleep 0.5
+  done
   wrk -t2 -c32 -d2s -s "$HERE/post.lua" "http://127.0.0.1:$port" >/dev/null
 done
 for round in $(seq "$ROUNDS"); do
-  for side in "old:$OLD_PORT" "new:$NEW_PORT"; do
+  for side in "floor:$FLOOR_PORT" "old:$OLD_PORT" "new:$NEW_PORT"; do
     name=${side%:*}; port=${side##*:}
     rps=$(wrk -t2 -c32 -d3s -s "$HERE/post.lua" "http://127.0.0.1:$port" | awk '/Requests\/sec/ {print $2}')
     p50=$(wrk -t1 -c1 -d3s --latency -s "$HERE/post.lua" "http://127.0.0.1:$port" | awk '$1=="50%" {print $2}')
