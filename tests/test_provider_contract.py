@@ -20,8 +20,8 @@ import pytest
 
 from router_proxy.errors import UpstreamError, UpstreamStatusError, UpstreamTimeoutError
 from router_proxy.protocol import Usage
-from router_proxy.providers.http import DONE_EVENT
 from router_proxy.providers.http_provider import HTTPProvider
+from router_proxy.translate.common import DONE_EVENT
 from tests.support.provider_helpers import (
     ANTHROPIC_KEY,
     OPENAI_KEY,

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from router_proxy.errors import UpstreamError
-from router_proxy.providers.http import DONE_EVENT
 from router_proxy.providers.openai import OpenAIProvider, OpenAIProviderConfig
+from router_proxy.translate.common import DONE_EVENT
 from tests.support.provider_helpers import (
     OPENAI_KEY,
     anyio_backend_fixture,  # noqa: F401

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
 from datetime import UTC, datetime
@@ -37,7 +36,7 @@ from benchmarks.overhead.procs import (
     Fleet,
     Server,
     free_ports,
-    sigterm_as_interrupt,
+    run_reported,
     tree_maps_mention,
     tree_rss_bytes,
     wait_ready,
@@ -154,24 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
     }
     fleet = Fleet()
-    status = 2
-    try:
-        with sigterm_as_interrupt():
-            status = bench(args, fleet, report)
-    except BenchError as exc:
-        report["error"] = str(exc)
-        print(f"\nFAILED: {exc}", file=sys.stderr)
-    except KeyboardInterrupt:
-        report["error"] = "interrupted"
-        print("\ninterrupted; stopping servers", file=sys.stderr)
-        status = 130
-    finally:
-        fleet.stop_all()
-        report["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"results: {args.output}")
-    return status
+    return run_reported(report, args.output, lambda: bench(args, fleet, report), fleet)
 
 
 if __name__ == "__main__":

@@ -9,15 +9,18 @@ from __future__ import annotations
 import atexit
 import contextlib
 import http.client
+import json
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from benchmarks.overhead.surfaces import CHAT, Surface
 
@@ -264,3 +267,29 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def run_reported(
+    report: dict[str, Any], output: Path, bench: Callable[[], int], fleet: Fleet | None = None
+) -> int:
+    """Run ``bench`` (exit status) with SIGTERM as Ctrl-C, stop the servers whatever
+    happens, and write ``report`` (with the error, if any) to ``output``."""
+    status = 2
+    try:
+        with sigterm_as_interrupt():
+            status = bench()
+    except BenchError as exc:
+        report["error"] = str(exc)
+        print(f"\nFAILED: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        report["error"] = "interrupted"
+        print("\ninterrupted; stopping servers", file=sys.stderr)
+        status = 130
+    finally:
+        if fleet is not None:
+            fleet.stop_all()
+        report["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"results: {output}")
+    return status

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import os
 import platform
 import shutil
@@ -36,7 +35,7 @@ from typing import Any
 
 from benchmarks.overhead import report as rep
 from benchmarks.overhead import stream, targets
-from benchmarks.overhead.procs import BenchError, Fleet, Server, sigterm_as_interrupt, wait_ready
+from benchmarks.overhead.procs import Fleet, Server, run_reported, wait_ready
 from benchmarks.overhead.surfaces import CHAT, SURFACES, Surface
 from benchmarks.overhead.wrkrun import WrkResult, run_wrk, wrk_version
 
@@ -129,29 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"policy {args.policy}; prompts {'vary per request' if vary else 'all the same'}")
     fleet = Fleet()
-    status = 2
-    try:
-        with sigterm_as_interrupt():
-            upstream, servers = start(args, fleet, report)
-            if args.stream:
-                status = asyncio.run(bench_stream(args, upstream, servers, report, vary))
-            else:
-                assert wrk is not None
-                status = bench_wrk(args, wrk, upstream, servers, report, vary, goal)
-    except BenchError as exc:
-        report["error"] = str(exc)
-        print(f"\nFAILED: {exc}", file=sys.stderr)
-    except KeyboardInterrupt:
-        report["error"] = "interrupted"
-        print("\ninterrupted; stopping servers", file=sys.stderr)
-        status = 130
-    finally:
-        fleet.stop_all()
-        report["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"results: {args.output}")
-    return status
+
+    def measure() -> int:
+        upstream, servers = start(args, fleet, report)
+        if args.stream:
+            return asyncio.run(bench_stream(args, upstream, servers, report, vary))
+        assert wrk is not None
+        return bench_wrk(args, wrk, upstream, servers, report, vary, goal)
+
+    return run_reported(report, args.output, measure, fleet)
 
 
 def start(

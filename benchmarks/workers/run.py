@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import os
 import platform
 import re
@@ -176,21 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "settings": vars(args) | {"output": str(args.output), "wrk_threads": 2},
     }
-    status = 2
-    try:
-        with procs.sigterm_as_interrupt():
-            status = bench(args, wrk, report)
-    except procs.BenchError as exc:
-        report["error"] = str(exc)
-        print(f"\nFAILED: {exc}", file=sys.stderr)
-    except KeyboardInterrupt:
-        report["error"] = "interrupted"
-        status = 130
-    finally:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"results: {args.output}")
-    return status
+    return procs.run_reported(report, args.output, lambda: bench(args, wrk, report))
 
 
 if __name__ == "__main__":

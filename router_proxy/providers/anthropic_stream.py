@@ -12,9 +12,10 @@ import aiohttp
 
 from router_proxy.errors import UpstreamError
 from router_proxy.providers.base import StreamStats, UpstreamCall
-from router_proxy.providers.http import DONE_EVENT, event_blocks, events, translate_errors
+from router_proxy.providers.http import event_blocks, events, translate_errors
 from router_proxy.providers.http_provider import close_response
 from router_proxy.translate.anthropic_to_chat import StreamTranslator, to_openai_completion
+from router_proxy.translate.common import DONE_EVENT
 
 __all__ = ["StreamTranslator", "relay_native", "to_openai_completion", "translate_stream"]
 

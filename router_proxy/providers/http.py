@@ -19,8 +19,8 @@ from router_proxy.errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
+from router_proxy.translate.common import scrub
 
-DONE_EVENT = b"data: [DONE]\n\n"
 # An event this large without its blank line is not an event stream we can relay.
 MAX_EVENT_BYTES = 8 * 1024 * 1024
 
@@ -44,14 +44,6 @@ def translate_errors(provider: str, model: str) -> Iterator[None]:
             exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError | ConnectionError
         )
         raise error from exc
-
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """Remove secrets an upstream may echo back (e.g. a key in an auth error)."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 def upstream_error_message(body: bytes) -> str:
@@ -129,10 +121,6 @@ def _scrub_detail(detail: UpstreamDetail | None, secrets: tuple[str, ...]) -> Up
     if detail is None:
         return None
     return UpstreamDetail(clean(detail.type), clean(detail.param), clean(detail.code))
-
-
-def sse_event(payload: dict[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
 async def event_blocks(

@@ -20,9 +20,9 @@ from router_proxy.config.base import ProviderConfigBase
 from router_proxy.context import RequestContext
 from router_proxy.protocol import ChatCompletionRequest, Usage
 from router_proxy.providers.base import ChatStream, Completion, Provider, StreamStats, UpstreamCall
-from router_proxy.providers.http import DONE_EVENT, sse_event
 from router_proxy.providers.mock_content import MAX_N, Reply, compose, estimate_tokens
 from router_proxy.providers.mock_endpoints import as_chat, embeddings, text_choice
+from router_proxy.translate.common import DONE_EVENT, sse_event
 
 
 class MockProviderConfig(ProviderConfigBase):

@@ -23,7 +23,6 @@ from router_proxy.providers.base import (
     UpstreamCall,
 )
 from router_proxy.providers.http import (
-    DONE_EVENT,
     event_blocks,
     events,
     notable,
@@ -36,6 +35,7 @@ from router_proxy.providers.openai_responses import (
     relay_responses,
     responses_usage,
 )
+from router_proxy.translate.common import DONE_EVENT
 
 # Each endpoint's path under the base URL.
 PATHS: dict[Endpoint, str] = {

@@ -17,11 +17,11 @@ from router_proxy.providers.base import StreamStats, UpstreamCall
 from router_proxy.providers.http import (
     event_blocks,
     events,
-    scrub,
     translate_errors,
     upstream_error_message,
 )
 from router_proxy.providers.http_provider import close_response
+from router_proxy.translate.common import scrub
 
 RESPONSES_PATH = "responses"
 _ENDS = {"response.completed", "response.incomplete"}

@@ -18,10 +18,10 @@ import pytest
 
 from router_proxy.providers.anthropic import AnthropicProvider, AnthropicProviderConfig
 from router_proxy.providers.base import ChatStream, UpstreamCall
-from router_proxy.providers.http import DONE_EVENT
 from router_proxy.providers.http_provider import HTTPProvider
 from router_proxy.providers.openai import OpenAIProvider, OpenAIProviderConfig
 from router_proxy.resilience.config import TimeoutsConfig
+from router_proxy.translate.common import DONE_EVENT
 from tests.support.upstream import FakeUpstream
 
 OPENAI_KEY = "sk-secret"

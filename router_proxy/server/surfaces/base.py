@@ -22,8 +22,8 @@ from router_proxy.config.schema import ServerConfig
 from router_proxy.errors import GatewayError
 from router_proxy.protocol import ChatCompletionRequest, ChatMessage, Endpoint
 from router_proxy.providers.base import Completion
-from router_proxy.providers.http import sse_event
 from router_proxy.server.errors import error_response
+from router_proxy.translate.common import sse_event
 
 
 def routing_request(model: str, text: str, *, stream: bool = False) -> ChatCompletionRequest:
