@@ -138,6 +138,7 @@ def test_messages_go_to_an_anthropic_upstream_as_sent(
         3,  # "echo: hello there": the upstream's own usage
     )
     assert line["cost_usd"] == pytest.approx((PROMPT_TOKENS * 3 + 3 * 15) / 1e6)
+    assert line["dropped"] is None  # the native call kept the thinking budget
 
 
 def test_a_native_messages_stream_is_the_upstreams_own_events(
@@ -162,11 +163,13 @@ def test_a_native_messages_stream_is_the_upstreams_own_events(
 
 
 def test_a_native_call_that_fails_falls_back_to_a_translated_one(
-    servers: tuple[str, FakeUpstream, ResponsesUpstream],
+    servers: tuple[str, FakeUpstream, ResponsesUpstream], caplog: pytest.LogCaptureFixture
 ) -> None:
     """claude-broken (Anthropic, 500) then gpt-chat (OpenAI chat): the Messages request is
-    translated for the second, and the answer translated back."""
+    translated for the second, and the answer translated back; the log line names what
+    the translation left out."""
     base, upstream, _ = servers
+    caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
     body = MESSAGE | {"messages": [{"role": "user", "content": "try the fallback"}]}
     answer = httpx.post(base + "/v1/messages", json=body)
     assert answer.status_code == 200, answer.text
@@ -174,6 +177,7 @@ def test_a_native_call_that_fails_falls_back_to_a_translated_one(
     assert answer.json()["content"][0]["text"] == "echo: try the fallback"
     sent = _sent(upstream, "/v1/chat/completions")
     assert sent["messages"][-1] == {"role": "user", "content": "try the fallback"}
+    assert log_line(caplog, answer.headers["x-router-request-id"])["dropped"] == ["thinking"]
 
 
 def test_responses_go_to_an_upstream_that_speaks_them(

@@ -101,6 +101,7 @@ class Accounting:
                 completion_tokens=usage.completion_tokens if usage else None,
                 cost_usd=cost,
                 error=record.error.code if record.error else None,
+                dropped=list(record.dropped) or None,
             )
         )
 

@@ -35,6 +35,8 @@ class RequestRecord:
     first_byte_seconds: float | None = None
     upstream_seconds: float | None = None
     error: GatewayError | None = None
+    # Parts of the request the answering call did not get (a translation left them out).
+    dropped: tuple[str, ...] = ()
 
     @property
     def model(self) -> str | None:

@@ -41,6 +41,10 @@ class Surface(ABC):
     # body then goes to them untranslated, and their answer comes back as it is.
     native: ClassVar[str | None] = None
 
+    # What a translation to chat leaves out of this request (set by ``parse``): named in
+    # the log line when a translated call answers (a native one keeps everything).
+    dropped: tuple[str, ...] = ()
+
     def credential(self, headers: Mapping[str, str]) -> str | None:
         """The client key as an ``Authorization`` value (``Bearer KEY``)."""
         return headers.get("authorization")

@@ -34,11 +34,15 @@ async def serve(surface: Surface, runtime: Runtime, request: Request) -> Respons
         if record.stream:
             opened = await engine.open_stream(ctx, record)
             streaming = True
+            if not opened.stream.native:
+                record.dropped = surface.dropped
             headers = surface.response_headers(record.headers())
             return EventStreamResponse(
                 _stream(surface, runtime, opened, record), headers | {"cache-control": "no-cache"}
             )
         completion = await engine.complete(ctx, record)
+        if not completion.native:
+            record.dropped = surface.dropped
         return Response(
             completion.body if completion.native else surface.render(completion),
             media_type="application/json",

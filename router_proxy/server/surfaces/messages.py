@@ -94,6 +94,18 @@ def validate(raw: dict[str, Any], shape: type[Request_T], max_messages: int) -> 
         raise InvalidRequestError(f"{param}: {message}", param=param) from None
 
 
+# Request fields chat has no counterpart for (cache_control marks are dropped too, but
+# they only change the upstream's caching, not the answer).
+_UNTRANSLATED = ("thinking", "top_k")
+
+
+def _has_thinking(message: Any) -> bool:
+    content = message.get("content") if isinstance(message, dict) else None
+    return isinstance(content, list) and any(
+        isinstance(b, dict) and b.get("type") in ("thinking", "redacted_thinking") for b in content
+    )
+
+
 class MessagesSurface(Surface):
     name = "messages"
     native = "anthropic.messages"
@@ -106,6 +118,9 @@ class MessagesSurface(Surface):
         self, raw: dict[str, Any], settings: ServerConfig
     ) -> tuple[ChatCompletionRequest, dict[str, Any]]:
         body = to_chat_request(validate(raw, MessagesRequest, settings.max_messages))
+        self.dropped = tuple(key for key in _UNTRANSLATED if key in raw)
+        if any(_has_thinking(m) for m in raw.get("messages") or ()):
+            self.dropped += ("thinking blocks",)
         return parse_chat_request(body, settings.max_messages), body
 
     def response_headers(self, headers: dict[str, str]) -> dict[str, str]:
