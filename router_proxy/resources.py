@@ -32,6 +32,7 @@ class ModelHealth:
     breaker: BreakerState
     available: bool  # a request may be sent to it now (closed, or a probe is free)
     retry_after: float  # seconds until an open breaker takes a probe
+    recent_calls: int  # within the breaker's window, while it is closed
     recent_failures: int
     opened_by_other_replica: bool
     latency: float | None  # observed seconds until the answer starts; None: no call yet
@@ -90,11 +91,13 @@ class Resources:
         health = {}
         for model in models:
             breaker = self.breakers.get(model)
+            calls, failures = breaker.recent()
             health[model] = ModelHealth(
                 breaker=breaker.state(),
                 available=self.breakers.available(model),
                 retry_after=breaker.retry_after(),
-                recent_failures=len(breaker.failures),
+                recent_calls=calls,
+                recent_failures=failures,
                 opened_by_other_replica=breaker.remote,
                 latency=self.latency.average(model),
             )

@@ -39,6 +39,7 @@ class Runtime:
     providers: dict[str, Provider]
     metrics: Metrics
     admin_auth: ClientAuth
+    metrics_auth: ClientAuth  # open (no keys) unless server.metrics_keys lists some
     resources: Resources
     generation: int = 0
     started: bool = False
@@ -86,6 +87,7 @@ class Runtime:
             providers,
             metrics,
             ClientAuth(config.server.admin_keys),
+            ClientAuth(config.server.metrics_keys),
             resources,
             generation,
         )

@@ -277,7 +277,7 @@ def test_a_rebuilt_runtime_keeps_breakers_latencies_and_counters_unless_state_mo
     resources, before = again.resources, runtime.resources
     assert resources.breakers is before.breakers
     assert resources.breakers.config.failures == 1  # the new thresholds apply
-    assert len(resources.breakers.get("small").failures) == 1
+    assert resources.breakers.get("small").recent() == (1, 1)  # (calls, failures)
     assert resources.latency.average("small") == 0.25
     assert resources.shared.limit_storages is before.shared.limit_storages
     assert resources.shared is before.shared

@@ -34,6 +34,7 @@ models:
   echo: {{provider: up, upstream_model: echo}}
   broken: {{provider: up, upstream_model: fail-500}}
   cut: {{provider: up, upstream_model: cut-stream}}
+  torn: {{provider: up, upstream_model: cut-stream}}
   flaky: {{provider: up, upstream_model: script-flaky}}
   shaky: {{provider: up, upstream_model: script-shaky}}
   gone: {{provider: dead, fallbacks: [echo]}}
@@ -48,6 +49,7 @@ decisions:
   - {{name: shaky-first, route: {{candidates: [shaky, echo]}}, when: false}}
   - {{name: refusing-first, route: {{candidates: [refusing, echo]}}, when: false}}
   - {{name: cut-first, route: {{candidates: [cut, echo]}}, when: false}}
+  - {{name: torn-first, route: {{candidates: [torn, echo]}}, when: false}}
 """
     )
 
@@ -172,18 +174,53 @@ def test_a_failure_after_the_first_byte_feeds_the_breaker_and_metrics_once(
     """One feedback path: the error metric and the breaker see a mid-stream failure
     exactly like a failure before the first byte."""
     admin = {"authorization": f"Bearer {ADMIN}"}
-    series = 'router_upstream_errors_total{code="upstream_error",model="cut"}'
+    series = 'router_upstream_errors_total{code="upstream_error",model="torn"}'
     errors_before = metric(gateway, series)
     stream = sdk.chat.completions.create(
-        model="cut-first", messages=[{"role": "user", "content": "one two three four"}], stream=True
+        model="torn-first",
+        messages=[{"role": "user", "content": "one two three four"}],
+        stream=True,
     )
     with pytest.raises(openai.APIError):
         for _ in stream:
             pass
-    after = httpx.get(gateway + "/admin/models", headers=admin).json()["models"]["cut"]
-    # The first event was a success (it clears the count); the cut is the one failure.
-    assert after["recent_failures"] == 1
+    after = httpx.get(gateway + "/admin/models", headers=admin).json()["models"]["torn"]
+    # The first event was a success, the cut the one failure (two would have opened it).
+    assert (after["recent_calls"], after["recent_failures"]) == (2, 1)
+    assert after["breaker"] == "closed"
     assert metric(gateway, series) == errors_before + 1
+
+
+def test_a_model_failing_30_percent_of_calls_opens_its_breaker(
+    make_gateway: GatewayFactory, upstream: FakeUpstream
+) -> None:
+    """Issue 19: a success between failures used to clear the count, so a model failing
+    30% of its calls (never twice in a row) was never skipped. The default breaker."""
+    gateway = make_gateway(
+        f"""\
+server: {{admin_keys: [{ADMIN}]}}
+providers: {{up: {{type: openai, base_url: "${{UPSTREAM}}/v1"}}}}
+models:
+  intermittent: {{provider: up, upstream_model: script-intermittent}}
+  echo: {{provider: up, upstream_model: echo}}
+decisions: [{{name: all, when: true, route: {{candidates: [intermittent, echo]}}}}]
+"""
+    )
+    pattern = "FSSSFSSFSSFSSSF"  # 30% failed, never two in a row
+    upstream.scripts["intermittent"].extend("fail-500" if c == "F" else "echo" for c in pattern)
+    sdk = openai.OpenAI(base_url=gateway + "/v1", api_key="unused", max_retries=0)
+    models = [
+        sdk.chat.completions.with_raw_response.create(model="auto", messages=CHAT).headers[
+            "x-router-model"
+        ]
+        for _ in range(25)
+    ]
+    # The 5th failure (the 15th call, a third of them failed) opened it: every answer was
+    # a 200, and the 10 after it came from the fallback without calling the model.
+    assert upstream.calls["intermittent"] == 15
+    assert models[15:] == ["echo"] * 10
+    admin = httpx.get(gateway + "/admin/models", headers={"authorization": f"Bearer {ADMIN}"})
+    assert admin.json()["models"]["intermittent"]["breaker"] == "open"
 
 
 def test_client_limits_answer_429_with_openai_headers(make_gateway: GatewayFactory) -> None:

@@ -70,6 +70,69 @@ def test_breaker_opens_after_n_failures_in_the_window_and_probes_after_cooldown(
     assert board.allows("m")
 
 
+def calls(board: BreakerBoard, clock: Clock, pattern: str, every: float = 0.1) -> int | None:
+    """Record ``pattern``'s calls (F failed, S succeeded) ``every`` seconds apart; the
+    1-based index of the call that opened the breaker, or None."""
+    for i, outcome in enumerate(pattern, 1):
+        clock.now += every
+        if outcome == "F":
+            board.record_failure("m")
+        else:
+            board.record_success("m")
+        if board.get("m").state() is BreakerState.OPEN:
+            return i
+    return None
+
+
+def test_a_model_failing_30_percent_of_calls_opens_though_successes_come_between() -> None:
+    """Issue 19: any success used to clear the count, so intermittent failures (or 100
+    alternating fail/success calls) never opened it. The default opens at 5 failures in
+    30 s that are at least a quarter of the window's calls."""
+    clock = Clock()
+    board = BreakerBoard(BreakerConfig(), clock)
+    # 3 failures in every 10 calls, never two in a row: the 5th failure (call 15) opens it.
+    assert calls(board, clock, "FSSSFSSFSS" * 10) == 15
+    clock = Clock()
+    board = BreakerBoard(BreakerConfig(), clock)
+    assert calls(board, clock, "FS" * 50) == 9  # alternating: the 5th failure opens it
+
+
+def test_a_busy_model_with_rare_failures_stays_closed_and_one_that_dies_opens_at_once() -> None:
+    clock = Clock()
+    board = BreakerBoard(BreakerConfig(), clock)
+    # 1 call in 10 failing, 1,000 calls in 10 s: 100 failures, never a quarter of the calls.
+    assert calls(board, clock, "SSSSFSSSSS" * 100, every=0.01) is None
+    assert board.get("m").recent() == (1000, 100)
+    # It dies: 5 failures in a row open it, though 900 successes are still in the window.
+    assert calls(board, clock, "F" * 10, every=0.01) == 5
+
+
+def test_a_quiet_model_needs_failures_failures_and_old_calls_leave_the_window() -> None:
+    clock = Clock()
+    board = BreakerBoard(BreakerConfig(failures=5, window=30), clock)
+    assert calls(board, clock, "FFFF", every=5) is None  # 4 of 4 failed: too little evidence
+    clock.now += 32  # they leave the window (whole slices of it: 1.5 s here)
+    assert board.get("m").recent() == (0, 0)
+    assert calls(board, clock, "FFFF", every=1) is None
+    assert calls(board, clock, "F") == 1
+
+
+def test_the_rate_is_over_the_window_only_and_a_probe_success_starts_afresh() -> None:
+    clock = Clock()
+    config = BreakerConfig(failures=3, failure_rate=0.5, window=10, cooldown=5)
+    board = BreakerBoard(config, clock)
+    assert calls(board, clock, "S" * 20 + "FSFS") is None  # 2 failures in 24 calls
+    assert board.get("m").recent() == (24, 2)
+    clock.now += 11  # all of it leaves the window
+    assert calls(board, clock, "FSFSF") == 5  # 3 failures in 5 calls
+    clock.now += 5
+    assert board.allows("m")  # the probe
+    board.record_success("m")
+    assert board.get("m").state() is BreakerState.CLOSED
+    assert board.get("m").recent() == (0, 0)  # the failures before it opened are gone
+    assert calls(board, clock, "FSF") is None
+
+
 def test_failed_probe_reopens_for_a_new_cooldown() -> None:
     clock = Clock()
     board = BreakerBoard(BreakerConfig(failures=1, cooldown=5), clock)

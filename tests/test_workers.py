@@ -158,3 +158,38 @@ def test_every_gauge_says_how_workers_combine() -> None:
     assert gauges
     for gauge in gauges:
         assert gauge._multiprocess_mode != "all", gauge._name
+
+
+def test_the_supervisor_waits_for_a_worker_that_starts_slowly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19, item 15: uvicorn kills a worker that leaves its ping unanswered for 5 s,
+    and a new worker answers only once it has imported the app. At load 8 on 2 cores that
+    took longer: every worker was killed mid-start and replaced, forever, and the test
+    above timed out. The supervisor is built with a longer allowance."""
+    from router_proxy.config.load import load_config
+    from router_proxy.observability.metrics import MULTIPROC_ENV
+    from router_proxy.server import serve as serving
+    from router_proxy.server.app import CONFIG_ENV
+
+    built: list[object] = []
+
+    class Supervisor:
+        def __init__(self, config: object, sockets: list[object]) -> None:
+            built.append(config)
+            self.processes: list[object] = []
+
+        def run(self) -> None:
+            pass
+
+    monkeypatch.setattr(serving, "Multiprocess", Supervisor)
+    # This process's logging stays as pytest set it.
+    monkeypatch.setattr(serving, "configure_logging", lambda level: None)
+    monkeypatch.setattr(serving, "logging_config", lambda level: None)
+    monkeypatch.delenv(MULTIPROC_ENV, raising=False)  # restored (unset) afterwards
+    monkeypatch.setenv(CONFIG_ENV, "")
+    config, _ = load_config(DEFAULT)
+    options = serving.ServeOptions(Path(DEFAULT), port=free_port(), workers=2)
+    assert serving.serve(config, options) == 0
+    (uvicorn_config,) = built
+    assert getattr(uvicorn_config, "timeout_worker_healthcheck", 0) >= 30

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.faults.load import Outcome, chat_body, count, fire, percentile, send
+from benchmarks.faults.misc_attacks import MISC_SCENARIOS
 from tests.support.gateway_process import GatewayProcess
 from tests.support.redis_server import RedisServer, free_port, require_redis_server
 from tests.support.upstream import FakeUpstream, ResettingServer
@@ -351,6 +352,7 @@ SCENARIOS: dict[str, Scenario] = {
     "down": down,
     "sigterm": sigterm,
     "shared-limit": shared_limit,
+    **MISC_SCENARIOS,
 }
 
 

@@ -81,6 +81,11 @@ class ServerConfig(StrictModel):
         default_factory=list,
         description="keys for /admin endpoints (Bearer); empty = admin endpoints disabled",
     )
+    metrics_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="keys a Prometheus scrape of /metrics must send (Bearer); empty = "
+        "/metrics is open, for an in-cluster scrape (keep it off the public ingress)",
+    )
     watch_config: bool = Field(
         default=True, description="reload the policy file when it changes on disk"
     )

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from router_proxy.config import bounded_yaml
 from router_proxy.config.errors import ConfigIssue, Path
 
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -54,10 +55,10 @@ def _index(node: yaml.Node, path: Path, lines: dict[Path, int], issues: list[Con
 
 
 def parse_yaml(text: str) -> tuple[Any, SourceMap, list[ConfigIssue]]:
-    """Parse YAML into plain data plus a SourceMap; syntax errors become issues."""
+    """Parse YAML into plain data plus a SourceMap; syntax errors, and documents that would
+    expand past ``bounded_yaml``'s limits, become issues."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data, node = bounded_yaml.load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None

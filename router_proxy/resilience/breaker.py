@@ -1,10 +1,17 @@
-"""Circuit breakers, one per model: closed -> open after ``failures`` failures within
-``window`` seconds -> half-open after ``cooldown`` (one probe call) -> closed on the
-probe's success, open again on its failure.
+"""Circuit breakers, one per model: closed -> open when, within ``window`` seconds, at
+least ``failures`` calls failed and either they were at least ``failure_rate`` of the
+window's calls or the last ``failures`` calls all failed -> half-open after ``cooldown``
+(one probe call) -> closed on the probe's success, open again on its failure.
+
+The rate is what opens a model that fails intermittently (30% of its calls, say: the
+successes in between would clear a count of failures in a row); the run of failures in a
+row is what opens a busy model that has just died at once, before its failures outweigh
+the window's earlier successes. ``failures`` is the least evidence either needs, so one
+unlucky call to a quiet model opens nothing.
 
 Times are wall-clock epoch seconds so that replicas can share them: when one replica
 opens a breaker it publishes ``open_until`` (see ``shared_breakers``), and the others open
-theirs until the same moment at their next sync. Each replica counts its own failures.
+theirs until the same moment at their next sync. Each replica counts its own calls.
 """
 
 from __future__ import annotations
@@ -20,6 +27,56 @@ from router_proxy.resilience.config import BreakerConfig
 Clock = Callable[[], float]
 
 
+# The window is counted in this many time slices: the same memory at one call a minute or
+# a thousand a second. A slice leaves the window whole, so the window reaches back between
+# ``window`` and ``window`` plus one slice.
+SLICES = 20
+
+
+@dataclass(slots=True)
+class _Slice:
+    start: float
+    calls: int = 0
+    failures: int = 0
+
+
+@dataclass
+class CallWindow:
+    """A model's calls and failures over the last ``span`` seconds, and its current run of
+    failures in a row."""
+
+    slices: deque[_Slice] = field(default_factory=deque)
+    calls: int = 0
+    failures: int = 0
+    streak: int = 0
+
+    def record(self, now: float, span: float, failed: bool) -> None:
+        self.expire(now, span)
+        if not self.slices or now >= self.slices[-1].start + span / SLICES:
+            self.slices.append(_Slice(now))
+        last = self.slices[-1]
+        last.calls += 1
+        self.calls += 1
+        if failed:
+            last.failures += 1
+            self.failures += 1
+            self.streak += 1
+        else:
+            self.streak = 0
+
+    def expire(self, now: float, span: float) -> None:
+        while self.slices and self.slices[0].start + span / SLICES <= now - span:
+            gone = self.slices.popleft()
+            self.calls -= gone.calls
+            self.failures -= gone.failures
+        if not self.slices:
+            self.streak = 0  # its failures left the window with them
+
+    def clear(self) -> None:
+        self.slices.clear()
+        self.calls = self.failures = self.streak = 0
+
+
 class BreakerState(IntEnum):
     # The values are the metric's (router_breaker_state).
     CLOSED = 0
@@ -31,7 +88,7 @@ class BreakerState(IntEnum):
 class Breaker:
     config: BreakerConfig
     clock: Clock = time.time
-    failures: deque[float] = field(default_factory=deque)
+    window: CallWindow = field(default_factory=CallWindow)
     open_until: float = 0.0  # > 0 while open or half-open
     probing: bool = False  # a half-open probe is in flight
     # Opened by another replica (learnt at sync), not by our own failures.
@@ -60,11 +117,14 @@ class Breaker:
         )
 
     def record_success(self) -> bool:
-        """True when this closed an open breaker."""
-        was_open = self.open_until != 0.0
+        """True when this closed an open breaker (its probe, or a call that began before it
+        opened, answered): the window starts afresh."""
+        if self.open_until == 0.0:
+            self.window.record(self.clock(), self.config.window, failed=False)
+            return False
         self.open_until, self.probing, self.remote = 0.0, False, False
-        self.failures.clear()
-        return was_open
+        self.window.clear()
+        return True
 
     def record_failure(self) -> bool:
         """True when this opened the breaker (or re-opened it after a failed probe)."""
@@ -74,13 +134,23 @@ class Breaker:
                 return False  # a call that started before it opened: already counted
             self._open(now)
             return True
-        self.failures.append(now)
-        while self.failures and self.failures[0] <= now - self.config.window:
-            self.failures.popleft()
-        if len(self.failures) >= self.config.failures:
+        self.window.record(now, self.config.window, failed=True)
+        if self._tripped():
             self._open(now)
             return True
         return False
+
+    def _tripped(self) -> bool:
+        window, config = self.window, self.config
+        return window.failures >= config.failures and (
+            window.streak >= config.failures
+            or window.failures >= config.failure_rate * window.calls
+        )
+
+    def recent(self) -> tuple[int, int]:
+        """(calls, failures) within the window now, while closed."""
+        self.window.expire(self.clock(), self.config.window)
+        return self.window.calls, self.window.failures
 
     def release_probe(self) -> None:
         """A probe that ended without a verdict (e.g. the client's own error)."""
@@ -93,7 +163,7 @@ class Breaker:
     def _open(self, now: float) -> None:
         self.open_until = now + self.config.cooldown
         self.probing, self.remote = False, False
-        self.failures.clear()
+        self.window.clear()
 
     def retry_after(self) -> float:
         return max(0.0, self.open_until - self.clock())

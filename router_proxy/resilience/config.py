@@ -67,9 +67,24 @@ class RetryConfig(StrictModel):
 
 
 class BreakerConfig(StrictModel):
+    """Opens when, within ``window`` seconds, at least ``failures`` calls failed and they
+    were at least ``failure_rate`` of the calls, or the last ``failures`` calls all failed."""
+
     enabled: bool = True
-    failures: int = Field(default=5, ge=1, description="failures in `window` that open it")
-    window: float = Field(default=30.0, gt=0, description="seconds failures are counted over")
+    failures: int = Field(
+        default=5,
+        ge=1,
+        description="failed calls within `window` needed to open it (the least evidence)",
+    )
+    failure_rate: float = Field(
+        default=0.25,
+        gt=0,
+        le=1,
+        description="share of the window's calls that failed that opens it (with at least "
+        "`failures` failures); the last `failures` calls all failing opens it whatever the "
+        "share",
+    )
+    window: float = Field(default=30.0, gt=0, description="seconds calls are counted over")
     cooldown: float = Field(
         default=30.0, gt=0, description="seconds open before one probe call (half-open)"
     )

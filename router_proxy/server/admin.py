@@ -37,6 +37,7 @@ async def model_health(request: Request, runtime: CurrentRuntime) -> Response:
             "breaker": health.breaker.name.lower(),
             "available": health.available,
             "retry_after_s": round(health.retry_after, 3),
+            "recent_calls": health.recent_calls,
             "recent_failures": health.recent_failures,
             "opened_by_other_replica": health.opened_by_other_replica,
             "latency_ms": round(health.latency * 1000, 3) if health.latency is not None else None,

@@ -175,6 +175,18 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorResponse, "description": _WHY[status]} for status in statuses}
 
 
+def errors_beside_text(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``errors`` for a route whose answer is text (FastAPI would file a ``model`` under
+    the route's media type): the OpenAI error object, as JSON."""
+    return {
+        status: {
+            "description": _WHY[status],
+            "content": {"application/json": {"schema": _ref("ErrorResponse")}},
+        }
+        for status in statuses
+    }
+
+
 def anthropic_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a Messages route: each status as Anthropic's error object."""
     return {

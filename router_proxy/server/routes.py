@@ -39,6 +39,7 @@ from router_proxy.server.openapi import (
     TokenCount,
     anthropic_errors,
     errors,
+    errors_beside_text,
 )
 from router_proxy.server.surfaces import handler
 from router_proxy.server.surfaces.base import Surface
@@ -222,9 +223,16 @@ async def ready(request: Request, runtime: CurrentRuntime) -> Response:
     return JSONResponse({"status": "ready"})
 
 
-@router.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
-async def metrics(runtime: CurrentRuntime) -> Response:
-    """Prometheus text format; with several workers, the sum over them."""
+@router.get(
+    "/metrics",
+    tags=["ops"],
+    response_class=PlainTextResponse,
+    responses=errors_beside_text(401),
+)
+async def metrics(request: Request, runtime: CurrentRuntime) -> Response:
+    """Prometheus text format; with several workers, the sum over them. Open unless
+    ``server.metrics_keys`` is set: then a scrape sends ``Authorization: Bearer KEY``."""
+    runtime.metrics_auth.check(request.headers.get("authorization"))
     # Point-in-time views, set when scraped (a breaker turns half-open by time alone).
     runtime.metrics.show_breakers({m: h.breaker for m, h in runtime.health().items()})
     runtime.metrics.shared_state_up.set(1 if runtime.shared_state_up else 0)

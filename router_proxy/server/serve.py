@@ -34,6 +34,11 @@ from router_proxy.server.http import protocol_options
 
 APP_FACTORY = "router_proxy.server.app:app_from_env"
 STARTUP_FAILURE = 3  # uvicorn's exit status for a server that could not start
+# Seconds a worker may leave the supervisor's ping unanswered before it is killed and
+# replaced (uvicorn's default: 5). A new worker answers only once it has imported the app,
+# which takes several seconds on a busy or CPU-throttled machine: at 5 s every worker
+# was killed mid-start and replaced, forever (seen at load 8 on 2 cores).
+WORKER_HEALTHCHECK_S = 30
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,7 @@ def _serve_workers(options: ServeOptions, uvicorn_options: dict[str, Any]) -> in
             APP_FACTORY,
             factory=True,
             workers=options.workers,
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
             log_config=logging_config(options.log_level),  # applied in every worker
             **uvicorn_options,
         )
