@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.faults.load import Outcome, chat_body, count, fire, percentile, send
+from benchmarks.faults.loop_attacks import SCENARIOS as LOOP_ATTACKS
+from benchmarks.faults.loop_attacks import add_arguments as loop_attack_arguments
 from tests.support.gateway_process import GatewayProcess
 from tests.support.redis_server import RedisServer, free_port, require_redis_server
 from tests.support.upstream import FakeUpstream, ResettingServer
@@ -351,6 +353,7 @@ SCENARIOS: dict[str, Scenario] = {
     "down": down,
     "sigterm": sigterm,
     "shared-limit": shared_limit,
+    **LOOP_ATTACKS,  # issue 19, items 1-3: loop_attacks.py
 }
 
 
@@ -361,6 +364,7 @@ def main() -> int:
     parser.add_argument("--down-requests", type=int, default=500, help="down scenario")
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--sigterm-after", type=float, default=3.0, help="seconds of load")
+    loop_attack_arguments(parser)
     args = parser.parse_args()
     results: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
