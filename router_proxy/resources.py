@@ -11,6 +11,7 @@ extension (signal, selector, plugin) may read.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,6 +30,10 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 DEFAULT_CPU_WORKERS = 2
+# Pool threads hold the GIL while they compute; the event loop waits up to the switch
+# interval each time it wants it back (several times per request). Two redactions of
+# 1.6 MB running: loop stalls p99 124 ms at Python's default 5 ms, 25 ms at 1 ms.
+SWITCH_INTERVAL_S = 0.001
 
 
 class CpuPool:
@@ -43,6 +48,7 @@ class CpuPool:
     def run(self, fn: Callable[..., T], *args: object) -> asyncio.Future[T]:
         """``fn(*args)`` in a pool thread; cancelling the future drops it if not started."""
         if self._executor is None:
+            sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
             self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="router-cpu")
         return asyncio.wrap_future(self._executor.submit(fn, *args))
 

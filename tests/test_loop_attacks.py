@@ -210,11 +210,12 @@ def test_pii_bodies_do_not_freeze_the_privacy_gateway(
         sent = [
             body["messages"][0]["content"]
             for _, _, body in upstream.requests
-            if len(str(body)) > 100_000
+            if "[PHONE]" in str(body)
         ]
         # Past the first 256 digit runs (checked: not phone numbers) every run is masked.
         assert len(sent) == 4
-        assert all(s.rstrip().endswith("[PHONE] [PHONE]") for s in sent)
+        assert all(s.rstrip().endswith("[PHONE]") for s in sent)
+        assert all(s.count("0000000") <= 3 * 256 for s in sent)
         # 7.9 MB of e-mail- and phone-like text: the pii signal read it all (1.3-1.9 s).
         attacks, probes, _, _ = asyncio.run(
             _attack(gateway.base_url, "/v1/chat/completions", contacts_body(), 2)

@@ -17,6 +17,9 @@ sigterm       a steady load (plain requests and streams), SIGTERM mid-run: every
 shared-limit  two gateway processes on one Redis with a limit of 100 requests a minute,
               300 requests: admitted in all within 100 +- 1
 
+and the loop attacks of ``loop_attacks.py`` (issue 19 items 1-3: regex-chat, regex-route,
+pii-redact, pii-signal, route-limit).
+
     .venv/bin/python -m benchmarks.faults.run [--only sigterm] [--requests 2000]
 
 Prints progress and one verdict line per scenario; writes ``results/faults.json`` (and

@@ -124,14 +124,15 @@ class KeywordSignal(Signal[KeywordSignalConfig]):
         super().__init__(config)
         self._any = [_compile(t, config.case_sensitive) for t in config.any]
         self._all = [_compile(t, config.case_sensitive) for t in config.all]
+        self._memo_key = f"keyword.{config.scope}.{config.max_chars}"
 
     def _text(self, ctx: RequestContext) -> _Text:
         config = self.config
-        key = f"keyword.{config.scope}.{config.max_chars}"
-        found = ctx.memo.get(key)
+        found = ctx.memo.get(self._memo_key)
         if found is None:  # shared by every keyword signal reading this scope and window
             text = window(ctx.text(config.scope), config.max_chars)
-            found = ctx.memo[key] = _Text(text, text.lower(), text.encode(errors="replace"))
+            folded, encoded = text.lower(), text.encode(errors="replace")
+            found = ctx.memo[self._memo_key] = _Text(text, folded, encoded)
         assert isinstance(found, _Text)
         return found
 

@@ -110,6 +110,7 @@ class Span:
 # until it returns (a pass over 1.6 MB held the event loop 250 ms). Matches may run into
 # the next chunk by up to _OVERLAP characters (longer than any e-mail address).
 _CHUNK, _OVERLAP = 32_768, 1024
+_MERGE_GAP = 3  # characters between two unchecked digit runs masked along with them
 
 
 def _finditer(pattern: re.Pattern[str], text: str) -> Iterator[re.Match[str]]:
@@ -243,13 +244,21 @@ class PiiDetector:
         # libphonenumber is run on short windows around digit runs, never on the whole
         # text: its cost then grows with the number of candidates, which is capped.
         seen: set[tuple[int, int]] = set()
+        run: list[int] = []  # unchecked runs close together, masked as one span
         for i, candidate in enumerate(_finditer(_PHONE_CANDIDATE, text)):
             if _NOT_PHONE.fullmatch(candidate.group()):
                 continue
             if i >= self._max_candidates:
                 if not self._mask_overflow:
                     break
-                seen.add(candidate.span())  # unchecked: taken for a phone number
+                # Unchecked: taken for a phone number. A body of nothing but digit runs
+                # becomes a few spans, not one object per run.
+                if run and candidate.start() - run[1] <= _MERGE_GAP:
+                    run[1] = candidate.end()
+                else:
+                    if run:
+                        seen.add((run[0], run[1]))
+                    run = [candidate.start(), candidate.end()]
                 continue
             # Context on both sides lets the matcher see letters, times ("10:30"), etc.
             lo, hi = max(candidate.start() - 2, 0), candidate.end() + _CONTEXT
@@ -261,6 +270,8 @@ class PiiDetector:
                     # "+49 (0) 30 ..." matches from "(0)": take the country code too.
                     prefix = _COUNTRY_PREFIX.search(text, max(start - 5, 0), start)
                     seen.add((prefix.start() if prefix else start, lo + match.end))
+        if run:
+            seen.add((run[0], run[1]))
         yield from seen
 
     def find(self, text: str) -> list[Span]:
