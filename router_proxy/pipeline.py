@@ -121,7 +121,9 @@ class Pipeline:
     def build(cls, config: Config, resources: Resources | None = None) -> Pipeline:
         """Compile a config already checked by ``load_config`` (slow when it embeds
         examples: run it off the event loop)."""
-        resources = resources or Resources(SharedEncoder(config.embeddings))
+        resources = resources or Resources(
+            SharedEncoder(config.embeddings), cpu=CpuPool(config.server.cpu_workers)
+        )
         build = BuildContext(resources, config.models)
         signals = {s.name: SIGNAL_TYPES[s.type].build(s, build) for s in config.signals}
         parser = RuleParser(
