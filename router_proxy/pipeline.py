@@ -2,10 +2,17 @@
 
 ``Pipeline.route`` is what the server, ``router-proxy explain``, ``POST /v1/route`` and
 the benchmarks call; it is built once per config and shared by all requests.
+
+No request may hold the event loop every client shares: a CPU-heavy signal on long text
+(``CpuSignal``, over ``routing.offload_chars``) runs in the CPU pool, and it and the
+model-backed signals get what is left of ``routing.budget_ms``; one that has not answered
+by then counts as not fired ("unknown"), named in ``RoutePlan.timed_out``. Cheap signals
+run inline, as before: a thread hop would cost more than they do.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,14 +27,16 @@ from router_proxy.embeddings.shared import SharedEncoder
 from router_proxy.errors import NotFoundError
 from router_proxy.plugins.base import Plugin
 from router_proxy.plugins.registry import build_plugin
-from router_proxy.resources import BuildContext, Resources
+from router_proxy.resources import BuildContext, CpuPool, Resources
 from router_proxy.selection.artifact import ArtifactError
 from router_proxy.selection.base import Selector
 from router_proxy.selection.registry import SELECTORS
-from router_proxy.signals.base import Signal, SignalResult
+from router_proxy.signals.base import CpuSignal, Signal, SignalResult
 from router_proxy.signals.registry import SIGNAL_TYPES
 
 Via = Literal["auto", "decision", "model"]
+# Signals at or above this cost call a model (embedding, domain): they get the budget too.
+MODEL_COST_RANK = 100
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,7 @@ class RoutePlan:
     # Decisions tried before the match (all failed), then the match: explained on demand,
     # never on the hot path.
     tried: tuple[CompiledDecision, ...] = ()
+    timed_out: tuple[str, ...] = ()  # signals that had not answered within the budget
 
     @property
     def explanation(self) -> str:
@@ -73,6 +83,7 @@ class RoutePlan:
             "rejected": self.rejected(),
             "signals": {name: result.to_dict() for name, result in self.signals.items()},
             "routing_ms": round(self.routing_seconds * 1000, 4),
+            "timed_out": list(self.timed_out),
             "plugins": [plugin.describe() for plugin in self.plugins],
         }
 
@@ -90,17 +101,29 @@ class Pipeline:
         config: Config,
         signals: Mapping[str, Signal[Any]],
         decisions: list[CompiledDecision],
+        cpu: CpuPool | None = None,
     ) -> None:
         self.config = config
         self.signals = signals
         self.decisions = decisions  # in evaluation order
         self._by_name = {d.name: d for d in decisions}
+        self.cpu = cpu or CpuPool()
+        self.budget = config.routing.budget_ms / 1000
+        self.offload_chars = config.routing.offload_chars
+        # The signals that get the budget (and the pool, on long text); the rest run inline.
+        self._guarded = {
+            name
+            for name, signal in signals.items()
+            if isinstance(signal, CpuSignal) or signal.cost_rank >= MODEL_COST_RANK
+        }
 
     @classmethod
     def build(cls, config: Config, resources: Resources | None = None) -> Pipeline:
         """Compile a config already checked by ``load_config`` (slow when it embeds
         examples: run it off the event loop)."""
-        resources = resources or Resources(SharedEncoder(config.embeddings))
+        resources = resources or Resources(
+            SharedEncoder(config.embeddings), cpu=CpuPool(config.server.cpu_workers)
+        )
         build = BuildContext(resources, config.models)
         signals = {s.name: SIGNAL_TYPES[s.type].build(s, build) for s in config.signals}
         parser = RuleParser(
@@ -117,17 +140,22 @@ class Pipeline:
         if parser.errors:  # load_config refuses these; reaching here is a caller's bug
             raise ValueError(f"unchecked config: {parser.errors}")
         compiled.sort(key=lambda item: (item[0], item[1]))
-        return cls(config, signals, [c for _, _, c in compiled])
+        return cls(config, signals, [c for _, _, c in compiled], resources.cpu)
 
     async def route(self, ctx: RequestContext) -> RoutePlan:
         started = time.perf_counter()
         requested = ctx.request.model
         results: dict[str, SignalResult] = {}
+        timed_out: list[str] = []
 
         async def resolve(name: str) -> SignalResult:
             found = results.get(name)
             if found is None:
-                found = results[name] = await self.signals[name].evaluate(ctx)
+                if name in self._guarded:
+                    found = await self._within_budget(name, ctx, started, timed_out)
+                else:
+                    found = await self.signals[name].evaluate(ctx)
+                results[name] = found
             return found
 
         via: Via
@@ -165,7 +193,36 @@ class Pipeline:
             time.perf_counter() - started,
             decision.plugins,
             tried,
+            tuple(timed_out),
         )
+
+    async def _within_budget(
+        self, name: str, ctx: RequestContext, started: float, timed_out: list[str]
+    ) -> SignalResult:
+        """A heavy signal's value, or "unknown" once the routing budget has run out."""
+        signal = self.signals[name]
+        work: asyncio.Future[SignalResult]
+        if isinstance(signal, CpuSignal):
+            if signal.text_chars(ctx) <= self.offload_chars:
+                return signal.compute(ctx)  # short text: cheaper than a thread hop
+            work = self.cpu.run(signal.compute, ctx)
+        else:
+            work = asyncio.ensure_future(signal.evaluate(ctx))
+        left = started + self.budget - time.perf_counter()
+        try:
+            # Cancelled at the deadline; pool work not yet started is dropped with it.
+            return await asyncio.wait_for(work, max(left, 0.0))
+        except TimeoutError:
+            timed_out.append(name)
+            budget = f"{self.budget * 1000:g} ms"
+            return SignalResult(False, None, f"unknown: no answer within the budget ({budget})")
+
+    async def outgoing_body(self, plan: RoutePlan, ctx: RequestContext) -> dict[str, Any]:
+        """``plan.outgoing_body``: in the CPU pool when a plugin's work grows with the text
+        (redaction) and the text is long."""
+        if any(p.cpu_bound for p in plan.plugins) and len(ctx.text("all")) > self.offload_chars:
+            return await self.cpu.run(plan.outgoing_body, ctx)
+        return plan.outgoing_body(ctx)
 
     async def _first_match(self, resolve: Resolve) -> tuple[CompiledDecision, ...]:
         """The decisions tried, in order; the last one held."""

@@ -170,6 +170,7 @@ def test_schema_cli_prints_json_schema(capsys) -> None:  # type: ignore[no-untyp
         "models",
         "signals",
         "decisions",
+        "routing",
         "resilience",
         "limits",
         "state",

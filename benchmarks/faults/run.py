@@ -17,6 +17,9 @@ sigterm       a steady load (plain requests and streams), SIGTERM mid-run: every
 shared-limit  two gateway processes on one Redis with a limit of 100 requests a minute,
               300 requests: admitted in all within 100 +- 1
 
+and the loop attacks of ``loop_attacks.py`` (issue 19 items 1-3: regex-chat, regex-route,
+pii-redact, pii-signal, route-limit).
+
     .venv/bin/python -m benchmarks.faults.run [--only sigterm] [--requests 2000]
 
 Prints progress and one verdict line per scenario; writes ``results/faults.json`` (and
@@ -40,6 +43,8 @@ from typing import Any
 
 from benchmarks.faults.load import Outcome, chat_body, count, fire, percentile, send
 from benchmarks.faults.misc_attacks import MISC_SCENARIOS
+from benchmarks.faults.loop_attacks import SCENARIOS as LOOP_ATTACKS
+from benchmarks.faults.loop_attacks import add_arguments as loop_attack_arguments
 from tests.support.gateway_process import GatewayProcess
 from tests.support.redis_server import RedisServer, free_port, require_redis_server
 from tests.support.upstream import FakeUpstream, ResettingServer
@@ -353,6 +358,7 @@ SCENARIOS: dict[str, Scenario] = {
     "sigterm": sigterm,
     "shared-limit": shared_limit,
     **MISC_SCENARIOS,
+    **LOOP_ATTACKS,  # issue 19, items 1-3: loop_attacks.py
 }
 
 
@@ -363,6 +369,7 @@ def main() -> int:
     parser.add_argument("--down-requests", type=int, default=500, help="down scenario")
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--sigterm-after", type=float, default=3.0, help="seconds of load")
+    loop_attack_arguments(parser)
     args = parser.parse_args()
     results: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),

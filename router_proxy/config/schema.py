@@ -112,12 +112,36 @@ class ServerConfig(StrictModel):
         ge=0,
         description="seconds SIGTERM waits for in-flight requests and streams to finish",
     )
+    cpu_workers: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="threads for CPU-heavy routing work on long text (PII scans, "
+        "redaction), so that it never holds the event loop every client shares",
+    )
     drain_delay: float = Field(
         default=0.0,
         ge=0,
         description="seconds SIGTERM keeps accepting requests, with /ready answering 503, "
         "before the shutdown_grace drain: time for a load balancer to stop sending here "
         "(a second SIGTERM goes at once; read at start: a change needs a restart)",
+    )
+
+
+class RoutingConfig(StrictModel):
+    """How long routing may take, and which work leaves the event loop."""
+
+    budget_ms: float = Field(
+        default=250.0,
+        gt=0,
+        description="a signal still computing this long after routing began counts as "
+        "not fired ('unknown'; the log line's signals_timed_out names it)",
+    )
+    offload_chars: int = Field(
+        default=8192,
+        ge=0,
+        description="heavy signals and plugins (pii, redact_pii) on text longer than this "
+        "run in the server.cpu_workers threads; shorter text is cheaper to do inline",
     )
 
 
@@ -188,6 +212,9 @@ class Config(StrictModel):
     models: dict[str, ModelConfig] = Field(min_length=1)
     signals: list[SignalConfig] = Field(default_factory=list)
     decisions: list[DecisionConfig] = Field(min_length=1)
+    routing: RoutingConfig = Field(
+        default_factory=RoutingConfig, description="routing's time budget, off-loop work"
+    )
     resilience: ResilienceConfig = Field(
         default_factory=ResilienceConfig, description="retries, fallback budget, breakers"
     )

@@ -95,6 +95,7 @@ class Accounting:
                 via=plan.via if plan else None,
                 latency_ms=_ms(time.perf_counter() - record.started),
                 routing_ms=round(plan.routing_seconds * 1000, 3) if plan else None,
+                signals_timed_out=list(plan.timed_out) if plan and plan.timed_out else None,
                 first_byte_ms=_ms(record.first_byte_seconds),
                 upstream_ms=_ms(record.upstream_seconds),
                 prompt_tokens=usage.prompt_tokens if usage else None,

@@ -76,6 +76,13 @@ class Engine:
         if self.limits.enabled:
             await self.limits.admit_client(record.client)
 
+    async def admit_client(self, credential: str | None) -> str:
+        """``admit`` for work that keeps no record (counting tokens): the client's id."""
+        client = self.auth.check(credential)
+        if self.limits.enabled:
+            await self.limits.admit_client(client)
+        return client
+
     async def route(self, ctx: RequestContext, record: RequestRecord) -> RoutePlan:
         record.stream = ctx.request.stream
         plan = record.plan = await self.pipeline.route(ctx)
@@ -86,7 +93,7 @@ class Engine:
         """The whole answer from the first candidate that gives one, charged to the
         budgets; ``answered`` accounts for it once it has been sent."""
         plan, upstream = self._plan(record), self.upstream
-        out = _outgoing(plan, ctx)
+        out = await _outgoing(self.pipeline, plan, ctx)
 
         async def attempt(model: str, left: float | None) -> Completion:
             return await upstream.complete(out, model, left, record.request_id)
@@ -108,7 +115,7 @@ class Engine:
         """A stream from the first candidate whose first event arrives; ``relay`` then
         sends it, and accounts for it at its end."""
         plan, upstream = self._plan(record), self.upstream
-        out = _outgoing(plan, ctx)
+        out = await _outgoing(self.pipeline, plan, ctx)
 
         async def attempt(model: str, left: float | None) -> tuple[ChatStream, bytes]:
             return await upstream.open_stream(out, model, left, record.request_id)
@@ -180,9 +187,10 @@ class Engine:
         return record.plan
 
 
-def _outgoing(plan: RoutePlan, ctx: RequestContext) -> Outgoing:
+async def _outgoing(pipeline: Pipeline, plan: RoutePlan, ctx: RequestContext) -> Outgoing:
     """The body after the decision's plugins, and the client's own body for a provider
     that speaks its wire format; only without plugins (they rewrite chat bodies: a system
     prompt, redaction), so a native call never skips what the policy asks for."""
     native = ctx.native_body if not plan.plugins else None
-    return Outgoing(plan.outgoing_body(ctx), ctx.endpoint, ctx.native_format, native)
+    body = await pipeline.outgoing_body(plan, ctx)  # off the loop when heavy
+    return Outgoing(body, ctx.endpoint, ctx.native_format, native)

@@ -22,6 +22,9 @@ class Plugin(ABC):
     name: ClassVar[str]
     # What a YAML item `{name: <value>}` is validated as (a model, or a union with one).
     config_model: ClassVar[Any]
+    # Its work grows with the body's text (redaction): on long text the engine runs the
+    # plugins in the CPU pool, off the event loop.
+    cpu_bound: ClassVar[bool] = False
 
     def __init__(self, config: Any) -> None:
         self.config = config

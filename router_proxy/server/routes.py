@@ -140,7 +140,7 @@ async def messages(request: Request) -> Response:
     "/v1/messages/count_tokens",
     openapi_extra=COUNT_TOKENS_BODY,
     tags=["anthropic"],
-    responses={200: {"model": TokenCount}, **anthropic_errors(400, 401, 413)},
+    responses={200: {"model": TokenCount}, **anthropic_errors(400, 401, 413, 429)},
 )
 async def count_message_tokens(request: Request, runtime: CurrentRuntime) -> Response:
     """The tokens of a Messages prompt, counted offline; calls no model."""
@@ -151,7 +151,7 @@ async def count_message_tokens(request: Request, runtime: CurrentRuntime) -> Res
     "/v1/route",
     openapi_extra=ROUTE_BODY,
     tags=["routing"],
-    responses={200: {"model": RoutePlanBody}, **errors(400, 401, 404, 413)},
+    responses={200: {"model": RoutePlanBody}, **errors(400, 401, 404, 413, 429)},
 )
 async def route(request: Request, runtime: CurrentRuntime) -> Response:
     """Dry run: the decision, signals and chosen model for a chat, Responses or Messages

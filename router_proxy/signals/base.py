@@ -48,3 +48,20 @@ class Signal(ABC, Generic[ConfigT]):
     @abstractmethod
     async def evaluate(self, ctx: RequestContext) -> SignalResult:
         """The signal's value for this request."""
+
+
+class CpuSignal(Signal[ConfigT]):
+    """A signal whose cost grows with the text it reads (a detector, not a lookup). Its
+    work is ``compute``, plain and thread-safe: the pipeline runs it inline for short
+    text and in the CPU pool, within the routing budget, once ``text_chars`` is long."""
+
+    @abstractmethod
+    def text_chars(self, ctx: RequestContext) -> int:
+        """How many characters ``compute`` would read."""
+
+    @abstractmethod
+    def compute(self, ctx: RequestContext) -> SignalResult:
+        """The signal's value (called from a pool thread for long text)."""
+
+    async def evaluate(self, ctx: RequestContext) -> SignalResult:
+        return self.compute(ctx)

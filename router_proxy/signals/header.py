@@ -19,6 +19,7 @@ from router_proxy.config.base import SignalConfigBase
 from router_proxy.context import SECRET_HEADERS, RequestContext
 from router_proxy.signals.base import Signal, SignalResult
 from router_proxy.signals.keyword import REGEX_PREFIX, check_regex_term, term_pattern
+from router_proxy.signals.patterns import UserPattern
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+$")  # RFC 9110 field-name characters
 
@@ -69,7 +70,10 @@ class _Expected:
     def __init__(self, expected: HeaderValue) -> None:
         options = expected if isinstance(expected, list) else [expected]
         self.literals = frozenset(o.strip() for o in options if not o.startswith(REGEX_PREFIX))
-        self.patterns = [re.compile(term_pattern(o)) for o in options if o.startswith(REGEX_PREFIX)]
+        # RE2 where it can run the pattern: a header value is the client's to choose.
+        self.patterns = [
+            UserPattern(term_pattern(o)) for o in options if o.startswith(REGEX_PREFIX)
+        ]
 
     def matches(self, value: str) -> bool:
         value = value.strip()

@@ -1,8 +1,14 @@
 """``type: keyword``: case-insensitive word or ``re:`` pattern matches in the prompt.
 
 Plain terms match on word boundaries ("def" does not fire on "define"); terms may start or
-end with punctuation ("c++", ".NET"). All ``any`` terms compile into one alternation at
-load, so a request costs one scan however many terms there are.
+end with punctuation ("c++", ".NET"). A plain term is a substring test, then a regex of
+the literal between two fixed lookarounds (linear). ``re:`` patterns run on RE2 where it
+can (linear in the text whatever the pattern), else on Python's ``re`` within the limits
+``signals/patterns.py`` sets and checks at load.
+
+A request's cost is bounded whatever its size: text longer than ``max_chars`` (default
+64 Ki characters) is read as its first and last halves, where a prompt's instructions
+usually are.
 """
 
 from __future__ import annotations
@@ -16,17 +22,17 @@ from pydantic import AfterValidator, Field, model_validator
 from router_proxy.config.base import SignalConfigBase
 from router_proxy.context import RequestContext
 from router_proxy.signals.base import Signal, SignalResult
+from router_proxy.signals.patterns import UserPattern, check_pattern, window
 
 REGEX_PREFIX = "re:"
+MAX_CHARS = 65_536
 
 
 def check_regex_term(term: str) -> str:
-    """``term`` as given; a ``re:`` term's regex must compile (ValueError if not)."""
+    """``term`` as given; a ``re:`` term's regex must compile and be safe to run on any
+    text (``signals/patterns.py``; ValueError if not)."""
     if term.startswith(REGEX_PREFIX):
-        try:
-            re.compile(term[len(REGEX_PREFIX) :])
-        except re.error as exc:
-            raise ValueError(f"{term!r} is not a valid regex: {exc}") from exc
+        check_pattern(term[len(REGEX_PREFIX) :])
     return term
 
 
@@ -47,6 +53,12 @@ class KeywordSignalConfig(SignalConfigBase):
         default="last_user", description="which messages are read"
     )
     case_sensitive: bool = False
+    max_chars: int = Field(
+        default=MAX_CHARS,
+        ge=1024,
+        description="longer text is read as its first and last max_chars/2 characters "
+        "(bounds what one request costs)",
+    )
 
     @model_validator(mode="after")
     def _has_terms(self) -> KeywordSignalConfig:
@@ -63,33 +75,45 @@ def term_pattern(term: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class _Text:
+    """The text a keyword signal reads, in the forms its terms need (made once per
+    request, scope and window, shared by the keyword signals reading them)."""
+
+    text: str
+    folded: str  # lower-cased, for plain terms
+    encoded: bytes  # UTF-8, for RE2
+
+
+@dataclass(frozen=True, slots=True)
 class _Term:
     """One term, compiled. Plain terms carry a ``needle`` for a substring test: a C-speed
     scan that settles most prompts (the term is absent) before any regex runs."""
 
     term: str
     needle: str | None
-    pattern: re.Pattern[str]
+    pattern: re.Pattern[str] | None  # a plain term's
+    user: UserPattern | None  # a `re:` term's
 
-    def find(self, text: str, folded: str) -> str | None:
-        if self.needle is None:
-            match = self.pattern.search(text)
-        else:
-            haystack = text if self.needle is self.term else folded
-            if self.needle not in haystack:
-                return None
-            match = self.pattern.search(haystack)
+    def find(self, text: _Text, case_sensitive: bool) -> str | None:
+        if self.user is not None:
+            return self.user.search(text.text, text.encoded)
+        assert self.needle is not None
+        assert self.pattern is not None
+        haystack = text.text if case_sensitive else text.folded
+        if self.needle not in haystack:
+            return None
+        match = self.pattern.search(haystack)
         return match.group(0) if match else None
 
 
 def _compile(term: str, case_sensitive: bool) -> _Term:
     if term.startswith(REGEX_PREFIX):
-        flags = 0 if case_sensitive else re.IGNORECASE
-        return _Term(term, None, re.compile(term_pattern(term), flags))
+        user = UserPattern(term_pattern(term), ignore_case=not case_sensitive)
+        return _Term(term, None, None, user)
     # Plain terms are matched against the lower-cased text (made once per request), so
     # neither the substring test nor the boundary regex needs IGNORECASE.
     needle = term if case_sensitive else term.lower()
-    return _Term(term, needle, re.compile(term_pattern(needle)))
+    return _Term(term, needle, re.compile(term_pattern(needle)), None)
 
 
 class KeywordSignal(Signal[KeywordSignalConfig]):
@@ -100,25 +124,28 @@ class KeywordSignal(Signal[KeywordSignalConfig]):
         super().__init__(config)
         self._any = [_compile(t, config.case_sensitive) for t in config.any]
         self._all = [_compile(t, config.case_sensitive) for t in config.all]
+        self._memo_key = f"keyword.{config.scope}.{config.max_chars}"
 
-    def _folded(self, ctx: RequestContext) -> str:
-        key = f"keyword.folded.{self.config.scope}"
-        folded = ctx.memo.get(key)
-        if folded is None:  # shared by every keyword signal reading this scope
-            folded = ctx.memo[key] = ctx.text(self.config.scope).lower()
-        return str(folded)
+    def _text(self, ctx: RequestContext) -> _Text:
+        config = self.config
+        found = ctx.memo.get(self._memo_key)
+        if found is None:  # shared by every keyword signal reading this scope and window
+            text = window(ctx.text(config.scope), config.max_chars)
+            folded, encoded = text.lower(), text.encode(errors="replace")
+            found = ctx.memo[self._memo_key] = _Text(text, folded, encoded)
+        assert isinstance(found, _Text)
+        return found
 
     async def evaluate(self, ctx: RequestContext) -> SignalResult:
-        text = ctx.text(self.config.scope)
-        folded = text if self.config.case_sensitive else self._folded(ctx)
+        text, case = self._text(ctx), self.config.case_sensitive
         found: list[str] = []
         for term in self._all:
-            hit = term.find(text, folded)
+            hit = term.find(text, case)
             if hit is None:
                 return SignalResult(False, False, f"'{term.term}' not found in {self.config.scope}")
             found.append(hit)
         if self._any:
-            hit = next((h for t in self._any if (h := t.find(text, folded)) is not None), None)
+            hit = next((h for t in self._any if (h := t.find(text, case)) is not None), None)
             if hit is None:
                 return SignalResult(False, False, f"no term found in {self.config.scope}")
             found.append(hit)

@@ -15,8 +15,13 @@ Cost (this 2-core machine): ~1 ms for a 10 KB prompt, ~25 ms for 100 KB, 130-180
 1 MB (one regex pass per kind, all linear; a text without digits or "@" skips those
 kinds). libphonenumber is slow (~100 us per candidate and region), so it is run on short
 windows around runs of 7-24 digits and separators, never on the whole text, and on at
-most ``max_phone_candidates`` of them (the signal: 128, <= ~90 ms with four regions);
-phone numbers past that many digit runs go unchecked. Other kinds always read it all.
+most ``max_phone_candidates`` of them (the signal: 128, <= ~90 ms with four regions;
+redaction and ``find_pii``: 256). Past that many digit runs the signal leaves phone
+numbers unchecked, and redaction masks every further run unchecked (``overflow="mask"``:
+masking too much is safe, too little leaks). Other kinds read all they are given: the
+signal at most ``max_chars`` (the first and last halves of longer text: 64 Ki characters,
+~15 ms), in the CPU pool when long; redaction everything (it must), ~150 ms per MB, in
+the pool.
 Found with faker-made data (200 per kind and locale: en_US, en_GB, de_DE, fr_FR): every
 email, IBAN, SSN and IP address; the phone numbers libphonenumber calls valid (same as
 running it on the whole text; faker also makes invalid ones); cards but 12-digit Maestro
@@ -43,12 +48,14 @@ from pydantic import Field, field_validator
 
 from router_proxy.config.base import SignalConfigBase
 from router_proxy.context import RequestContext
-from router_proxy.signals.base import Signal, SignalResult
+from router_proxy.signals.base import CpuSignal, SignalResult
 from router_proxy.signals.conversation import conversation_text
+from router_proxy.signals.patterns import window
 
 PiiKind = Literal["credit_card", "iban", "ssn", "email", "ip", "phone"]
 ALL_KINDS: tuple[PiiKind, ...] = get_args(PiiKind)  # also the tie-break order when merging
 DEFAULT_PHONE_REGIONS = ("US", "GB", "DE", "FR")
+MAX_CHARS = 65_536
 
 _EMAIL = re.compile(
     r"(?<![\w.%+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
@@ -99,6 +106,29 @@ class Span:
     end: int
 
 
+# One regex call reads at most this much text: a pool thread inside one holds the GIL
+# until it returns (a pass over 1.6 MB held the event loop 250 ms). Matches may run into
+# the next chunk by up to _OVERLAP characters (longer than any e-mail address).
+_CHUNK, _OVERLAP = 32_768, 1024
+_MERGE_GAP = 3  # characters between two unchecked digit runs masked along with them
+
+
+def _finditer(pattern: re.Pattern[str], text: str) -> Iterator[re.Match[str]]:
+    """``pattern.finditer(text)``, one chunk at a time; the same matches as one pass
+    (lookbehinds see before ``pos``; the scan resumes where the last match ended)."""
+    if len(text) <= _CHUNK + _OVERLAP:
+        yield from pattern.finditer(text)
+        return
+    resume = 0
+    for start in range(0, len(text), _CHUNK):
+        stop = start + _CHUNK
+        for match in pattern.finditer(text, max(start, resume), stop + _OVERLAP):
+            if match.start() >= stop:
+                break
+            resume = match.end()
+            yield match
+
+
 def luhn_ok(digits: str) -> bool:
     total = 0
     for i, char in enumerate(reversed(digits)):
@@ -108,14 +138,14 @@ def luhn_ok(digits: str) -> bool:
 
 
 def _cards(text: str) -> Iterator[tuple[int, int]]:
-    for m in _CARD.finditer(text):
+    for m in _finditer(_CARD, text):
         digits = re.sub(r"[ -]", "", m.group())
         if _ISSUER.match(digits) and luhn_ok(digits):
             yield m.span()
 
 
 def _ibans(text: str) -> Iterator[tuple[int, int]]:
-    for m in _IBAN.finditer(text):
+    for m in _finditer(_IBAN, text):
         length = _IBAN_LENGTHS.get(m.group()[:2])
         compact = m.group().replace(" ", "")
         if length is None or len(compact) < length:
@@ -135,21 +165,21 @@ def _ibans(text: str) -> Iterator[tuple[int, int]]:
 
 def _emails(text: str) -> Iterator[tuple[int, int]]:
     if "@" in text:
-        yield from (m.span() for m in _EMAIL.finditer(text))
+        yield from (m.span() for m in _finditer(_EMAIL, text))
 
 
 def _ssns(text: str) -> Iterator[tuple[int, int]]:
-    yield from (m.span() for m in _SSN.finditer(text))
+    yield from (m.span() for m in _finditer(_SSN, text))
 
 
 def _ips(text: str) -> Iterator[tuple[int, int]]:
-    for m in _IPV4.finditer(text) if "." in text else ():
+    for m in _finditer(_IPV4, text) if "." in text else ():
         try:
             ipaddress.IPv4Address(m.group())
         except ValueError:
             continue
         yield m.span()
-    for m in _IPV6.finditer(text) if ":" in text else ():
+    for m in _finditer(_IPV6, text) if ":" in text else ():
         candidate = m.group()
         if not any(c.isdigit() for c in candidate.split("%")[0]):
             continue
@@ -189,7 +219,8 @@ class PiiDetector:
         self,
         kinds: Iterable[PiiKind] = ALL_KINDS,
         phone_regions: Sequence[str] = DEFAULT_PHONE_REGIONS,
-        max_phone_candidates: int = 100_000,
+        max_phone_candidates: int = 256,
+        overflow: Literal["skip", "mask"] = "mask",
     ) -> None:
         finders: dict[PiiKind, Callable[[str], Iterator[tuple[int, int]]]] = {
             "credit_card": _cards,
@@ -204,6 +235,7 @@ class PiiDetector:
         # "ZZ" (unknown region) still finds +-prefixed international numbers.
         self._regions = tuple(r.upper() for r in phone_regions) or ("ZZ",)
         self._max_candidates = max_phone_candidates
+        self._mask_overflow = overflow == "mask"
         if "phone" in self.kinds:  # load the regions' metadata now, not on a request
             for region in self._regions:
                 list(phonenumbers.PhoneNumberMatcher("+1 650 253 0000", region))
@@ -212,10 +244,21 @@ class PiiDetector:
         # libphonenumber is run on short windows around digit runs, never on the whole
         # text: its cost then grows with the number of candidates, which is capped.
         seen: set[tuple[int, int]] = set()
-        for i, candidate in enumerate(_PHONE_CANDIDATE.finditer(text)):
-            if i >= self._max_candidates:
-                break
+        run: list[int] = []  # unchecked runs close together, masked as one span
+        for i, candidate in enumerate(_finditer(_PHONE_CANDIDATE, text)):
             if _NOT_PHONE.fullmatch(candidate.group()):
+                continue
+            if i >= self._max_candidates:
+                if not self._mask_overflow:
+                    break
+                # Unchecked: taken for a phone number. A body of nothing but digit runs
+                # becomes a few spans, not one object per run.
+                if run and candidate.start() - run[1] <= _MERGE_GAP:
+                    run[1] = candidate.end()
+                else:
+                    if run:
+                        seen.add((run[0], run[1]))
+                    run = [candidate.start(), candidate.end()]
                 continue
             # Context on both sides lets the matcher see letters, times ("10:30"), etc.
             lo, hi = max(candidate.start() - 2, 0), candidate.end() + _CONTEXT
@@ -227,6 +270,8 @@ class PiiDetector:
                     # "+49 (0) 30 ..." matches from "(0)": take the country code too.
                     prefix = _COUNTRY_PREFIX.search(text, max(start - 5, 0), start)
                     seen.add((prefix.start() if prefix else start, lo + match.end))
+        if run:
+            seen.add((run[0], run[1]))
         yield from seen
 
     def find(self, text: str) -> list[Span]:
@@ -272,6 +317,12 @@ class PiiSignalConfig(SignalConfigBase):
         description="which messages are read; `all` (the default: the whole conversation "
         "goes upstream) includes system prompts and tool calls, `user` skips them",
     )
+    max_chars: int = Field(
+        default=MAX_CHARS,
+        ge=1024,
+        description="longer text is read as its first and last max_chars/2 characters "
+        "(bounds what one request costs; the redact_pii plugin reads everything)",
+    )
 
     @field_validator("kinds")
     @classmethod
@@ -296,16 +347,28 @@ class PiiSignalConfig(SignalConfigBase):
         )
 
 
-class PiiSignal(Signal[PiiSignalConfig]):
+class PiiSignal(CpuSignal[PiiSignalConfig]):
     config_model = PiiSignalConfig
     cost_rank = 20
 
     def __init__(self, config: PiiSignalConfig) -> None:
         super().__init__(config)
-        self._detector = PiiDetector(config.kinds, config.phone_regions, max_phone_candidates=128)
+        self._detector = PiiDetector(
+            config.kinds, config.phone_regions, max_phone_candidates=128, overflow="skip"
+        )
 
-    async def evaluate(self, ctx: RequestContext) -> SignalResult:
-        spans = self._detector.find(conversation_text(ctx, self.config.scope))
+    def _text(self, ctx: RequestContext) -> str:
+        key = f"pii.{self.config.scope}"
+        text = ctx.memo.get(key)
+        if text is None:  # the whole scope, windowed when read
+            text = ctx.memo[key] = conversation_text(ctx, self.config.scope)
+        return str(text)
+
+    def text_chars(self, ctx: RequestContext) -> int:
+        return min(len(self._text(ctx)), self.config.max_chars)
+
+    def compute(self, ctx: RequestContext) -> SignalResult:
+        spans = self._detector.find(window(self._text(ctx), self.config.max_chars))
         if not spans:
             return SignalResult(False, None, f"no {', '.join(self.config.kinds)} found")
         counts = Counter(s.kind for s in spans)

@@ -62,9 +62,10 @@ async def _answered(engine: Engine, record: RequestRecord) -> None:
 
 
 async def dry_run(surface: Surface, runtime: Runtime, request: Request) -> Response:
-    """Route without calling any model: the plan, as JSON."""
+    """Route without calling any model: the plan, as JSON. Routing is work: the client's
+    request limit applies as on the surfaces."""
     engine, record = runtime.engine, _record(surface, request)
-    engine.authenticate(record, surface.credential(request.headers))
+    await engine.admit(record, surface.credential(request.headers))
     ctx = await _canonical(surface, engine, request, record)
     plan = await engine.route(ctx, record)
     return JSONResponse(plan.to_dict(), headers=record.headers())

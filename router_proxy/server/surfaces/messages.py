@@ -187,7 +187,8 @@ async def count_tokens(runtime: Runtime, request: Request) -> Response:
     headers = surface.response_headers({REQUEST_ID_HEADER: request_id_of(request)})
     settings = runtime.engine.settings
     try:
-        runtime.engine.auth.check(surface.credential(request.headers))
+        # Counting is work done for the client: its request limit applies.
+        await runtime.engine.admit_client(surface.credential(request.headers))
         raw = await read_json_body(request, settings.max_body_bytes)
         prompt = to_chat_prompt(validate(raw, TokenCountRequest, settings.max_messages))
         # Off the event loop: the first count loads the vocabulary, a long one takes ms.
