@@ -42,9 +42,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.faults.load import Outcome, chat_body, count, fire, percentile, send
-from benchmarks.faults.misc_attacks import MISC_SCENARIOS
 from benchmarks.faults.loop_attacks import SCENARIOS as LOOP_ATTACKS
 from benchmarks.faults.loop_attacks import add_arguments as loop_attack_arguments
+from benchmarks.faults.misc_attacks import MISC_SCENARIOS
 from tests.support.gateway_process import GatewayProcess
 from tests.support.redis_server import RedisServer, free_port, require_redis_server
 from tests.support.upstream import FakeUpstream, ResettingServer
