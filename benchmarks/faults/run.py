@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.faults import upstream_attacks
 from benchmarks.faults.load import Outcome, chat_body, count, fire, percentile, send
 from tests.support.gateway_process import GatewayProcess
 from tests.support.redis_server import RedisServer, free_port, require_redis_server
@@ -351,6 +352,7 @@ SCENARIOS: dict[str, Scenario] = {
     "down": down,
     "sigterm": sigterm,
     "shared-limit": shared_limit,
+    **upstream_attacks.SCENARIOS,  # bad-answers, bad-streams, huge-event (issue 19, 4-6)
 }
 
 
