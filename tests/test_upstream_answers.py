@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import httpx
@@ -254,6 +255,57 @@ def test_usage_counts_are_read_strictly() -> None:
     for bad in ("ten", [1, 2], 5):
         with pytest.raises(MalformedUsage):
             usage_object(bad)
+
+
+# --- item 5: whatever breaks while reading an answer is the upstream's failure ----------
+
+
+def test_any_error_reading_an_answer_falls_back(
+    sdk: openai.OpenAI, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from router_proxy.providers import openai as provider
+
+    usage = provider._usage
+
+    def breaks_on_one_model(data: dict[str, object]) -> Usage | None:
+        if data.get("model") == "usage-list":  # the answer names the upstream model
+            raise KeyError("a reader's bug")
+        return usage(data)
+
+    monkeypatch.setattr(provider, "_usage", breaks_on_one_model)
+    caplog.set_level(logging.WARNING, logger="router_proxy.engine")
+    raw = sdk.chat.completions.with_raw_response.create(model="usage-list", messages=CHAT)
+    assert raw.headers["x-router-model"] == "ok"  # not a 500: the next candidate answered
+    assert raw.headers["x-router-attempts"] == "2"
+    assert any("could not be read" in r.getMessage() for r in caplog.records)
+
+
+def test_any_error_reading_a_stream_after_its_first_byte_is_the_error_event(
+    gateway: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from router_proxy.providers import openai as provider
+
+    inspect, blocks, calls = provider._inspect, provider.event_blocks, []
+
+    async def one_event_a_block(*args: Any) -> AsyncIterator[bytes]:
+        async for block in blocks(*args):
+            for event in block.split(b"\n\n")[:-1]:
+                yield event + b"\n\n"
+
+    def breaks_second(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) > 1:
+            raise KeyError("a reader's bug")
+        return inspect(*args, **kwargs)
+
+    monkeypatch.setattr(provider, "event_blocks", one_event_a_block)
+    monkeypatch.setattr(provider, "_inspect", breaks_second)
+    body = {"model": "ok", "messages": CHAT, "stream": True}
+    text = httpx.post(gateway + "/v1/chat/completions", json=body).text
+    last = text.strip().split("\n\n")[-1]
+    assert "could not read" in last
+    assert '"type":"upstream_error"' in last
+    assert "data: [DONE]" not in text
 
 
 # --- item 5: accounting never raises out of a stream's finally ---------------------------

@@ -19,11 +19,14 @@ import pytest
 
 from router_proxy.config.load import load_config_text
 from router_proxy.errors import UpstreamError
+from router_proxy.providers.base import StreamStats
 from router_proxy.providers.http import MAX_EVENT_BYTES, event_blocks
+from router_proxy.providers.openai import _inspect
 from router_proxy.server.app import create_app
 from tests.support.bad_upstream import TEXT, BadUpstream
 from tests.support.gateway_process import GatewayProcess
 from tests.support.logs import log_line
+from tests.support.provider_helpers import make_call
 from tests.support.serving import ServerThread
 
 CHAT = [{"role": "user", "content": "hello"}]
@@ -268,3 +271,32 @@ def test_the_cap_counts_one_event_not_the_stream() -> None:
     event = b"data: " + b"a" * 1000 + b"\n\n"
     blocks = asyncio.run(_blocks([event] * 3000, max_event=4096))  # 3 MB in all
     assert len(blocks) == 3000
+
+
+@pytest.mark.parametrize(
+    ("block", "failure"),
+    [
+        (b'data: {"choices": 5}\n\n', "choices that are not a list"),
+        (b'data: {"choices": [5]}\n\n', "a choice that is not an object"),
+        (b"data: {not json}\n\n", "not JSON"),
+        (b"data: [1]\n\n", "not a JSON object"),
+        (b"data: \n\n", "not JSON"),
+        (b'data: {"choices": []}\n\ndata: "x"\n\n', "not a JSON object"),
+    ],
+)
+def test_every_event_of_a_block_is_checked(block: bytes, failure: str) -> None:
+    _kept, done, error = _inspect(block, StreamStats(), make_call("m"), False)
+    assert done
+    assert error is not None
+    assert failure in error.message
+
+
+def test_a_one_chunk_block_is_relayed_as_it_came_and_usage_read() -> None:
+    chunk = b'data: {"choices": [{"index": 0, "delta": {"content": "hi"}}]}\n\n'
+    usage = b'data: {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": -1}}\n\n'
+    stats, said = StreamStats(), []
+    assert _inspect(chunk, stats, make_call("m"), True) == (chunk, False, None)
+    kept = _inspect(usage, stats, make_call("m"), True, bad_usage=said.append)
+    assert kept == (b"", False, None)  # the usage chunk the gateway asked for: hidden
+    assert stats.usage is None  # malformed: left out
+    assert said == ["usage.completion_tokens is int -1"]
