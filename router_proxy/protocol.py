@@ -99,6 +99,45 @@ class Usage(BaseModel):
         return self.prompt_tokens + self.completion_tokens
 
 
+# A token count an upstream reports above this is not believed: no model reads or writes
+# that much in one call, and it would spend a budget or a metric in one go.
+MAX_USAGE_TOKENS = 100_000_000
+
+
+class MalformedUsage(ValueError):
+    """An upstream's ``usage`` that is not token counts: the gateway ignores it (the
+    answer itself is still good) and says so once per model."""
+
+
+def usage_tokens(usage: dict[str, Any], key: str) -> int:
+    """One count of an upstream's ``usage``: absent or null is 0; anything but a whole
+    number from 0 to MAX_USAGE_TOKENS raises MalformedUsage."""
+    value = usage.get(key)
+    if value is None:
+        return 0
+    if type(value) is int and 0 <= value <= MAX_USAGE_TOKENS:
+        return value
+    if type(value) is float and value.is_integer() and 0 <= value <= MAX_USAGE_TOKENS:
+        return int(value)
+    raise MalformedUsage(f"usage.{key} is {_shown(value)}")
+
+
+def usage_object(usage: object) -> dict[str, Any] | None:
+    """An upstream's ``usage`` field: None when absent (or null); MalformedUsage when it
+    is there but not an object (a string, a list, a number)."""
+    if usage is None:
+        return None
+    if isinstance(usage, dict):
+        return usage
+    raise MalformedUsage(f"usage is {_shown(usage)}")
+
+
+def _shown(value: object) -> str:
+    """The value as the log shows it: its type, and its text cut short."""
+    text = repr(value)
+    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
+
+
 def part_text(part: dict[str, Any]) -> str:
     """Text of one content part; non-text parts (images, audio) contribute nothing."""
     if part.get("type") == "text":

@@ -41,6 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.faults import upstream_attacks
 from benchmarks.faults.load import Outcome, chat_body, count, fire, percentile, send
 from benchmarks.faults.loop_attacks import SCENARIOS as LOOP_ATTACKS
 from benchmarks.faults.loop_attacks import add_arguments as loop_attack_arguments
@@ -359,6 +360,7 @@ SCENARIOS: dict[str, Scenario] = {
     "shared-limit": shared_limit,
     **MISC_SCENARIOS,
     **LOOP_ATTACKS,  # issue 19, items 1-3: loop_attacks.py
+    **upstream_attacks.SCENARIOS,  # bad-answers, bad-streams, huge-event (issue 19, 4-6)
 }
 
 

@@ -8,6 +8,7 @@ answer is complete (for a stream: when its last byte has gone or the client has 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 
@@ -17,6 +18,8 @@ from router_proxy.observability.logging import log_request
 from router_proxy.observability.metrics import UNKNOWN, Metrics
 from router_proxy.protocol import Usage
 from router_proxy.resilience.rate_limits import RateLimits
+
+logger = logging.getLogger("router_proxy.engine")
 
 
 class Accounting:
@@ -49,14 +52,28 @@ class Accounting:
             await self.limits.charge(record.client, model, usage.total_tokens, cost)
 
     def charge_later(self, record: RequestRecord) -> None:
-        """From a stream's end (maybe a client that left): off the closing generator."""
+        """From a stream's end (maybe a client that left): off the closing generator.
+        Never raises (it runs in the stream's ``finally``); a failed charge is logged."""
         if self.limits.enabled and record.usage is not None:
             task = asyncio.get_running_loop().create_task(self.charge(record))
             self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            task.add_done_callback(self._charged)
+
+    def _charged(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("charging a stream's usage failed", exc_info=task.exception())
 
     def finish(self, record: RequestRecord, status: int) -> None:
-        """Metrics and the log line, once, when the request has ended with ``status``."""
+        """Metrics and the log line, once, when the request has ended with ``status``.
+        Never raises: it runs in ``finally`` blocks whose own work (the runtime's count
+        of requests in flight) must still happen; a failure is logged instead."""
+        try:
+            self._finish(record, status)
+        except Exception:
+            logger.exception("accounting failed (request %s)", record.request_id)
+
+    def _finish(self, record: RequestRecord, status: int) -> None:
         plan, cost = record.plan, self.cost(record.model, record.usage)
         self.metrics.record(
             plan.decision if plan else UNKNOWN,

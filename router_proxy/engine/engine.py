@@ -20,7 +20,7 @@ from router_proxy.context import RequestContext
 from router_proxy.engine.accounting import Accounting
 from router_proxy.engine.auth import ClientAuth
 from router_proxy.engine.record import RequestRecord
-from router_proxy.engine.upstream import Outgoing, Upstream
+from router_proxy.engine.upstream import Outgoing, Upstream, unreadable
 from router_proxy.errors import GatewayError, InvalidRequestError
 from router_proxy.observability.metrics import Metrics
 from router_proxy.pipeline import Pipeline, RoutePlan
@@ -143,22 +143,30 @@ class Engine:
             if record.model is not None:
                 self.dispatcher.feedback.failed(record.model, exc)
             yield error_event(exc)
-        except Exception:  # the HTTP boundary: a bug must not leave the client hanging
-            logger.exception("stream failed (request %s)", record.request_id)
-            record.error = GatewayError("internal error while streaming")
-            yield error_event(record.error)
+        except Exception as exc:
+            # Only the provider's iterator runs in this try: what it raises while reading
+            # the upstream is the upstream's failure, as before the first byte.
+            error = unreadable(record.model or "-", exc)
+            record.error = error
+            if record.model is not None:
+                self.dispatcher.feedback.failed(record.model, error)
+            yield error_event(error)
         except asyncio.CancelledError:
             # The client left, or shutdown's grace ran out: the log line must not read as
             # a complete answer.
             record.error = GatewayError("stream ended before its last event", code="stream_cut")
             raise
         finally:
-            await stream.chunks.aclose()
-            record.usage = stream.stats.usage
-            if record.call_started is not None:
-                record.upstream_seconds = time.perf_counter() - record.call_started
-            self.accounting.charge_later(record)
-            self.accounting.finish(record, 200)
+            try:
+                await stream.chunks.aclose()
+            finally:
+                # Accounting never raises (it logs instead): whatever happens here, the
+                # caller's own finally (the runtime's count, the in-flight gauge) runs.
+                record.usage = stream.stats.usage
+                if record.call_started is not None:
+                    record.upstream_seconds = time.perf_counter() - record.call_started
+                self.accounting.charge_later(record)
+                self.accounting.finish(record, 200)
 
     def failed(self, record: RequestRecord, error: GatewayError) -> None:
         """The request ends with ``error`` before any answer was sent."""

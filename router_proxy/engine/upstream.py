@@ -1,10 +1,13 @@
 """Calls one model through its provider: the call's timeouts (the model's, cut to the
 request's deadline) and, for a stream, the wait for its first event: until that event has
-gone to the client, a failure can still fall back to the next candidate."""
+gone to the client, a failure can still fall back to the next candidate. Whatever a
+provider raises while reading an answer is an upstream failure (``unreadable``), never a
+500 of the gateway's own."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +16,8 @@ from router_proxy.config.schema import ModelConfig
 from router_proxy.errors import GatewayError, UpstreamError, UpstreamTimeoutError
 from router_proxy.protocol import Endpoint
 from router_proxy.providers.base import ChatStream, Completion, Provider, UpstreamCall
+
+logger = logging.getLogger("router_proxy.engine")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,23 +60,45 @@ class Upstream:
         self, out: Outgoing, model: str, left: float | None, request_id: str
     ) -> Completion:
         provider, call = self.call(out, model, left, request_id)
-        return await provider.complete(call)
+        try:
+            return await provider.complete(call)
+        except GatewayError:
+            raise
+        except Exception as exc:
+            raise unreadable(model, exc) from exc
 
     async def open_stream(
         self, out: Outgoing, model: str, left: float | None, request_id: str
     ) -> tuple[ChatStream, bytes]:
         """The opened stream and its first event."""
         provider, call = self.call(out, model, left, request_id)
-        stream = await provider.stream(call)
+        try:
+            stream = await provider.stream(call)
+        except GatewayError:
+            raise
+        except Exception as exc:
+            raise unreadable(model, exc) from exc
         try:
             async with asyncio.timeout(call.timeouts.idle):
                 first = await anext(stream.chunks)
         except TimeoutError as exc:
             await stream.chunks.aclose()
             raise UpstreamTimeoutError(f"model '{model}' sent no event in time") from exc
-        except (GatewayError, StopAsyncIteration) as exc:
+        except GatewayError:
             await stream.chunks.aclose()
-            if isinstance(exc, GatewayError):
-                raise
+            raise
+        except StopAsyncIteration as exc:
+            await stream.chunks.aclose()
             raise UpstreamError(f"model '{model}' ended its stream at once") from exc
+        except Exception as exc:
+            await stream.chunks.aclose()
+            raise unreadable(model, exc) from exc
         return stream, first
+
+
+def unreadable(model: str, exc: Exception) -> UpstreamError:
+    """An answer the provider could not read (whatever it raised) is the upstream's
+    failure: the next candidate is tried, the model's breaker counts it. Logged with its
+    traceback, since it may also be a provider's bug."""
+    logger.warning("model '%s': its answer could not be read", model, exc_info=exc)
+    return UpstreamError(f"model '{model}' sent an answer the gateway could not read")

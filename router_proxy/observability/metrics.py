@@ -171,10 +171,10 @@ class Metrics:
             return
         if upstream_seconds is not None:
             upstream.observe(upstream_seconds)
-        if usage is not None:
-            prompt.inc(usage.prompt_tokens)
-            completion.inc(usage.completion_tokens)
-        if cost:
+        if usage is not None:  # counters refuse negative steps: never let one through
+            prompt.inc(max(usage.prompt_tokens, 0))
+            completion.inc(max(usage.completion_tokens, 0))
+        if cost is not None and cost > 0:
             dollars.inc(cost)
 
     def _make_children(self, decision: str, model: str, status: int) -> tuple[Any, ...]:

@@ -8,12 +8,14 @@ stream's I/O is ``anthropic_stream.translate_stream``).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 import orjson
 from pydantic import Field, SecretStr
 
 from router_proxy.config.base import ProviderConfigBase
+from router_proxy.protocol import Usage
 from router_proxy.providers.anthropic_stream import (
     relay_native,
     to_openai_completion,
@@ -26,6 +28,7 @@ from router_proxy.translate.chat_to_anthropic import to_anthropic_request
 
 Json = dict[str, Any]
 MESSAGES_PATH = "v1/messages"
+MESSAGES_FORMAT = "anthropic.messages"  # the wire format a Messages client speaks
 
 
 class AnthropicProviderConfig(ProviderConfigBase):
@@ -59,7 +62,7 @@ class AnthropicProvider(HTTPProvider):
     def speaks(self, wire_format: str) -> bool:
         # A Messages client's body goes as it is: thinking, cache_control and every
         # field the translation would drop or reshape stay.
-        return wire_format == "anthropic.messages"
+        return wire_format == MESSAGES_FORMAT
 
     def _payload(self, call: UpstreamCall, *, stream: bool) -> Json:
         if call.native:
@@ -72,16 +75,25 @@ class AnthropicProvider(HTTPProvider):
         )
 
     async def complete(self, call: UpstreamCall) -> Completion:
-        body, data = await self.send_json(MESSAGES_PATH, self._payload(call, stream=False), call)
+        payload = self._payload(call, stream=False)
+        body, data = await self.send_json(MESSAGES_PATH, payload, call, MESSAGES_FORMAT)
         if call.native:
-            usage = usage_of(data.get("usage") if isinstance(data, dict) else None)
+            usage = self.read_usage(_message_usage, data, call.model_name)
             return Completion(body=body, usage=usage, native=True)
-        payload, usage = to_openai_completion(data, call)
-        return Completion(body=orjson.dumps(payload), usage=usage)
+        bad_usage = functools.partial(self.ignore_usage, call.model_name)
+        chat, usage = to_openai_completion(data, call, bad_usage)
+        return Completion(body=orjson.dumps(chat), usage=usage)
 
     async def stream(self, call: UpstreamCall) -> ChatStream:
         response = await self.open_stream(MESSAGES_PATH, self._payload(call, stream=True), call)
         stats = StreamStats()
         relay = relay_native if call.native else translate_stream
-        chunks = relay(response, call, stats, provider=self.name, secrets=self.secrets)
+        bad_usage = functools.partial(self.ignore_usage, call.model_name)
+        chunks = relay(
+            response, call, stats, provider=self.name, secrets=self.secrets, bad_usage=bad_usage
+        )
         return ChatStream(chunks, stats, native=call.native)
+
+
+def _message_usage(message: dict[str, Any]) -> Usage | None:
+    return usage_of(message.get("usage"))

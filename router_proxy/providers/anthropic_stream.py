@@ -12,9 +12,18 @@ import aiohttp
 
 from router_proxy.errors import UpstreamError
 from router_proxy.providers.base import StreamStats, UpstreamCall
-from router_proxy.providers.http import event_blocks, events, translate_errors
+from router_proxy.providers.http import (
+    MAX_NATIVE_EVENT_BYTES,
+    event_blocks,
+    events,
+    translate_errors,
+)
 from router_proxy.providers.http_provider import close_response
-from router_proxy.translate.anthropic_to_chat import StreamTranslator, to_openai_completion
+from router_proxy.translate.anthropic_to_chat import (
+    BadUsage,
+    StreamTranslator,
+    to_openai_completion,
+)
 from router_proxy.translate.common import DONE_EVENT
 
 __all__ = ["StreamTranslator", "relay_native", "to_openai_completion", "translate_stream"]
@@ -27,9 +36,10 @@ async def translate_stream(
     *,
     provider: str,
     secrets: Iterable[str],
+    bad_usage: BadUsage | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """OpenAI SSE events for an open Anthropic stream; closes the response at the end."""
-    translator = StreamTranslator(call, stats, secrets)
+    translator = StreamTranslator(call, stats, secrets, bad_usage)
     try:
         with translate_errors(provider, call.model_name):
             async for block in event_blocks(response.content, call.timeouts.total, call.model_name):
@@ -54,15 +64,27 @@ async def relay_native(
     *,
     provider: str,
     secrets: Iterable[str],
+    bad_usage: BadUsage | None = None,
 ) -> AsyncGenerator[bytes, None]:
-    """An Anthropic stream relayed as it comes (a Messages client asked for it): the
-    events are read only to fill ``stats`` and to end on ``message_stop`` or an error."""
-    reader = StreamTranslator(call, stats, secrets)  # its chat chunks are not used
+    """An Anthropic stream relayed as it comes (a Messages client asked for it): every
+    event is read, to fill ``stats``, to end on ``message_stop`` or an error, and to
+    refuse one that is not a JSON object (before it is relayed)."""
+    reader = StreamTranslator(call, stats, secrets, bad_usage)  # its chat chunks are not used
     try:
         with translate_errors(provider, call.model_name):
-            async for block in event_blocks(response.content, call.timeouts.total, call.model_name):
-                for event, data, _raw in events(block):
-                    reader.feed(event, data)
+            blocks = event_blocks(
+                response.content, call.timeouts.total, call.model_name, MAX_NATIVE_EVENT_BYTES
+            )
+            async for block in blocks:
+                read: list[bytes] = []  # the block's events read so far, whole
+                try:
+                    for event, data, raw in events(block):
+                        reader.feed(event, data)
+                        read.append(raw)
+                except UpstreamError:
+                    if read:  # what came before the failure still reaches the client
+                        yield b"".join(raw + b"\n\n" for raw in read)
+                    raise
                 yield block
                 if reader.finished:
                     return

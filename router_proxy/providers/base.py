@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from router_proxy.config.base import ProviderConfigBase
-from router_proxy.protocol import Endpoint, Usage
+from router_proxy.protocol import Endpoint, MalformedUsage, Usage
 from router_proxy.resilience.config import TimeoutsConfig
+
+logger = logging.getLogger("router_proxy.providers")
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,32 @@ class Provider(ABC):
     def __init__(self, name: str, config: ProviderConfigBase) -> None:
         self.name = name
         self.config = config
+        self._usage_said: set[str] = set()  # models whose malformed usage was logged
+
+    def ignore_usage(self, model: str, problem: str) -> None:
+        """An upstream's ``usage`` that is not token counts is left out (the answer is
+        still good), and logged once per model: an upstream that sends it once sends it
+        on every call."""
+        if model not in self._usage_said:
+            self._usage_said.add(model)
+            logger.warning(
+                "model '%s' (provider '%s') reported a malformed usage, ignored: %s "
+                "(said once per model)",
+                model,
+                self.name,
+                problem,
+            )
+
+    def read_usage(
+        self, read: Callable[[dict[str, Any]], Usage | None], answer: Any, model: str
+    ) -> Usage | None:
+        """``read(answer)``: the answer's usage; None (and said once) when it is
+        malformed."""
+        try:
+            return read(answer)
+        except MalformedUsage as exc:
+            self.ignore_usage(model, str(exc))
+            return None
 
     def speaks(self, wire_format: str) -> bool:
         """Whether the upstream takes requests in ``wire_format`` (a surface's own, e.g.

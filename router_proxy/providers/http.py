@@ -3,7 +3,6 @@ errors, upstream error bodies, and SSE framing (whole events out of upstream buf
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -21,8 +20,14 @@ from router_proxy.errors import (
 )
 from router_proxy.translate.common import scrub
 
-# An event this large without its blank line is not an event stream we can relay.
-MAX_EVENT_BYTES = 8 * 1024 * 1024
+# An event this large without its blank line is not an event stream we can relay: the
+# stream fails (before its first byte: the next candidate is tried). A chat chunk or an
+# Anthropic event carries a delta: a few KB, and even a whole tool call's arguments at a
+# model's output limit is under 1 MB. A native stream's events can carry whole things: a
+# Responses stream's last event repeats the answer (generated images included), an
+# Anthropic server tool's result block a fetched document.
+MAX_EVENT_BYTES = 4 * 1024 * 1024
+MAX_NATIVE_EVENT_BYTES = 16 * 1024 * 1024
 
 
 @contextmanager
@@ -98,12 +103,15 @@ def status_error(
     status: int, headers: Mapping[str, str], body: bytes, *, model: str, secrets: Iterable[str]
 ) -> UpstreamStatusError:
     """A client status keeps the upstream's message first (as the upstream wrote it) and
-    its type, param and code; any other status is the upstream's failure, said as such."""
+    its type, param and code; any other status (a redirect too) is the upstream's
+    failure, said as such."""
     secrets = tuple(secrets)
     message, detail = upstream_error_fields(body)
     message = scrub(message, secrets)
     if status in UPSTREAM_CLIENT_STATUSES:
         message = f"{message} (model '{model}')"
+    elif 300 <= status < 400:  # never followed: the call's key would go where it points
+        message = f"model '{model}' upstream answered a redirect ({status}), not followed"
     else:
         message = f"model '{model}' upstream returned {status}: {message}"
     return UpstreamStatusError(
@@ -124,54 +132,69 @@ def _scrub_detail(detail: UpstreamDetail | None, secrets: tuple[str, ...]) -> Up
 
 
 async def event_blocks(
-    content: aiohttp.StreamReader, total: float, model: str
+    content: aiohttp.StreamReader, total: float, model: str, max_event: int = MAX_EVENT_BYTES
 ) -> AsyncIterator[bytes]:
     """The upstream's bytes as they arrive, cut after the last complete SSE event, so
     each block holds whole events (``\\n``-separated lines; CRLF is normalised). Ends
     with a timeout error once ``total`` seconds have passed: aiohttp bounds each read
-    only, and a trickling stream would otherwise run forever."""
+    only, and a trickling stream would otherwise run forever; and with an error once one
+    event has grown past ``max_event`` bytes without its end.
+
+    Linear in the bytes read, and an event's memory is its own size: the reads of an
+    unfinished event are kept as they came (joined once, when it ends), and only each
+    new read is searched for its end."""
     deadline = time.monotonic() + total
-    pending = b""
+    pending: list[bytes] = []  # the reads of an event whose end has not come yet
+    size = 0
+    carry = False  # the last read ended with "\r": its "\n" may start the next one
     async for data in content.iter_any():
         if time.monotonic() > deadline:
             raise UpstreamTimeoutError(f"model '{model}' stream exceeded its total timeout")
-        buffer = pending + data if pending else data
-        if b"\r" in buffer:
-            buffer = buffer.replace(b"\r\n", b"\n")
-        cut = buffer.rfind(b"\n\n")
-        if cut < 0:
-            if len(buffer) > MAX_EVENT_BYTES:
-                raise UpstreamError(f"model '{model}' sent an event over {MAX_EVENT_BYTES} bytes")
-            pending = buffer
+        if carry:
+            data, carry = b"\r" + data, False
+        if b"\r" in data:
+            if data.endswith(b"\r"):
+                data, carry = data[:-1], True
+            data = data.replace(b"\r\n", b"\n")
+        cut = data.rfind(b"\n\n")
+        if cut >= 0:
+            end = cut + 2
+        elif pending and data[:1] == b"\n" and pending[-1][-1:] == b"\n":
+            end = 1  # the blank line ending the event spans the two reads
+        else:
+            if data:
+                pending.append(data)
+                size += len(data)
+            if size > max_event:
+                raise UpstreamError(f"model '{model}' sent an event over {max_event} bytes")
             continue
-        pending = buffer[cut + 2 :]
-        yield buffer[: cut + 2]
-    if pending.strip():  # the last event, without its closing blank line
-        yield pending.rstrip(b"\n") + b"\n\n"
+        head = data if end == len(data) else data[:end]
+        block = b"".join([*pending, head]) if pending else head
+        pending.clear()
+        size = len(data) - end
+        if size:
+            pending.append(data[end:])
+            if size > max_event:
+                raise UpstreamError(f"model '{model}' sent an event over {max_event} bytes")
+        yield block
+    rest = b"".join(pending) + (b"\r" if carry else b"")
+    if rest.strip():  # the last event, without its closing blank line
+        yield rest.rstrip(b"\n") + b"\n\n"
 
 
-def events(block: bytes) -> Iterator[tuple[str, str, bytes]]:
-    """(event, data, raw) for each event of a block from ``event_blocks``; multi-line
-    data joined with newlines; comments and id:/retry: fields carry nothing we need."""
+def events(block: bytes) -> Iterator[tuple[str, bytes, bytes]]:
+    """(event, data, raw) for each event of a block from ``event_blocks``: multi-line
+    data joined with newlines, the raw event without its blank line; comments and
+    id:/retry: fields carry nothing we need, and an event without data is skipped."""
     for raw in block.split(b"\n\n"):
-        if not raw:
-            continue
-        event, data = "message", []
-        for line in raw.split(b"\n"):
-            if line.startswith(b"data:"):
-                data.append(line[5:].removeprefix(b" ").decode("utf-8", "replace"))
-            elif line.startswith(b"event:"):
-                event = line[6:].strip().decode("utf-8", "replace")
-        if data:
-            yield event, "\n".join(data), raw + b"\n\n"
-
-
-# Whether a block of OpenAI chunks needs a look: the end marker, or a usage, error or
-# finish_reason field that is not null. Most chunks carry `"finish_reason":null` and
-# nothing else, and are relayed without being parsed. Escaped quotes in content (\")
-# cannot match.
-_NOTABLE = re.compile(rb'\[DONE\]|"(?:usage|error|finish_reason)"\s*:\s*[^\sn]')
-
-
-def notable(block: bytes) -> bool:
-    return _NOTABLE.search(block) is not None
+        if raw.startswith(b"data: ") and b"\n" not in raw:  # one data line: most events
+            yield "message", raw[6:], raw
+        elif raw:
+            event, data = "message", []
+            for line in raw.split(b"\n"):
+                if line.startswith(b"data:"):
+                    data.append(line[5:].removeprefix(b" "))
+                elif line.startswith(b"event:"):
+                    event = line[6:].strip().decode("utf-8", "replace")
+            if data:
+                yield event, b"\n".join(data), raw

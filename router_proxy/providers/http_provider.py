@@ -19,10 +19,17 @@ from yarl import URL
 
 from router_proxy.config.base import ProviderConfigBase
 from router_proxy.errors import UpstreamError, UpstreamStatusError
+from router_proxy.providers.answers import check_answer
 from router_proxy.providers.base import Provider, UpstreamCall
-from router_proxy.providers.http import status_error, translate_errors
+from router_proxy.providers.http import (
+    status_error,
+    translate_errors,
+    upstream_error_message,
+)
+from router_proxy.translate.common import scrub
 
 KEEPALIVE_SECONDS = 30.0
+ERROR_BODY_BYTES = 64 * 1024  # of a JSON answer to a stream request: enough for its message
 
 
 class HTTPProvider(Provider):
@@ -85,25 +92,31 @@ class HTTPProvider(Provider):
             self.url(path),
             data=orjson.dumps(payload),
             headers={"content-type": "application/json", "x-request-id": call.request_id},
+            # A redirect is the upstream's failure, never followed: the call's key would
+            # go wherever it points (aiohttp keeps custom headers such as x-api-key).
+            allow_redirects=False,
             timeout=read_timeout(
                 call.timeouts.idle, call.timeouts.connect or self.config.connect_timeout
             ),
         )
 
     async def send_json(
-        self, path: str, payload: dict[str, Any], call: UpstreamCall
+        self, path: str, payload: dict[str, Any], call: UpstreamCall, wire_format: str
     ) -> tuple[bytes, Any]:
-        """Send, refuse error statuses, return the body and its parsed JSON."""
+        """Send, refuse any status but a success, return the body and its parsed JSON,
+        which must be an answer in ``wire_format`` (``answers.check_answer``)."""
         with translate_errors(self.name, call.model_name):
             # aiohttp's timeouts bound the connect and each read; this, the whole call.
             async with asyncio.timeout(call.timeouts.total), self.post(path, payload, call) as r:
                 body = await r.read()
-        if r.status >= 400:
+        if not 200 <= r.status < 300:
             raise self.status_error(r, body, call)
         try:
-            return body, orjson.loads(body)
+            data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise UpstreamError(f"model '{call.model_name}' returned a non-JSON reply") from exc
+        check_answer(data, wire_format, body=body, model=call.model_name, secrets=self.secrets)
+        return body, data
 
     async def open_stream(
         self, path: str, payload: dict[str, Any], call: UpstreamCall
@@ -113,13 +126,29 @@ class HTTPProvider(Provider):
         with translate_errors(self.name, call.model_name):
             async with asyncio.timeout(call.timeouts.idle):
                 response = await self.post(path, payload, call)
-            if response.status >= 400:
+            if not 200 <= response.status < 300:
                 try:
                     body = await response.read()
                 finally:
                     response.release()
                 raise self.status_error(response, body, call)
+            if response.content_type == "application/json":
+                raise await self._not_a_stream(response, call)
         return response
+
+    async def _not_a_stream(
+        self, response: aiohttp.ClientResponse, call: UpstreamCall
+    ) -> UpstreamError:
+        """A success status with JSON instead of events: an error object, or an answer
+        to a stream request given whole; neither can be relayed as a stream."""
+        try:
+            body = await response.content.read(ERROR_BODY_BYTES)
+        finally:
+            response.close()
+        message = scrub(upstream_error_message(body), self.secrets)
+        return UpstreamError(
+            f"model '{call.model_name}' answered a stream request with JSON, not events: {message}"
+        )
 
     def status_error(
         self, response: aiohttp.ClientResponse, body: bytes, call: UpstreamCall

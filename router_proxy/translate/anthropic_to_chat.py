@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import orjson
 
 from router_proxy.errors import InvalidRequestError, UpstreamError
-from router_proxy.protocol import Usage
+from router_proxy.protocol import MalformedUsage, Usage, usage_object, usage_tokens
 from router_proxy.translate.anthropic_types import (
     AssistantMessage,
     DocumentBlock,
@@ -54,6 +54,10 @@ class CallInfo(Protocol):
     def body(self) -> dict[str, Any]: ...
     @property
     def request_id(self) -> str: ...
+
+
+# Told what was wrong with an upstream's usage (which is then left out).
+BadUsage = Callable[[str], None]
 
 
 class StreamSink(Protocol):
@@ -253,17 +257,31 @@ def finish_reason(stop_reason: Any) -> str:
 
 
 def prompt_tokens(usage: Json) -> int:
+    """MalformedUsage when a count is not a count."""
     # Anthropic counts cached prompt tokens apart; OpenAI's prompt_tokens includes them.
     keys = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-    return sum(token_count(usage.get(key)) for key in keys)
+    return sum(usage_tokens(usage, key) for key in keys)
 
 
 def usage_of(raw: Any) -> Usage | None:
-    if not isinstance(raw, dict):
+    """A Messages usage object as chat usage; None when absent; MalformedUsage when it
+    is not token counts."""
+    usage = usage_object(raw)
+    if usage is None:
         return None
     return Usage(
-        prompt_tokens=prompt_tokens(raw), completion_tokens=token_count(raw.get("output_tokens"))
+        prompt_tokens=prompt_tokens(usage), completion_tokens=usage_tokens(usage, "output_tokens")
     )
+
+
+def _usage_or_none(raw: Any, bad_usage: BadUsage | None) -> Usage | None:
+    """``usage_of``, with a malformed usage left out (and told to ``bad_usage``)."""
+    try:
+        return usage_of(raw)
+    except MalformedUsage as exc:
+        if bad_usage is not None:
+            bad_usage(str(exc))
+        return None
 
 
 def usage_json(usage: Usage) -> Json:
@@ -289,8 +307,11 @@ def _stop_fields(stop_reason: Any, stop_sequence: Any) -> Json:
     return fields
 
 
-def to_openai_completion(data: Any, call: CallInfo) -> tuple[Json, Usage | None]:
-    """An Anthropic ``message`` as an OpenAI ``chat.completion`` object."""
+def to_openai_completion(
+    data: Any, call: CallInfo, bad_usage: BadUsage | None = None
+) -> tuple[Json, Usage | None]:
+    """An Anthropic ``message`` as an OpenAI ``chat.completion`` object; a malformed
+    usage is left out (and told to ``bad_usage``)."""
     if not isinstance(data, dict) or not isinstance(data.get("content"), list):
         raise UpstreamError(f"model '{call.model_name}' returned an unexpected reply")
     blocks = [b for b in data["content"] if isinstance(b, dict)]
@@ -301,7 +322,7 @@ def to_openai_completion(data: Any, call: CallInfo) -> tuple[Json, Usage | None]
         message["tool_calls"] = tool_calls
     elif not texts:
         message["content"] = ""  # an empty reply, not a tool call
-    usage = usage_of(data.get("usage"))
+    usage = _usage_or_none(data.get("usage"), bad_usage)
     choice = {"index": 0, "message": message, "logprobs": None}
     choice |= _stop_fields(data.get("stop_reason"), data.get("stop_sequence"))
     payload: Json = {
@@ -326,10 +347,17 @@ def _error_message(payload: Json) -> str:
 class StreamTranslator:
     """Turns Anthropic stream events into OpenAI chunks, filling ``stats`` on the way."""
 
-    def __init__(self, call: CallInfo, stats: StreamSink, secrets: Iterable[str]) -> None:
+    def __init__(
+        self,
+        call: CallInfo,
+        stats: StreamSink,
+        secrets: Iterable[str],
+        bad_usage: BadUsage | None = None,
+    ) -> None:
         self.call = call
         self.stats = stats
         self.secrets = list(secrets)
+        self.bad_usage = bad_usage
         options = call.body.get("stream_options")
         self.include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
         self.envelope: Json = {
@@ -350,18 +378,15 @@ class StreamTranslator:
             "error": self._error,
         }
 
-    def feed(self, event: str, data: str) -> list[bytes]:
-        """The OpenAI chunks for one Anthropic event (often none)."""
-        if event == "ping":
-            return []
+    def feed(self, event: str, data: str | bytes) -> list[bytes]:
+        """The OpenAI chunks for one Anthropic event (often none); UpstreamError for an
+        event that is not a JSON object."""
         try:
             payload = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamError(
-                f"model '{self.call.model_name}' sent a malformed stream event"
-            ) from exc
-        if not isinstance(payload, dict):
-            return []
+        except orjson.JSONDecodeError:
+            payload = None
+        if type(payload) is not dict:
+            raise UpstreamError(f"model '{self.call.model_name}' sent a malformed stream event")
         handler = self.handlers.get(str(payload.get("type") or event))
         return handler(payload) if handler is not None else []
 
@@ -377,13 +402,10 @@ class StreamTranslator:
             self.envelope["id"] = message["id"]
         if isinstance(message.get("model"), str):
             self.envelope["model"] = message["model"]
-        usage = message.get("usage")
-        if isinstance(usage, dict):
-            self.prompt_tokens = prompt_tokens(usage)
-            self.stats.usage = Usage(
-                prompt_tokens=self.prompt_tokens,
-                completion_tokens=token_count(usage.get("output_tokens")),
-            )
+        usage = _usage_or_none(message.get("usage"), self.bad_usage)
+        if usage is not None:
+            self.prompt_tokens = usage.prompt_tokens
+            self.stats.usage = usage
         return [self._chunk({"role": "assistant", "content": ""})]
 
     def _block_start(self, payload: Json) -> list[bytes]:
@@ -414,11 +436,11 @@ class StreamTranslator:
         return []  # thinking and signature deltas have no OpenAI counterpart
 
     def _message_delta(self, payload: Json) -> list[bytes]:
-        usage = payload.get("usage")
-        if isinstance(usage, dict):
+        usage = _usage_or_none(payload.get("usage"), self.bad_usage)
+        if usage is not None:
             self.stats.usage = Usage(
-                prompt_tokens=prompt_tokens(usage) or self.prompt_tokens,
-                completion_tokens=token_count(usage.get("output_tokens")),
+                prompt_tokens=usage.prompt_tokens or self.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
             )
         delta = payload.get("delta")
         delta = delta if isinstance(delta, dict) else {}
