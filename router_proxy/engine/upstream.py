@@ -59,9 +59,11 @@ class Upstream:
 
     async def open_stream(
         self, out: Outgoing, model: str, left: float | None, request_id: str
-    ) -> tuple[ChatStream, bytes]:
-        """The opened stream and its first event."""
+    ) -> tuple[ChatStream, bytes, float]:
+        """The opened stream, its first event, and the loop time its call must end by
+        (the model's ``total``, whatever the client does: ``EventStreamResponse``)."""
         provider, call = self.call(out, model, left, request_id)
+        deadline = asyncio.get_running_loop().time() + call.timeouts.total
         stream = await provider.stream(call)
         try:
             async with asyncio.timeout(call.timeouts.idle):
@@ -74,4 +76,4 @@ class Upstream:
             if isinstance(exc, GatewayError):
                 raise
             raise UpstreamError(f"model '{model}' ended its stream at once") from exc
-        return stream, first
+        return stream, first, deadline
