@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.faults.client_attacks import SCENARIOS as CLIENT_ATTACKS
 from benchmarks.faults.load import Outcome, chat_body, count, fire, percentile, send
 from tests.support.gateway_process import GatewayProcess
 from tests.support.redis_server import RedisServer, free_port, require_redis_server
@@ -351,6 +352,7 @@ SCENARIOS: dict[str, Scenario] = {
     "down": down,
     "sigterm": sigterm,
     "shared-limit": shared_limit,
+    **CLIENT_ATTACKS,  # misbehaving clients (issue 19, items 7-11)
 }
 
 
