@@ -82,6 +82,7 @@ class CancelOnDisconnect:
     def __exit__(self, *exc_info: object) -> None:
         if self._connection is not None and self._connection.on_lost is self:
             self._connection.on_lost = None
+        self._task = None  # no cycle through the task's frame
 
     def __call__(self) -> None:
         if self._task is not None and not self._task.done():
