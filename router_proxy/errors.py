@@ -8,8 +8,10 @@ GatewayError                      500 (only as a base; never raised itself)
 ├── AuthenticationError           401 authentication_error
 ├── NotFoundError                 404 invalid_request_error / model_not_found
 ├── MethodNotAllowedError         405
+├── RequestTimeoutError           408 (headers or body not received in time)
 ├── PayloadTooLargeError          413
 ├── HeaderTooLargeError           431 (request line and headers; from the HTTP protocol)
+├── ClientClosedRequestError      499 (the client left before its answer; logged only)
 ├── RateLimitError                429 rate_limit_error (the gateway's own limits)
 ├── UpstreamError                 502 upstream_error (connect failure, bad reply)
 │   ├── UpstreamStatusError       upstream answered an error status; client errors
@@ -77,6 +79,21 @@ class MethodNotAllowedError(GatewayError):
     status_code = 405
     error_type = "invalid_request_error"
     code = "method_not_allowed"
+
+
+class RequestTimeoutError(GatewayError):
+    status_code = 408
+    error_type = "invalid_request_error"
+    code = "request_timeout"
+
+
+class ClientClosedRequestError(GatewayError):
+    """The client closed its connection before its answer: nobody reads the response,
+    but the access log and metrics say what happened (nginx's 499)."""
+
+    status_code = 499
+    error_type = "invalid_request_error"
+    code = "client_disconnected"
 
 
 class PayloadTooLargeError(GatewayError):

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.faults import upstream_attacks
+from benchmarks.faults.client_attacks import SCENARIOS as CLIENT_ATTACKS
 from benchmarks.faults.load import Outcome, chat_body, count, fire, percentile, send
 from benchmarks.faults.loop_attacks import SCENARIOS as LOOP_ATTACKS
 from benchmarks.faults.loop_attacks import add_arguments as loop_attack_arguments
@@ -361,6 +362,7 @@ SCENARIOS: dict[str, Scenario] = {
     **MISC_SCENARIOS,
     **LOOP_ATTACKS,  # issue 19, items 1-3: loop_attacks.py
     **upstream_attacks.SCENARIOS,  # bad-answers, bad-streams, huge-event (issue 19, 4-6)
+    **CLIENT_ATTACKS,  # misbehaving clients (issue 19, items 7-11)
 }
 
 

@@ -98,6 +98,20 @@ class ServerConfig(StrictModel):
         description="request line plus headers; larger gets 431 and the connection closed "
         "(read at start: a change needs a restart)",
     )
+    header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="seconds a client has to send a request's line and headers, from its "
+        "connection or the request's first byte; slower gets 408 and the connection closed "
+        "(a connection that sends nothing is closed; read at start: a change needs a restart)",
+    )
+    body_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="seconds a client has to send a request's whole body after its "
+        "headers; slower gets 408 and the connection closed (read at start: a change "
+        "needs a restart)",
+    )
     max_messages: int = Field(
         default=2048, ge=1, description="more `messages` in a chat request get 400"
     )

@@ -41,6 +41,7 @@ class OpenedStream:
 
     stream: ChatStream
     first: bytes
+    deadline: float  # loop time: the call's total timeout, however slowly it is read
 
 
 class Engine:
@@ -117,15 +118,14 @@ class Engine:
         plan, upstream = self._plan(record), self.upstream
         out = await _outgoing(self.pipeline, plan, ctx)
 
-        async def attempt(model: str, left: float | None) -> tuple[ChatStream, bytes]:
+        async def attempt(model: str, left: float | None) -> tuple[ChatStream, bytes, float]:
             return await upstream.open_stream(out, model, left, record.request_id)
 
         candidates = self._serving(plan, ctx.endpoint)
         outcome = await self.dispatcher.run(candidates, attempt, record.attempts)
         record.call_started = outcome.started
         record.first_byte_seconds = outcome.seconds
-        stream, first = outcome.result
-        return OpenedStream(stream, first)
+        return OpenedStream(*outcome.result)
 
     async def relay(
         self, opened: OpenedStream, record: RequestRecord, error_event: ErrorEvent

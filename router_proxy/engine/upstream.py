@@ -69,9 +69,11 @@ class Upstream:
 
     async def open_stream(
         self, out: Outgoing, model: str, left: float | None, request_id: str
-    ) -> tuple[ChatStream, bytes]:
-        """The opened stream and its first event."""
+    ) -> tuple[ChatStream, bytes, float]:
+        """The opened stream, its first event, and the loop time its call must end by
+        (the model's ``total``, whatever the client does: ``EventStreamResponse``)."""
         provider, call = self.call(out, model, left, request_id)
+        deadline = asyncio.get_running_loop().time() + call.timeouts.total
         try:
             stream = await provider.stream(call)
         except GatewayError:
@@ -93,7 +95,7 @@ class Upstream:
         except Exception as exc:
             await stream.chunks.aclose()
             raise unreadable(model, exc) from exc
-        return stream, first
+        return stream, first, deadline
 
 
 def unreadable(model: str, exc: Exception) -> UpstreamError:

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from yarl import URL
 
 from router_proxy.config.base import ProviderConfigBase
-from router_proxy.errors import UpstreamError, UpstreamStatusError
+from router_proxy.errors import InvalidRequestError, UpstreamError, UpstreamStatusError
 from router_proxy.providers.answers import check_answer
 from router_proxy.providers.base import Provider, UpstreamCall
 from router_proxy.providers.http import (
@@ -88,9 +88,19 @@ class HTTPProvider(Provider):
         self, path: str, payload: dict[str, Any], call: UpstreamCall
     ) -> aiohttp.client._RequestContextManager:
         """The POST of one call, not yet sent: ``async with`` it, or await it."""
+        try:
+            data = orjson.dumps(payload)
+        except orjson.JSONEncodeError as exc:
+            # The client's data, as translated for this upstream (a tool call's arguments
+            # string parsed into an object): its request to fix, not the model's failure.
+            raise InvalidRequestError(
+                f"The request cannot be encoded for model '{call.model_name}' ({exc}): is "
+                f"something in it nested too deeply?",
+                code="invalid_body",
+            ) from None
         return self.session.post(
             self.url(path),
-            data=orjson.dumps(payload),
+            data=data,
             headers={"content-type": "application/json", "x-request-id": call.request_id},
             # A redirect is the upstream's failure, never followed: the call's key would
             # go wherever it points (aiohttp keeps custom headers such as x-api-key).

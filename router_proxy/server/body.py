@@ -1,5 +1,5 @@
-"""Reading a JSON body under a size limit, and validating a chat request with errors
-that name the offending field."""
+"""Reading a JSON body under a size and depth limit, and validating a chat request with
+errors that name the offending field."""
 
 from __future__ import annotations
 
@@ -7,13 +7,19 @@ from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from router_proxy.config.errors import format_path
 from router_proxy.errors import InvalidRequestError, PayloadTooLargeError
 from router_proxy.protocol import ChatCompletionRequest
+from router_proxy.server.connection import connection_of, gone_error
 
 Body_T = TypeVar("Body_T", bound=BaseModel)
+
+# Nesting a body may have. The body is encoded again on its way upstream, and orjson
+# refuses more than 254 levels there; translations add a level or two, and nothing a
+# client sends to a model (tool schemas included) comes near this.
+MAX_JSON_DEPTH = 128
 
 
 async def read_json_body(request: Request, limit: int) -> dict[str, Any]:
@@ -25,11 +31,14 @@ async def read_json_body(request: Request, limit: int) -> dict[str, Any]:
             raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:  # a chunked body that never declared its length
-            raise _too_large(limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:  # a chunked body that never declared its length
+                raise _too_large(limit)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise gone_error(connection_of(request.scope)) from None
     body = b"".join(chunks)
     if not body:
         raise InvalidRequestError("The request body is empty; send a JSON object")
@@ -41,7 +50,26 @@ async def read_json_body(request: Request, limit: int) -> dict[str, Any]:
         ) from None
     if not isinstance(data, dict):
         raise InvalidRequestError("The request body must be a JSON object")
+    # Nesting cannot exceed the number of brackets: most bodies need no walk at all.
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _too_deep(data):
+        raise InvalidRequestError(
+            f"The request body is nested more than {MAX_JSON_DEPTH} levels deep",
+            code="json_too_deep",
+        )
     return data
+
+
+def _too_deep(data: dict[str, Any]) -> bool:
+    """Whether ``data`` nests objects and arrays more than MAX_JSON_DEPTH levels."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        for child in value.values() if isinstance(value, dict) else value:
+            if isinstance(child, dict | list):
+                if depth >= MAX_JSON_DEPTH:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def _too_large(limit: int) -> PayloadTooLargeError:
@@ -71,6 +99,8 @@ def validate_body(model: type[Body_T], data: dict[str, Any]) -> Body_T:
         message = err["msg"]
         if err["type"] == "missing":
             message = "Field required"
+        elif err["type"] == "model_type":  # pydantic names its class here
+            message = "Input should be an object"
         raise InvalidRequestError(f"Invalid value for '{param}': {message}", param=param) from None
 
 

@@ -12,6 +12,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
 
 from router_proxy.engine.record import SDK_REQUEST_ID_HEADER
 from router_proxy.errors import (
@@ -23,6 +25,22 @@ from router_proxy.errors import (
 from router_proxy.server.ids import REQUEST_ID_HEADER, request_id_of
 
 logger = logging.getLogger("router_proxy.server")
+
+
+class NoAnswer(Response):
+    """The answer to a request whose client is gone: nothing is sent (uvicorn knows the
+    connection is lost and writes nothing either)."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=499)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        return None
+
+
+def internal_error(request_id: str) -> GatewayError:
+    """The 500 of an unexpected error: a plain message, the id to quote, no detail."""
+    return GatewayError(f"Internal error; quote request id {request_id} when reporting it")
 
 
 def error_response(exc: GatewayError, headers: dict[str, str] | None = None) -> Response:
@@ -55,13 +73,18 @@ def install_error_handlers(app: FastAPI) -> None:
             {REQUEST_ID_HEADER: request_id_of(request)},
         )
 
+    async def on_client_gone(request: Request, exc: Exception) -> Response:
+        return NoAnswer()
+
     async def on_unexpected(request: Request, exc: Exception) -> Response:
+        # Starlette sends this answer, then raises the error on to the server, which would
+        # close the connection: GatewayApp keeps it open (a finished answer is whole).
         request_id = request_id_of(request)
         logger.exception("unhandled error (request %s)", request_id)
-        error = GatewayError(f"Internal error; quote request id {request_id} when reporting it")
-        return error_response(error, {REQUEST_ID_HEADER: request_id})
+        return error_response(internal_error(request_id), {REQUEST_ID_HEADER: request_id})
 
     app.add_exception_handler(GatewayError, on_gateway_error)
+    app.add_exception_handler(ClientDisconnect, on_client_gone)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(Exception, on_unexpected)

@@ -15,11 +15,10 @@ from typing import Any
 
 from fastapi import FastAPI
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from router_proxy.errors import GatewayError
 from router_proxy.runtime import RuntimeSlot
-from router_proxy.server.errors import error_response
+from router_proxy.server.errors import error_response, internal_error
 from router_proxy.server.ids import REQUEST_ID_HEADER, request_id_of
 from router_proxy.server.surfaces import handler
 from router_proxy.server.surfaces.base import Surface
@@ -33,13 +32,40 @@ class GatewayApp(FastAPI):
         self.fast_routes: dict[str, ASGIApp] = {}  # path -> endpoint, for POST
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        if scope["method"] == "POST":
             endpoint = self.fast_routes.get(scope["path"])
             if endpoint is not None:
                 scope["app"] = self
                 await endpoint(scope, receive, send)
                 return
-        await super().__call__(scope, receive, send)
+        answer = _Answer(send)
+        try:
+            await super().__call__(scope, receive, answer.send)
+        except Exception:
+            # Starlette raises an error on after its 500 has been sent (our handler has
+            # logged it); uvicorn would then log it again and close the connection, and the
+            # client's next request on it would be lost. A whole answer keeps it open; a
+            # cut one must close it.
+            if not answer.complete:
+                raise
+
+
+class _Answer:
+    """Whether the answer to a request has been sent whole."""
+
+    __slots__ = ("_send", "complete")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.complete = False
+
+    async def send(self, message: Message) -> None:
+        await self._send(message)
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.complete = True
 
 
 class SurfaceEndpoint:
@@ -54,9 +80,8 @@ class SurfaceEndpoint:
         request = Request(scope, receive)
         try:
             response = await handler.serve(self.surface(), self.slot.current, request)
-        except Exception:
+        except Exception:  # outside the handler's own boundary (it logs and answers)
             request_id = request_id_of(request)
             logger.exception("unhandled error (request %s)", request_id)
-            error = GatewayError(f"Internal error; quote request id {request_id} when reporting it")
-            response = error_response(error, {REQUEST_ID_HEADER: request_id})
+            response = error_response(internal_error(request_id), {REQUEST_ID_HEADER: request_id})
         await response(scope, receive, send)

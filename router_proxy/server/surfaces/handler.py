@@ -4,6 +4,8 @@ shape with the ``x-router-*`` headers."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
@@ -14,35 +16,48 @@ from starlette.requests import Request
 from router_proxy.context import SECRET_HEADERS, RequestContext
 from router_proxy.engine.engine import Engine, OpenedStream
 from router_proxy.engine.record import RequestRecord
-from router_proxy.errors import GatewayError
+from router_proxy.errors import ClientClosedRequestError, GatewayError, RequestTimeoutError
 from router_proxy.runtime import Runtime
 from router_proxy.server.body import read_json_body
+from router_proxy.server.connection import CancelOnDisconnect, connection_of, gone_error
+from router_proxy.server.errors import NoAnswer, internal_error
 from router_proxy.server.event_stream import EventStreamResponse
 from router_proxy.server.ids import request_id_of
 from router_proxy.server.surfaces.base import Surface
 
+logger = logging.getLogger("router_proxy.server")
+# A request whose client is gone (it left, or its body came too slowly and the protocol
+# answered 408 and closed): logged, and nothing sent.
+ClientGone = ClientClosedRequestError | RequestTimeoutError
+
 
 async def serve(surface: Surface, runtime: Runtime, request: Request) -> Response:
-    """Answer one request: admitted, routed, called, accounted."""
+    """Answer one request: admitted, routed, called, accounted. A client that leaves
+    before its answer cancels the work (the upstream call included) and is logged 499."""
     engine, record = runtime.engine, _record(surface, request)
     runtime.acquire()  # held until the last byte, even across a reload
     streaming = False
+    connection = connection_of(request.scope)
+    watch = CancelOnDisconnect(connection)
     try:
-        await engine.admit(record, surface.credential(request.headers))
-        ctx = await _canonical(surface, engine, request, record)
-        await engine.route(ctx, record)
-        if record.stream:
-            opened = await engine.open_stream(ctx, record)
-            streaming = True
-            if not opened.stream.native:
+        with watch:
+            await engine.admit(record, surface.credential(request.headers))
+            ctx = await _canonical(surface, engine, request, record)
+            await engine.route(ctx, record)
+            if record.stream:
+                opened = await engine.open_stream(ctx, record)
+                streaming = True
+                if not opened.stream.native:
+                    record.dropped = surface.dropped
+                return EventStreamResponse(
+                    _stream(surface, runtime, opened, record),
+                    surface.response_headers(record.headers()) | {"cache-control": "no-cache"},
+                    opened.deadline,
+                    lambda: _overdue(record),
+                )
+            completion = await engine.complete(ctx, record)
+            if not completion.native:
                 record.dropped = surface.dropped
-            headers = surface.response_headers(record.headers())
-            return EventStreamResponse(
-                _stream(surface, runtime, opened, record), headers | {"cache-control": "no-cache"}
-            )
-        completion = await engine.complete(ctx, record)
-        if not completion.native:
-            record.dropped = surface.dropped
         return Response(
             completion.body if completion.native else surface.render(completion),
             media_type="application/json",
@@ -51,14 +66,40 @@ async def serve(surface: Surface, runtime: Runtime, request: Request) -> Respons
         )
     except GatewayError as exc:
         engine.failed(record, exc)
+        if isinstance(exc, ClientGone):  # nobody to answer
+            return NoAnswer()
         return surface.error_response(exc, surface.response_headers(record.headers()))
+    except asyncio.CancelledError:
+        if not watch.left:
+            raise  # shutdown's grace ran out
+        asyncio.current_task().uncancel()  # type: ignore[union-attr]
+        engine.failed(record, gone_error(connection))
+        return NoAnswer()
+    except Exception:  # the HTTP boundary: a bug is a logged 500 with its log line
+        logger.exception("unhandled error (request %s)", record.request_id)
+        error = internal_error(record.request_id)
+        engine.failed(record, error)
+        return surface.error_response(error, surface.response_headers(record.headers()))
     finally:
         if not streaming:
             runtime.release()
 
 
 async def _answered(engine: Engine, record: RequestRecord) -> None:
-    engine.answered(record)  # async: Starlette runs a plain function in its thread pool
+    # Async: Starlette runs a plain function in its thread pool. After the answer has
+    # gone, so nothing may raise from here: the connection must stay usable.
+    try:
+        engine.answered(record)
+    except Exception:
+        logger.exception("accounting failed (request %s)", record.request_id)
+
+
+def _overdue(record: RequestRecord) -> None:
+    logger.warning(
+        "stream cut: the client did not read it within the model's total timeout (request %s)",
+        record.request_id,
+    )
+    record.error = GatewayError("the client stopped reading the stream", code="stream_cut")
 
 
 async def dry_run(surface: Surface, runtime: Runtime, request: Request) -> Response:
