@@ -186,7 +186,11 @@ def test_the_supervisor_waits_for_a_worker_that_starts_slowly(
     # This process's logging stays as pytest set it.
     monkeypatch.setattr(serving, "configure_logging", lambda level: None)
     monkeypatch.setattr(serving, "logging_config", lambda level: None)
-    monkeypatch.delenv(MULTIPROC_ENV, raising=False)  # restored (unset) afterwards
+    # serve() sets it for its workers; recorded first, so it is unset again afterwards
+    # (delenv of an absent name records nothing, and the next app would read a deleted
+    # folder's path).
+    monkeypatch.setenv(MULTIPROC_ENV, "unset-after-this-test")
+    monkeypatch.delenv(MULTIPROC_ENV)
     monkeypatch.setenv(CONFIG_ENV, "")
     config, _ = load_config(DEFAULT)
     options = serving.ServeOptions(Path(DEFAULT), port=free_port(), workers=2)
