@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from router_proxy.config.schema import Config
 from router_proxy.engine.accounting import Accounting
 from router_proxy.engine.auth import ClientAuth
+from router_proxy.engine.context_fit import ContextFit
+from router_proxy.engine.conversation import Conversations
 from router_proxy.engine.engine import Engine
 from router_proxy.engine.upstream import Upstream
 from router_proxy.observability.metrics import Metrics
@@ -67,17 +69,21 @@ class Runtime:
         feedback = UpstreamFeedback(
             resources.breakers, resources.latency, metrics.count_upstream_error
         )
+        upstream = Upstream(config.models, providers)
         engine = Engine(
             settings=config.server,
             auth=ClientAuth(config.server.api_keys),
             limits=limits,
             pipeline=Pipeline.build(config, resources),
             dispatcher=Dispatcher(config.resilience.retries, feedback, limits, config.models),
-            upstream=Upstream(config.models, providers),
+            upstream=upstream,
             accounting=Accounting(
                 config.models, metrics, limits, log_requests=config.server.log_requests
             ),
             metrics=metrics,
+            conversations=Conversations(
+                ContextFit(config.models, config.decisions), upstream.serves
+            ),
         )
         generation = previous.generation + 1 if previous is not None else 0
         return cls(

@@ -100,6 +100,12 @@ def _check_route(config: Config, i: int, decision: DecisionConfig) -> list[Probl
             problems.append((path, f"unknown model '{candidate}'"))
         elif candidate in route.candidates[:j]:
             problems.append((path, f"model '{candidate}' is listed twice"))
+    for j, model in enumerate(decision.context_fallbacks):
+        at: Path = ("decisions", i, "context_fallbacks", j)
+        if model not in config.models:
+            problems.append((at, f"unknown model '{model}'"))
+        elif model in decision.context_fallbacks[:j]:
+            problems.append((at, f"model '{model}' is listed twice"))
     selector = SELECTORS.get(route.algorithm)
     if selector is None:
         problems.append(
@@ -109,7 +115,7 @@ def _check_route(config: Config, i: int, decision: DecisionConfig) -> list[Probl
             )
         )
     else:
-        at: Path = ("decisions", i, "route", "params")
+        at = ("decisions", i, "route", "params")
         try:
             params = selector.config_model.model_validate(route.params)
         except ValidationError as exc:

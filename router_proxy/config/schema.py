@@ -138,7 +138,28 @@ class ModelConfig(StrictModel):
         description="models tried next when this one fails, before the decision's next "
         "candidate (also for requests that name this model directly)",
     )
+    context_window: int | None = Field(
+        default=None,
+        ge=1,
+        description="tokens the model takes, prompt and answer together; a request whose "
+        "prompt (counted offline) and requested output cannot fit skips this model",
+    )
+    max_output_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="the most tokens the model writes in one answer; a request asking for "
+        "more (max_tokens / max_completion_tokens) skips this model",
+    )
     description: str = ""
+
+    @model_validator(mode="after")
+    def _output_within_window(self) -> ModelConfig:
+        window, output = self.context_window, self.max_output_tokens
+        if window is not None and output is not None and output > window:
+            raise ValueError(
+                f"max_output_tokens ({output}) is larger than context_window ({window})"
+            )
+        return self
 
 
 WhenExpr = Annotated[
@@ -170,6 +191,12 @@ class DecisionConfig(StrictModel):
     route: RouteConfig
     plugins: list[PluginItem] = Field(
         default_factory=list, description="edits to the request, applied after selection"
+    )
+    context_fallbacks: list[str] = Field(
+        default_factory=list,
+        description="models tried, in order, after the candidates when a request does not "
+        "fit a candidate's context window (counted before the call, or the upstream said "
+        "so); each is tried only if the request fits it",
     )
 
 

@@ -92,6 +92,8 @@ class Accounting:
                 decision=plan.decision if plan else None,
                 model=record.routed_model,
                 attempts=record.attempts.attempts or None,
+                # [model, why] for each candidate passed over: breaker_open, context, ...
+                skipped=[list(s) for s in record.attempts.skipped] or None,
                 via=plan.via if plan else None,
                 latency_ms=_ms(time.perf_counter() - record.started),
                 routing_ms=round(plan.routing_seconds * 1000, 3) if plan else None,

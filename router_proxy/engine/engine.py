@@ -19,6 +19,7 @@ from router_proxy.config.schema import ServerConfig
 from router_proxy.context import RequestContext
 from router_proxy.engine.accounting import Accounting
 from router_proxy.engine.auth import ClientAuth
+from router_proxy.engine.conversation import Conversations, Turn
 from router_proxy.engine.record import RequestRecord
 from router_proxy.engine.upstream import Outgoing, Upstream
 from router_proxy.errors import GatewayError, InvalidRequestError
@@ -55,6 +56,7 @@ class Engine:
         upstream: Upstream,
         accounting: Accounting,
         metrics: Metrics,
+        conversations: Conversations,
     ) -> None:
         self.settings = settings  # body and message limits the surfaces apply
         self.auth = auth
@@ -64,6 +66,7 @@ class Engine:
         self.upstream = upstream
         self.accounting = accounting
         self.metrics = metrics
+        self.conversations = conversations
 
     def authenticate(self, record: RequestRecord, credential: str | None) -> None:
         """``credential``: the client's ``Authorization`` value (or the surface's own
@@ -91,8 +94,10 @@ class Engine:
         async def attempt(model: str, left: float | None) -> Completion:
             return await upstream.complete(out, model, left, record.request_id)
 
-        candidates = self._serving(plan, ctx.endpoint)
-        outcome = await self.dispatcher.run(candidates, attempt, record.attempts)
+        turn = await self._turn(plan, ctx, record)
+        outcome = await self.dispatcher.run(
+            turn.candidates, attempt, record.attempts, turn.overflow
+        )
         record.call_started = outcome.started
         record.first_byte_seconds = record.upstream_seconds = outcome.seconds
         record.usage = outcome.result.usage
@@ -113,8 +118,10 @@ class Engine:
         async def attempt(model: str, left: float | None) -> tuple[ChatStream, bytes]:
             return await upstream.open_stream(out, model, left, record.request_id)
 
-        candidates = self._serving(plan, ctx.endpoint)
-        outcome = await self.dispatcher.run(candidates, attempt, record.attempts)
+        turn = await self._turn(plan, ctx, record)
+        outcome = await self.dispatcher.run(
+            turn.candidates, attempt, record.attempts, turn.overflow
+        )
         record.call_started = outcome.started
         record.first_byte_seconds = outcome.seconds
         stream, first = outcome.result
@@ -157,6 +164,11 @@ class Engine:
         """The request ends with ``error`` before any answer was sent."""
         record.error = error
         self.accounting.finish(record, error.status_code)
+
+    async def _turn(self, plan: RoutePlan, ctx: RequestContext, record: RequestRecord) -> Turn:
+        """The candidates tried and in which order (context windows, ...)."""
+        candidates = self._serving(plan, ctx.endpoint)
+        return await self.conversations.prepare(plan, ctx, record, candidates)
 
     def _serving(self, plan: RoutePlan, endpoint: Endpoint) -> tuple[str, ...]:
         """The plan's candidates whose provider serves ``endpoint``, in order; a request
