@@ -1,6 +1,6 @@
 """What the process shares with everything built from a config, kept across reloads:
-the encoder, observed latencies, circuit breakers, and the shared state (Redis or memory)
-that holds the rate-limit counters and carries all three across replicas.
+the encoder, observed latencies, circuit breakers, session bindings, and the shared state
+(Redis or memory) that holds the rate-limit counters and carries them across replicas.
 
 ``Resources`` decides what a reload carries over (``carried_into``) and closes what the
 next config no longer shares (``close_unshared``); ``BuildContext`` is what building any
@@ -17,6 +17,7 @@ from router_proxy.embeddings.shared import SharedEncoder
 from router_proxy.resilience.breaker import BreakerBoard, BreakerState
 from router_proxy.resilience.config import BreakerConfig, StateConfig
 from router_proxy.resilience.latency_tracker import LatencyTracker
+from router_proxy.resilience.sessions import SessionMemory
 from router_proxy.resilience.shared_breakers import SharedBreakers
 from router_proxy.resilience.shared_latency import SharedLatency
 from router_proxy.resilience.shared_state import SharedState
@@ -47,6 +48,8 @@ class Resources:
     breakers: BreakerBoard = field(default_factory=lambda: BreakerBoard(BreakerConfig()))
     # Redis (or nothing) for limits, breakers and latencies; holds the limit counters.
     shared: SharedState = field(default_factory=lambda: SharedState(StateConfig()))
+    # This process's session bindings (session affinity), whatever the shared state.
+    sessions: SessionMemory = field(default_factory=SessionMemory)
 
     @classmethod
     def for_config(cls, config: Config) -> Resources:
@@ -56,6 +59,7 @@ class Resources:
             LatencyTracker(),
             BreakerBoard(config.resilience.breaker),
             config.state,
+            SessionMemory(config.affinity.ttl, config.affinity.max_sessions),
         )
 
     def carried_into(self, config: Config) -> Resources:
@@ -63,11 +67,12 @@ class Resources:
         carry over; the encoder (model and cache) while ``embeddings`` is unchanged; the
         shared state (and its limit counters) while ``state`` is unchanged."""
         self.breakers.configure(config.resilience.breaker)
+        self.sessions.configure(config.affinity.ttl, config.affinity.max_sessions)
         encoder = self.encoder.for_config(config.embeddings)
         if self.shared.config == config.state:
-            return Resources(encoder, self.latency, self.breakers, self.shared)
+            return Resources(encoder, self.latency, self.breakers, self.shared, self.sessions)
         self.breakers.listeners.clear()  # the old shared state's listeners go with it
-        return self._assemble(encoder, self.latency, self.breakers, config.state)
+        return self._assemble(encoder, self.latency, self.breakers, config.state, self.sessions)
 
     @classmethod
     def _assemble(
@@ -76,12 +81,13 @@ class Resources:
         latency: LatencyTracker,
         breakers: BreakerBoard,
         state: StateConfig,
+        sessions: SessionMemory,
     ) -> Resources:
         shared = SharedState(state)
         if shared.shared:  # breakers and latencies sync through it
             SharedBreakers(breakers, shared)
             SharedLatency(latency, shared)
-        return cls(encoder, latency, breakers, shared)
+        return cls(encoder, latency, breakers, shared, sessions)
 
     def start(self) -> None:
         self.shared.start()

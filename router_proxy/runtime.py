@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from router_proxy.config.schema import Config
 from router_proxy.engine.accounting import Accounting
+from router_proxy.engine.affinity import Affinity
 from router_proxy.engine.auth import ClientAuth
 from router_proxy.engine.context_fit import ContextFit
 from router_proxy.engine.conversation import Conversations
@@ -29,6 +30,7 @@ from router_proxy.providers.registry import build_provider
 from router_proxy.resilience.dispatch import Dispatcher
 from router_proxy.resilience.feedback import UpstreamFeedback
 from router_proxy.resilience.rate_limits import RateLimits
+from router_proxy.resilience.sessions import SessionStore
 from router_proxy.resources import ModelHealth, Resources
 
 logger = logging.getLogger("router_proxy.runtime")
@@ -81,9 +83,7 @@ class Runtime:
                 config.models, metrics, limits, log_requests=config.server.log_requests
             ),
             metrics=metrics,
-            conversations=Conversations(
-                ContextFit(config.models, config.decisions), upstream.serves
-            ),
+            conversations=_conversations(config, resources, upstream, metrics),
         )
         generation = previous.generation + 1 if previous is not None else 0
         return cls(
@@ -145,6 +145,17 @@ class Runtime:
         if self._closing is None:
             # Keep a reference: a task nobody holds may be garbage-collected mid-way.
             self._closing = asyncio.get_running_loop().create_task(self.aclose())
+
+
+def _conversations(
+    config: Config, resources: Resources, upstream: Upstream, metrics: Metrics
+) -> Conversations:
+    """Context windows and session affinity, as the config asks."""
+    affinity = None
+    if config.affinity.enabled:
+        store = SessionStore(resources.sessions, resources.shared)
+        affinity = Affinity(config.affinity, config.decisions, config.models, store, metrics)
+    return Conversations(ContextFit(config.models, config.decisions), upstream.serves, affinity)
 
 
 class RuntimeSlot:

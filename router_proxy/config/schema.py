@@ -183,6 +183,36 @@ class RouteConfig(StrictModel):
     params: dict[str, Any] = Field(default_factory=dict, description="the algorithm's params")
 
 
+class AffinityConfig(StrictModel):
+    """Session affinity: the turns of one conversation keep the model that answered it,
+    so its upstream prompt cache stays warm and its behaviour consistent."""
+
+    enabled: bool = Field(
+        default=False, description="keep each conversation on the model that answered it"
+    )
+    header: str = Field(
+        default="x-session-id",
+        pattern=r"^[A-Za-z0-9-]+$",
+        description="the request header that names a conversation (case-insensitive)",
+    )
+    from_prefix: bool = Field(
+        default=True,
+        description="without that header, a conversation is named by a hash of its system "
+        "prompt and first user turn",
+    )
+    ttl: float = Field(
+        default=3600.0,
+        gt=0,
+        description="seconds a binding lives after its conversation's last turn",
+    )
+    max_sessions: int = Field(
+        default=100_000,
+        ge=1,
+        description="bindings each replica keeps in memory (the least recently used go first; "
+        "with state redis, Redis holds them all)",
+    )
+
+
 class DecisionConfig(StrictModel):
     name: str = Field(min_length=1, pattern=NAME_PATTERN)
     description: str = ""
@@ -191,6 +221,11 @@ class DecisionConfig(StrictModel):
     route: RouteConfig
     plugins: list[PluginItem] = Field(
         default_factory=list, description="edits to the request, applied after selection"
+    )
+    affinity: bool = Field(
+        default=True,
+        description="off: each turn of a conversation is routed on its own, even with "
+        "affinity enabled",
     )
     context_fallbacks: list[str] = Field(
         default_factory=list,
@@ -216,9 +251,14 @@ class Config(StrictModel):
     limits: LimitsConfig = Field(
         default_factory=LimitsConfig, description="rate limits and budgets (429 when over)"
     )
+    affinity: AffinityConfig = Field(
+        default_factory=AffinityConfig,
+        description="session affinity: a conversation keeps its model across turns",
+    )
     state: StateConfig = Field(
         default_factory=StateConfig,
-        description="where breakers, latencies and limit counters live (memory | redis)",
+        description="where breakers, latencies, limit counters and session bindings live "
+        "(memory | redis)",
     )
 
     def upstream_name(self, model: str) -> str:

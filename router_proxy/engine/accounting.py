@@ -104,6 +104,7 @@ class Accounting:
                 cost_usd=cost,
                 error=record.error.code if record.error else None,
                 dropped=list(record.dropped) or None,
+                **(record.turn.log_fields() if record.turn is not None else {}),
             )
         )
 

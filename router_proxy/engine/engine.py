@@ -90,14 +90,16 @@ class Engine:
         budgets; ``answered`` accounts for it once it has been sent."""
         plan, upstream = self._plan(record), self.upstream
         out = _outgoing(plan, ctx)
+        turn = await self._turn(plan, ctx, record)
 
         async def attempt(model: str, left: float | None) -> Completion:
-            return await upstream.complete(out, model, left, record.request_id)
+            outgoing = turn.outgoing(out, model)
+            return await upstream.complete(outgoing, model, left, record.request_id)
 
-        turn = await self._turn(plan, ctx, record)
         outcome = await self.dispatcher.run(
             turn.candidates, attempt, record.attempts, turn.overflow
         )
+        self.conversations.answered(turn, record)
         record.call_started = outcome.started
         record.first_byte_seconds = record.upstream_seconds = outcome.seconds
         record.usage = outcome.result.usage
@@ -114,14 +116,17 @@ class Engine:
         sends it, and accounts for it at its end."""
         plan, upstream = self._plan(record), self.upstream
         out = _outgoing(plan, ctx)
+        turn = await self._turn(plan, ctx, record)
 
         async def attempt(model: str, left: float | None) -> tuple[ChatStream, bytes]:
-            return await upstream.open_stream(out, model, left, record.request_id)
+            return await upstream.open_stream(
+                turn.outgoing(out, model), model, left, record.request_id
+            )
 
-        turn = await self._turn(plan, ctx, record)
         outcome = await self.dispatcher.run(
             turn.candidates, attempt, record.attempts, turn.overflow
         )
+        self.conversations.answered(turn, record)
         record.call_started = outcome.started
         record.first_byte_seconds = outcome.seconds
         stream, first = outcome.result
@@ -166,7 +171,7 @@ class Engine:
         self.accounting.finish(record, error.status_code)
 
     async def _turn(self, plan: RoutePlan, ctx: RequestContext, record: RequestRecord) -> Turn:
-        """The candidates tried and in which order (context windows, ...)."""
+        """The candidates tried and in which order (context windows, session affinity)."""
         candidates = self._serving(plan, ctx.endpoint)
         return await self.conversations.prepare(plan, ctx, record, candidates)
 
