@@ -98,7 +98,9 @@ models:
   claude: {{provider: ant, upstream_model: claude-echo}}
   flaky: {{provider: one, upstream_model: script-affinity-flaky}}
   small-8k: {{provider: one, upstream_model: small-echo, context_window: 8192}}
+  lim: {{provider: one, upstream_model: lim-echo}}
 affinity: {{enabled: true}}
+limits: {{per_model: {{lim: {{requests_per_minute: 1}}}}}}
 resilience:
   breaker: {{failures: 1, window: 60, cooldown: 60}}
   retries: {{attempts_per_model: 1}}
@@ -107,6 +109,7 @@ signals:
 decisions:
   - {{name: coding, priority: 10, when: code, route: {{candidates: [claude, gpt-a]}}}}
   - {{name: flaky-first, when: false, route: {{candidates: [flaky, gpt-b]}}}}
+  - {{name: limited-first, when: false, route: {{candidates: [lim, gpt-a]}}}}
   - {{name: sized, when: false, route: {{candidates: [small-8k, gpt-b]}}}}
   - name: stateless
     when: false
@@ -221,6 +224,18 @@ def test_an_open_breaker_rebinds_and_the_new_model_keeps_it(
     assert (again["x-router-model"], again["x-router-affinity"]) == ("gpt-b", "hit")
 
 
+def test_a_bound_model_over_its_limit_is_passed_over_and_the_next_one_bound(
+    sdk: openai.OpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    talk = Conversation(sdk, "limited-first", "limits apply to bound models too")
+    assert talk.say()["x-router-model"] == "lim"  # its one request this minute
+    with caplog.at_level(logging.INFO, logger=ACCESS_LOGGER):
+        turn = talk.say()
+        line = log_line(caplog, turn["x-router-request-id"])
+    assert (turn["x-router-model"], turn["x-router-affinity"]) == ("gpt-a", "rebound")
+    assert line["rebound"] == "rate_limited"
+
+
 def test_a_conversation_outgrowing_its_models_window_is_rebound(sdk: openai.OpenAI) -> None:
     talk = Conversation(sdk, "sized", "short start")
     assert talk.say()["x-router-model"] == "small-8k"
@@ -236,6 +251,8 @@ def test_affinity_shows_in_metrics(gateway: str, sdk: openai.OpenAI) -> None:
     assert 'router_affinity_total{decision="default",result="hit"}' in text
     assert 'router_affinity_total{decision="default",result="miss"}' in text
     assert 'router_affinity_rebound_total{decision="coding",reason="decision_changed"}' in text
+    # A hit on a model that was not the selector's first choice is no fallback.
+    assert 'router_fallbacks_total{decision="default"}' not in text
 
 
 # --- two replicas, one Redis -------------------------------------------------------------

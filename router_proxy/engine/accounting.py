@@ -75,8 +75,10 @@ class Accounting:
         for i, (model, error) in enumerate(tried):
             outcome = "success" if error is None else "retry" if i + 1 < len(tried) else "failure"
             self.metrics.upstream_attempts.labels(model, outcome).inc()
-        plan = record.plan
-        if plan is not None and record.model is not None and record.model != plan.model:
+        plan, turn = record.plan, record.turn
+        # The first choice: the selector's, or the model the conversation is bound to.
+        first = turn.kept if turn is not None and turn.kept is not None else None
+        if plan is not None and record.model is not None and record.model != (first or plan.model):
             self.metrics.fallbacks.labels(plan.decision).inc()
 
     def _log(self, record: RequestRecord, status: int, cost: float | None) -> None:

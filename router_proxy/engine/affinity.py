@@ -135,9 +135,11 @@ class Affinity:
         if bound.decision != plan.decision:
             turn.reason = "decision_changed"
         elif model in candidates:
+            turn.note.kept = model
             return (model, *(m for m in candidates if m != model)), turn
         elif any(model in self.fallbacks.get(m, ()) for m in candidates):
-            return (model, *candidates), turn  # reached before as a fallback: it stays
+            turn.note.kept = model  # reached before as a fallback: it stays
+            return (model, *candidates), turn
         elif model in plan.candidates:
             turn.reason = "context"  # too small for the conversation now
         else:

@@ -22,6 +22,7 @@ class Switch:
 @dataclass(slots=True)
 class TurnNote:
     session: str  # the conversation's id (the client's header, or p-<prefix hash>)
+    kept: str | None = None  # the bound model, put first: the turn's first choice
     affinity: str | None = None  # hit | miss | rebound, once a model has answered
     reason: str | None = None  # why a binding was not kept (rebound)
     switch: Switch | None = None
