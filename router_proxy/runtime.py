@@ -155,7 +155,9 @@ def _conversations(
     if config.affinity.enabled:
         store = SessionStore(resources.sessions, resources.shared)
         affinity = Affinity(config.affinity, config.decisions, config.models, store, metrics)
-    return Conversations(ContextFit(config.models, config.decisions), upstream.serves, affinity)
+    return Conversations(
+        ContextFit(config.models, config.decisions), upstream.serves, upstream.native, affinity
+    )
 
 
 class RuntimeSlot:

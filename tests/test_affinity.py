@@ -220,6 +220,7 @@ def test_an_open_breaker_rebinds_and_the_new_model_keeps_it(
     assert (turn["x-router-model"], turn["x-router-affinity"]) == ("gpt-b", "rebound")
     assert line["rebound"] == "breaker_open"
     assert line["skipped"] == [["flaky", "breaker_open"]]
+    assert line["switch"] == {"from": "flaky", "reason": "breaker_open", "changed": None}
     again = talk.say()
     assert (again["x-router-model"], again["x-router-affinity"]) == ("gpt-b", "hit")
 
