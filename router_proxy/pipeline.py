@@ -52,6 +52,8 @@ class RoutePlan:
     # Decisions tried before the match (all failed), then the match: explained on demand,
     # never on the hot path.
     tried: tuple[CompiledDecision, ...] = ()
+    # What the caller asked of routing and what it did (engine/preferences.py).
+    preferences: dict[str, Any] | None = None
 
     @property
     def explanation(self) -> str:
@@ -63,6 +65,7 @@ class RoutePlan:
         return {d.name: explain(d.rule, self.signals) for d in self.tried[:-1]}
 
     def to_dict(self) -> dict[str, Any]:
+        shown = {"preferences": self.preferences} if self.preferences is not None else {}
         return {
             "decision": self.decision,
             "model": self.model,
@@ -74,7 +77,7 @@ class RoutePlan:
             "signals": {name: result.to_dict() for name, result in self.signals.items()},
             "routing_ms": round(self.routing_seconds * 1000, 4),
             "plugins": [plugin.describe() for plugin in self.plugins],
-        }
+        } | shown
 
     def outgoing_body(self, ctx: RequestContext) -> dict[str, Any]:
         """The client's body after the decision's plugins."""

@@ -22,6 +22,7 @@ from router_proxy.engine.auth import ClientAuth
 from router_proxy.engine.context_fit import ContextFit
 from router_proxy.engine.conversation import Conversations
 from router_proxy.engine.engine import Engine
+from router_proxy.engine.preferences import PreferencePolicies
 from router_proxy.engine.upstream import Upstream
 from router_proxy.observability.metrics import Metrics
 from router_proxy.pipeline import Pipeline
@@ -150,13 +151,17 @@ class Runtime:
 def _conversations(
     config: Config, resources: Resources, upstream: Upstream, metrics: Metrics
 ) -> Conversations:
-    """Context windows and session affinity, as the config asks."""
+    """Context windows, preferences and session affinity, as the config asks."""
     affinity = None
     if config.affinity.enabled:
         store = SessionStore(resources.sessions, resources.shared)
         affinity = Affinity(config.affinity, config.decisions, config.models, store, metrics)
     return Conversations(
-        ContextFit(config.models, config.decisions), upstream.serves, upstream.native, affinity
+        ContextFit(config.models, config.decisions),
+        upstream.serves,
+        upstream.native,
+        PreferencePolicies(config.preferences, config.models, resources.latency),
+        affinity,
     )
 
 

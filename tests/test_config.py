@@ -172,6 +172,7 @@ def test_schema_cli_prints_json_schema(capsys) -> None:  # type: ignore[no-untyp
         "decisions",
         "resilience",
         "limits",
+        "preferences",
         "affinity",
         "state",
     }

@@ -29,6 +29,7 @@ def check_references(config: Config) -> list[Problem]:
                 )
             )
     problems += _check_model_names(config)
+    problems += _check_preference_keys(config)
     problems += _check_names(config)
     signals = {s.name: s for s in config.signals}
     parser = RuleParser(signals)
@@ -54,6 +55,16 @@ def _check_model_names(config: Config) -> list[Problem]:
         if name not in config.models:
             problems.append((("limits", "per_model", name), f"unknown model '{name}'"))
     return problems
+
+
+def _check_preference_keys(config: Config) -> list[Problem]:
+    """A per-client preference policy names a key the server accepts."""
+    keys = {k.get_secret_value() for k in config.server.api_keys}
+    return [
+        (("preferences", "per_client", i, "key"), "not one of server.api_keys")
+        for i, entry in enumerate(config.preferences.per_client)
+        if entry.key.get_secret_value() not in keys
+    ]
 
 
 def _check_names(config: Config) -> list[Problem]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, WithJsonSchema, model_validator
 
@@ -213,6 +213,56 @@ class AffinityConfig(StrictModel):
     )
 
 
+PreferenceName = Literal[
+    "allowed_models", "excluded_models", "cost_weight", "max_cost_per_1k", "prefer"
+]
+PREFERENCE_NAMES: tuple[PreferenceName, ...] = (
+    "allowed_models",
+    "excluded_models",
+    "cost_weight",
+    "max_cost_per_1k",
+    "prefer",
+)
+
+
+class Bounds(StrictModel):
+    min: float | None = Field(default=None, ge=0)
+    max: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Bounds:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class PreferencePolicy(StrictModel):
+    allow: list[PreferenceName] = Field(
+        default_factory=lambda: list(PREFERENCE_NAMES),
+        description="the preferences a caller may set (body field or x-router-* header); "
+        "a request setting another is refused (400)",
+    )
+    cost_weight: Bounds = Field(
+        default_factory=Bounds, description="a caller's cost_weight is held within these"
+    )
+    max_cost_per_1k: Bounds = Field(
+        default_factory=Bounds, description="a caller's max_cost_per_1k is held within these"
+    )
+
+
+class ClientPreferencePolicy(PreferencePolicy):
+    key: SecretStr = Field(description="the client key (one of server.api_keys) it applies to")
+
+
+class PreferencesConfig(PreferencePolicy):
+    """What callers may ask of routing per request, and within which bounds."""
+
+    per_client: list[ClientPreferencePolicy] = Field(
+        default_factory=list,
+        description="a client key listed here gets its own policy instead of the one above",
+    )
+
+
 class DecisionConfig(StrictModel):
     name: str = Field(min_length=1, pattern=NAME_PATTERN)
     description: str = ""
@@ -250,6 +300,11 @@ class Config(StrictModel):
     )
     limits: LimitsConfig = Field(
         default_factory=LimitsConfig, description="rate limits and budgets (429 when over)"
+    )
+    preferences: PreferencesConfig = Field(
+        default_factory=PreferencesConfig,
+        description="per-request preferences callers may set (allowed or excluded models, "
+        "cost, latency), per client key",
     )
     affinity: AffinityConfig = Field(
         default_factory=AffinityConfig,

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from router_proxy.context import RequestContext
 from router_proxy.engine.affinity import Affinity, SessionTurn
 from router_proxy.engine.context_fit import ContextFit
+from router_proxy.engine.preferences import PreferencePolicies
 from router_proxy.engine.record import RequestRecord
 from router_proxy.engine.turn_note import Switch
 from router_proxy.engine.upstream import Outgoing
@@ -42,6 +43,7 @@ class Turn:
     overflow: Overflow | None = None  # what to try when an upstream finds it too long
     session: SessionTurn | None = None
     native: Native | None = None
+    permitted: Callable[[str], bool] | None = None  # the models the caller allows
     # For each model the history was made valid for: what that changed.
     changed: dict[str, list[str]] | None = None
     _switched: dict[bool, tuple[Outgoing, list[str]]] | None = None
@@ -85,11 +87,13 @@ class Conversations:
         context: ContextFit,
         serves: Callable[[str, Endpoint], bool],
         native: Native,
+        preferences: PreferencePolicies,
         affinity: Affinity | None = None,
     ) -> None:
         self.context = context
         self.serves = serves  # whether a model's provider serves an endpoint
         self.native = native
+        self.preferences = preferences
         self.affinity = affinity
 
     async def prepare(
@@ -102,23 +106,24 @@ class Conversations:
         """``candidates``: the plan's, those that serve the request's endpoint. (Async:
         a session's binding may live in Redis.)"""
         overflow = None
+        permitted = self.preferences.permitted(ctx) if ctx.preferences is not None else None
         if self.context.active:
             endpoint = ctx.endpoint
+
+            def reachable(model: str) -> bool:
+                return self.serves(model, endpoint) and (permitted is None or permitted(model))
+
             candidates, overflow = self.context.check(
-                plan.decision,
-                candidates,
-                ctx,
-                record.attempts.skipped,
-                lambda model: self.serves(model, endpoint),
+                plan.decision, candidates, ctx, record.attempts.skipped, reachable
             )
         affinity = self.affinity
-        if affinity is None or not affinity.applies(plan, ctx):
-            return Turn(candidates, overflow)
-        candidates, session = await affinity.begin(plan, ctx, record.client, candidates)
+        session = None
+        if affinity is not None and affinity.applies(plan, ctx):
+            candidates, session = await affinity.begin(plan, ctx, record.client, candidates)
         if session is None:
-            return Turn(candidates, overflow)
+            return Turn(candidates, overflow, permitted=permitted)
         record.turn = session.note
-        return Turn(candidates, overflow, session, self.native)
+        return Turn(candidates, overflow, session, self.native, permitted)
 
     def answered(self, turn: Turn, record: RequestRecord) -> None:
         """A model has answered (a stream: its first event): bind the session to it,

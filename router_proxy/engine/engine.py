@@ -81,7 +81,12 @@ class Engine:
 
     async def route(self, ctx: RequestContext, record: RequestRecord) -> RoutePlan:
         record.stream = ctx.request.stream
-        plan = record.plan = await self.pipeline.route(ctx)
+        preferences = self.conversations.preferences
+        ctx.preferences = preferences.read(ctx, record.client)  # before selectors read it
+        plan = await self.pipeline.route(ctx)
+        if ctx.preferences is not None:
+            plan = preferences.apply(plan, ctx)
+        record.plan = plan
         self.metrics.routing_seconds.observe(plan.routing_seconds)
         return plan
 
@@ -97,7 +102,7 @@ class Engine:
             return await upstream.complete(outgoing, model, left, record.request_id)
 
         outcome = await self.dispatcher.run(
-            turn.candidates, attempt, record.attempts, turn.overflow
+            turn.candidates, attempt, record.attempts, turn.overflow, turn.permitted
         )
         self.conversations.answered(turn, record)
         record.call_started = outcome.started
@@ -124,7 +129,7 @@ class Engine:
             )
 
         outcome = await self.dispatcher.run(
-            turn.candidates, attempt, record.attempts, turn.overflow
+            turn.candidates, attempt, record.attempts, turn.overflow, turn.permitted
         )
         self.conversations.answered(turn, record)
         record.call_started = outcome.started

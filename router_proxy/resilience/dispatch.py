@@ -94,7 +94,10 @@ class Dispatcher:
         attempt: Attempt[T],
         log: AttemptLog,
         overflow: Overflow | None = None,
+        permitted: Callable[[str], bool] | None = None,
     ) -> Outcome[T]:
+        """``permitted``: the models the request may reach at all (a caller's
+        preferences); a model's ``fallbacks`` outside it are passed over."""
         deadline = (
             time.monotonic() + self.retries.deadline if self.retries.deadline is not None else None
         )
@@ -103,7 +106,7 @@ class Dispatcher:
         refused: RateLimitError | None = None
         while queue and log.attempts < self.retries.max_attempts:
             model = queue.pop(0)
-            if model in seen:
+            if model in seen or (permitted is not None and not permitted(model)):
                 continue
             seen.add(model)
             if deadline is not None and time.monotonic() >= deadline:
