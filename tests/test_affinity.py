@@ -106,8 +106,14 @@ resilience:
   retries: {{attempts_per_model: 1}}
 signals:
   - {{name: code, type: keyword, any: [python]}}
+  - {{name: poem, type: keyword, any: [poem]}}
 decisions:
   - {{name: coding, priority: 10, when: code, route: {{candidates: [claude, gpt-a]}}}}
+  - name: poems
+    priority: 5
+    when: poem
+    affinity: sticky
+    route: {{candidates: [claude, gpt-a, gpt-b]}}
   - {{name: flaky-first, when: false, route: {{candidates: [flaky, gpt-b]}}}}
   - {{name: limited-first, when: false, route: {{candidates: [lim, gpt-a]}}}}
   - {{name: sized, when: false, route: {{candidates: [small-8k, gpt-b]}}}}
@@ -204,6 +210,14 @@ def test_a_new_decision_rebinds_the_conversation(
     assert (line["affinity"], line["rebound"]) == ("rebound", "decision_changed")
     assert line["session"] == turn["x-router-session"]
     assert talk.say("more python")["x-router-affinity"] == "hit"
+
+
+def test_a_sticky_decision_keeps_a_model_bound_by_another(sdk: openai.OpenAI) -> None:
+    talk = Conversation(sdk, "auto", "let us talk about rivers")
+    first = talk.say()
+    turn = talk.say("now a poem about them")
+    assert turn["x-router-decision"] == "poems"
+    assert (turn["x-router-model"], turn["x-router-affinity"]) == (first["x-router-model"], "hit")
 
 
 def test_an_open_breaker_rebinds_and_the_new_model_keeps_it(

@@ -10,7 +10,7 @@ import functools
 import operator
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, WithJsonSchema, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, WithJsonSchema, model_validator
 
 from router_proxy.config.base import ProviderConfigBase, SignalConfigBase, StrictModel
 from router_proxy.embeddings.config import EmbeddingsConfig
@@ -263,6 +263,16 @@ class PreferencesConfig(PreferencePolicy):
     )
 
 
+def _affinity_mode(value: Any) -> Any:
+    # YAML reads a bare `off` / `on` as a boolean.
+    if isinstance(value, bool):
+        return "decision" if value else "off"
+    return value
+
+
+AffinityMode = Annotated[Literal["decision", "sticky", "off"], BeforeValidator(_affinity_mode)]
+
+
 class DecisionConfig(StrictModel):
     name: str = Field(min_length=1, pattern=NAME_PATTERN)
     description: str = ""
@@ -272,10 +282,11 @@ class DecisionConfig(StrictModel):
     plugins: list[PluginItem] = Field(
         default_factory=list, description="edits to the request, applied after selection"
     )
-    affinity: bool = Field(
-        default=True,
-        description="off: each turn of a conversation is routed on its own, even with "
-        "affinity enabled",
+    affinity: AffinityMode = Field(
+        default="decision",
+        description="with affinity enabled: decision (a conversation keeps its model while "
+        "this decision routes it), sticky (also when it came from another decision, if its "
+        "model is a candidate here), off (every turn routed on its own)",
     )
     context_fallbacks: list[str] = Field(
         default_factory=list,

@@ -19,8 +19,11 @@ and ``router_affinity_total``:
   and the log line's ``rebound`` say why: ``decision_changed``, ``not_a_candidate``,
   ``context``, ``breaker_open``, ``rate_limited``, ``failed``.
 
-A decision with ``affinity: off`` routes every turn on its own; so does a request that
-names a model (nothing to choose) and one for embeddings or text completions.
+A decision's ``affinity`` says how a binding made by another decision is taken:
+``decision`` (the default) re-routes the conversation when its decision changes;
+``sticky`` keeps the bound model if it is one of this decision's candidates (the cache
+stays warm across a change of topic); ``off`` routes every turn on its own, as is every
+request that names a model (nothing to choose) and every embedding or text completion.
 """
 
 from __future__ import annotations
@@ -99,7 +102,8 @@ class Affinity:
     ) -> None:
         self.config = config
         self.header = config.header.lower()
-        self.off = frozenset(d.name for d in decisions if not d.affinity)
+        self.off = frozenset(d.name for d in decisions if d.affinity == "off")
+        self.sticky = frozenset(d.name for d in decisions if d.affinity == "sticky")
         self.fallbacks = {name: tuple(m.fallbacks) for name, m in models.items()}
         self.store = store
         self.metrics = metrics
@@ -132,7 +136,7 @@ class Affinity:
         if bound is None:
             return candidates, turn
         model = bound.model
-        if bound.decision != plan.decision:
+        if bound.decision != plan.decision and plan.decision not in self.sticky:
             turn.reason = "decision_changed"
         elif model in candidates:
             turn.note.kept = model
@@ -161,7 +165,7 @@ class Affinity:
             note.reason = turn.reason or _why_not(bound.model, log)
             self._count("rebound", turn.decision, note.reason)
         self._count("affinity", turn.decision, note.affinity)
-        if note.affinity != "hit":
+        if note.affinity != "hit" or bound is None or bound.decision != turn.decision:
             self.store.put(turn.key, Binding(answered, turn.decision))
 
     def _count(self, metric: str, decision: str, label: str) -> None:
