@@ -108,12 +108,12 @@ signals:
   - {{name: code, type: keyword, any: [python]}}
   - {{name: poem, type: keyword, any: [poem]}}
 decisions:
-  - {{name: coding, priority: 10, when: code, route: {{candidates: [claude, gpt-a]}}}}
-  - name: poems
-    priority: 5
-    when: poem
-    affinity: sticky
-    route: {{candidates: [claude, gpt-a, gpt-b]}}
+  - name: coding
+    priority: 10
+    when: code
+    affinity: decision
+    route: {{candidates: [claude, gpt-a]}}
+  - {{name: poems, priority: 5, when: poem, route: {{candidates: [claude, gpt-a, gpt-b]}}}}
   - {{name: flaky-first, when: false, route: {{candidates: [flaky, gpt-b]}}}}
   - {{name: limited-first, when: false, route: {{candidates: [lim, gpt-a]}}}}
   - {{name: sized, when: false, route: {{candidates: [small-8k, gpt-b]}}}}
@@ -212,7 +212,7 @@ def test_a_new_decision_rebinds_the_conversation(
     assert talk.say("more python")["x-router-affinity"] == "hit"
 
 
-def test_a_sticky_decision_keeps_a_model_bound_by_another(sdk: openai.OpenAI) -> None:
+def test_a_decision_keeps_a_model_another_bound_if_it_is_a_candidate(sdk: openai.OpenAI) -> None:
     talk = Conversation(sdk, "auto", "let us talk about rivers")
     first = talk.say()
     turn = talk.say("now a poem about them")

@@ -16,12 +16,12 @@ import pytest
 from router_proxy.config.errors import ConfigError
 from router_proxy.config.load import load_config_text
 from router_proxy.context import RequestContext
-from router_proxy.engine.context_fit import ContextFit, PromptSize
+from router_proxy.engine.context_fit import ContextFit, PromptSize, TokenCache
 from router_proxy.errors import InvalidRequestError, UpstreamDetail, UpstreamStatusError
 from router_proxy.observability.logging import ACCESS_LOGGER
-from router_proxy.protocol import ChatCompletionRequest
+from router_proxy.protocol import ChatCompletionRequest, ChatMessage
 from router_proxy.resilience.overflow import is_context_overflow
-from router_proxy.signals.length import running_count
+from router_proxy.signals.tokens import TokenCount
 from tests.conftest import GatewayFactory
 from tests.support.logs import log_line
 from tests.support.upstream import FakeUpstream
@@ -55,11 +55,30 @@ def context(words: int, *, max_tokens: int | None = None, **extra: Any) -> Reque
     return RequestContext(ChatCompletionRequest.model_validate(raw), raw, "t")
 
 
+class CountingCounter:
+    """The shared counter, counting what it is asked to count."""
+
+    def __init__(self, counter: Any) -> None:
+        self.counter, self.texts = counter, []
+
+    def count(self, text: str) -> TokenCount:
+        self.texts.append(text)
+        return self.counter.count(text)  # type: ignore[no-any-return]
+
+
 def check(
-    ctx: RequestContext, candidates: tuple[str, ...] = ("small", "medium"), policy: str = MODELS
+    ctx: RequestContext,
+    candidates: tuple[str, ...] = ("small", "medium"),
+    policy: str = MODELS,
+    counted: list[str] | None = None,
 ) -> tuple[tuple[str, ...], list[tuple[str, str]]]:
     skipped: list[tuple[str, str]] = []
-    kept, _ = fit(policy).check("d", candidates, ctx, skipped, lambda m: True)
+    windows = fit(policy)
+    assert windows.cache is not None
+    spy = windows.cache.counter = CountingCounter(windows.cache.counter)  # type: ignore[assignment]
+    kept, _ = windows.check("d", candidates, ctx, skipped, lambda m: True)
+    if counted is not None:
+        counted += spy.texts  # type: ignore[attr-defined]
     return kept, skipped
 
 
@@ -67,9 +86,9 @@ def check(
 
 
 def test_a_short_prompt_fits_every_candidate_and_is_never_counted() -> None:
-    ctx = context(50)
-    assert check(ctx) == (("small", "medium"), [])
-    assert running_count(ctx).pos == 0  # under every window by its bytes alone
+    counted: list[str] = []
+    assert check(context(50), counted=counted) == (("small", "medium"), [])
+    assert counted == []  # under every window by its bytes alone
 
 
 def test_a_prompt_over_a_window_skips_that_model_and_the_context_fallbacks_join() -> None:
@@ -96,9 +115,27 @@ def test_context_fallbacks_join_only_when_a_candidate_is_too_small() -> None:
 
 
 def test_models_without_a_window_always_fit_and_skip_the_count() -> None:
-    ctx = context(300_000)
-    assert check(ctx, ("open",)) == (("open",), [])
-    assert running_count(ctx).pos == 0
+    counted: list[str] = []
+    assert check(context(300_000), ("open",), counted=counted) == (("open",), [])
+    assert counted == []
+
+
+def test_a_conversations_history_is_counted_once_across_its_turns() -> None:
+    cache = TokenCache()
+    spy = cache.counter = CountingCounter(cache.counter)  # type: ignore[assignment]
+    document = "Here is the report:" + " word" * 9_000
+    first = context(0)
+    first.request.messages[0].content = document
+    turn1 = PromptSize(first, cache).estimate()
+    later = context(0)
+    later.request.messages[0].content = document
+    later.request.messages += [
+        ChatMessage(role="assistant", content="Noted."),
+        ChatMessage(role="user", content="summarise it"),
+    ]
+    turn2 = PromptSize(later, cache).estimate()
+    assert turn2 > turn1 > 9_000
+    assert sum(text == document for text in spy.texts) == 1  # the document: counted once
 
 
 def test_nothing_fits_is_a_400_naming_the_largest_window() -> None:
@@ -128,7 +165,8 @@ def test_output_asked_beyond_every_cap_says_so() -> None:
 
 def test_tools_and_message_framing_count_too() -> None:
     tools = [{"type": "function", "function": {"name": "f", "description": "x" + " word" * 2000}}]
-    bare, with_tools = PromptSize(context(100)), PromptSize(context(100, tools=tools))
+    cache = TokenCache()
+    bare, with_tools = PromptSize(context(100), cache), PromptSize(context(100, tools=tools), cache)
     assert 100 < bare.estimate() < 115
     assert with_tools.estimate() > bare.estimate() + 2000
 

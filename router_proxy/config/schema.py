@@ -266,7 +266,7 @@ class PreferencesConfig(PreferencePolicy):
 def _affinity_mode(value: Any) -> Any:
     # YAML reads a bare `off` / `on` as a boolean.
     if isinstance(value, bool):
-        return "decision" if value else "off"
+        return "sticky" if value else "off"
     return value
 
 
@@ -283,10 +283,11 @@ class DecisionConfig(StrictModel):
         default_factory=list, description="edits to the request, applied after selection"
     )
     affinity: AffinityMode = Field(
-        default="decision",
-        description="with affinity enabled: decision (a conversation keeps its model while "
-        "this decision routes it), sticky (also when it came from another decision, if its "
-        "model is a candidate here), off (every turn routed on its own)",
+        default="sticky",
+        description="with affinity enabled: sticky (a conversation keeps its model while it "
+        "is one of this decision's candidates, whichever decision bound it), decision (it "
+        "is re-routed when it comes from another decision), off (every turn routed on its "
+        "own)",
     )
     context_fallbacks: list[str] = Field(
         default_factory=list,

@@ -6,12 +6,12 @@ including the first user turn (the system prompt and that turn), which every lat
 repeats. Bindings are per client key, so two keys never share one.
 
 Each turn is routed as usual (the decision may change with the conversation); then, if
-the session is bound to a model of that same decision that can still take the request
-(among the candidates or their fallbacks, after the context-window check), that model
-goes first. Dispatch decides the rest as for any request: a bound model whose breaker is
-open or that is over its limits is skipped, one that fails falls back. The model that
-answers is bound for the next turn. The verdict, in ``x-router-affinity``, the log line
-and ``router_affinity_total``:
+the session is bound to a model that can still take the request (one of the decision's
+candidates or their fallbacks, after the context-window check), that model goes first.
+Dispatch decides the rest as for any request: a bound model whose breaker is open or
+that is over its limits is skipped, one that fails falls back. The model that answers is
+bound for the next turn. The verdict, in ``x-router-affinity``, the log line and
+``router_affinity_total``:
 
 - ``hit``: the bound model answered;
 - ``miss``: nothing was bound (a first turn, or the binding expired);
@@ -19,11 +19,12 @@ and ``router_affinity_total``:
   and the log line's ``rebound`` say why: ``decision_changed``, ``not_a_candidate``,
   ``context``, ``breaker_open``, ``rate_limited``, ``failed``.
 
-A decision's ``affinity`` says how a binding made by another decision is taken:
-``decision`` (the default) re-routes the conversation when its decision changes;
-``sticky`` keeps the bound model if it is one of this decision's candidates (the cache
-stays warm across a change of topic); ``off`` routes every turn on its own, as is every
-request that names a model (nothing to choose) and every embedding or text completion.
+A decision's ``affinity`` says when the policy re-decides: ``sticky`` (the default)
+keeps the bound model whichever decision bound it, as long as it is one of this
+decision's candidates (a policy's constraint, e.g. private data to a local model only,
+always wins); ``decision`` re-routes a conversation that comes from another decision;
+``off`` routes every turn on its own, as is every request that names a model (nothing to
+choose) and every embedding or text completion.
 """
 
 from __future__ import annotations

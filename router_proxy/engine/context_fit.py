@@ -7,11 +7,12 @@ are skipped (``skipped: context`` in the attempt log) and the decision's
 ``context_fallbacks`` join the order after the candidates. When nothing fits, the client
 gets OpenAI's 400 ``context_length_exceeded`` naming the largest window.
 
-The prompt is counted with the offline ``cl100k_base`` counter, once per request and
-only as far as the question needs (the count the length signals share): the messages'
-text and tool calls, the tool definitions, and OpenAI's few tokens of framing per
-message. A prompt whose byte size alone is under a window is not counted at all (a token
-covers at least one byte). When no model declares a window, nothing here runs.
+The prompt is counted with the offline ``cl100k_base`` counter, once per request: the
+messages' text and tool calls, the tool definitions, and OpenAI's few tokens of framing
+per message. A prompt whose byte size alone is under a window is not counted at all (a
+token covers at least one byte), and the counts of long texts are kept for a while
+(``TokenCache``): a conversation resends its history every turn, and each turn counts
+only what is new. When no model declares a window, nothing here runs.
 
 The count is an estimate of each model's own (see signals/tokens.py): an upstream may
 still refuse the prompt as too long. Its context-length error then moves on to the next
@@ -20,6 +21,7 @@ candidate with a larger window (``RequestFit.after``, called by the dispatcher).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -28,8 +30,8 @@ import orjson
 from router_proxy.config.schema import DecisionConfig, ModelConfig
 from router_proxy.context import RequestContext
 from router_proxy.errors import InvalidRequestError
-from router_proxy.signals.length import running_count
-from router_proxy.signals.tokens import RunningCount, shared_counter
+from router_proxy.protocol import message_text
+from router_proxy.signals.tokens import shared_counter
 
 # OpenAI's count of a chat prompt's framing: 3 tokens per message, 3 priming the reply.
 TOKENS_PER_MESSAGE = 3
@@ -39,40 +41,70 @@ CONTEXT = "context"  # the attempt log's reason for a skipped model
 Skipped = list[tuple[str, str]]
 
 
-class PromptSize:
-    """One request's prompt in tokens, counted only as far as a question needs."""
+class TokenCache:
+    """Counts of the long texts seen lately: a conversation sends its whole history on
+    every turn, so each turn counts only what is new (a pasted document once, not once
+    per turn). Bounded by the characters it holds; least recently used go first."""
 
-    def __init__(self, ctx: RequestContext) -> None:
-        self._text = running_count(ctx)
-        tools: Any = ctx.request.tools or ctx.raw_body.get("functions")
-        self._tools_text = orjson.dumps(tools).decode() if tools else ""
-        self._tools: int | None = None
+    def __init__(self, max_chars: int = 8_000_000, min_chars: int = 512) -> None:
+        self.counter = shared_counter()
+        self.max_chars, self.min_chars = max_chars, min_chars
+        self._counts: OrderedDict[str, int] = OrderedDict()
+        self._chars = 0
+
+    def count(self, text: str) -> int:
+        if len(text) < self.min_chars:
+            return self.counter.count(text).tokens
+        tokens = self._counts.get(text)
+        if tokens is not None:
+            self._counts.move_to_end(text)
+            return tokens
+        tokens = self._counts[text] = self.counter.count(text).tokens
+        self._chars += len(text)
+        while self._chars > self.max_chars and len(self._counts) > 1:
+            old, _ = self._counts.popitem(last=False)
+            self._chars -= len(old)
+        return tokens
+
+
+def _message_texts(ctx: RequestContext) -> list[str]:
+    texts = []
+    for message in ctx.request.messages:
+        calls = (message.model_extra or {}).get("tool_calls")
+        text = message_text(message)
+        texts.append(text + "\n" + orjson.dumps(calls).decode() if calls else text)
+    tools: Any = ctx.request.tools or ctx.raw_body.get("functions")
+    if tools:
+        texts.append(orjson.dumps(tools).decode())
+    return texts
+
+
+class PromptSize:
+    """One request's prompt in tokens: its messages' text and tool calls, the tool
+    definitions, and the framing; counted once, and only when its byte size does not
+    settle the question (a token covers at least one byte)."""
+
+    def __init__(self, ctx: RequestContext, cache: TokenCache) -> None:
+        self._texts = _message_texts(ctx)
+        self._cache = cache
         self._fixed = TOKENS_PER_MESSAGE * len(ctx.request.messages) + REPLY_PRIMING
         self._ceiling: int | None = None
+        self._total: int | None = None
 
     def _ceiling_tokens(self) -> int:
-        """At most this many tokens: one per byte."""
         if self._ceiling is None:
-            size = len(self._text.text.encode("utf-8", "surrogatepass"))
-            self._ceiling = self._fixed + size + len(self._tools_text.encode("utf-8"))
+            size = sum(len(t.encode("utf-8", "surrogatepass")) for t in self._texts)
+            self._ceiling = self._fixed + size
         return self._ceiling
 
-    def _tool_tokens(self) -> int:
-        if self._tools is None:
-            self._tools = 0
-            if self._tools_text:
-                self._tools = RunningCount(shared_counter(), self._tools_text).total().tokens
-        return self._tools
-
     def more_than(self, limit: int) -> bool:
-        if self._ceiling_tokens() <= limit:
-            return False
-        budget = limit - self._fixed - self._tool_tokens()
-        return budget < 0 or self._text.reach(budget + 1).tokens > budget
+        return self._ceiling_tokens() > limit and self.estimate() > limit
 
     def estimate(self) -> int:
-        """The whole prompt's count (for messages: counts to the end)."""
-        return self._fixed + self._tool_tokens() + self._text.total().tokens
+        """The whole prompt's count."""
+        if self._total is None:
+            self._total = self._fixed + sum(self._cache.count(t) for t in self._texts)
+        return self._total
 
 
 def requested_output(ctx: RequestContext) -> int:
@@ -94,6 +126,7 @@ class ContextFit:
         self.fallbacks = {d.name: tuple(d.context_fallbacks) for d in decisions}
         self.limited = frozenset(self.windows) | frozenset(self.outputs)
         self.active = bool(self.limited)  # False: no request is ever counted
+        self.cache = TokenCache() if self.active else None
 
     def check(
         self,
@@ -125,7 +158,8 @@ class RequestFit:
         self.windows, self.outputs = fit.windows, fit.outputs
         self.fallbacks = fallbacks
         self.output = requested_output(ctx)
-        self.size = PromptSize(ctx)
+        assert fit.cache is not None
+        self.size = PromptSize(ctx, fit.cache)
         self.considered: list[str] = []  # every model judged, in order (for the error)
         self.too_small = 0  # the largest window an upstream said the prompt overflows
 

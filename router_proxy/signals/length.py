@@ -72,15 +72,6 @@ class LengthSignalConfig(SignalConfigBase):
 _MEMO_KEY = "length.token_count"
 
 
-def running_count(ctx: RequestContext) -> RunningCount:
-    """The conversation's token count for this request, made as far as asked and shared
-    by every reader (length signals, the context-window check)."""
-    running: RunningCount | None = ctx.memo.get(_MEMO_KEY)
-    if running is None:
-        running = ctx.memo[_MEMO_KEY] = RunningCount(shared_counter(), conversation_text(ctx))
-    return running
-
-
 class LengthSignal(Signal[LengthSignalConfig]):
     config_model = LengthSignalConfig
     cost_rank = 5
@@ -90,7 +81,9 @@ class LengthSignal(Signal[LengthSignalConfig]):
         self._counter = shared_counter()  # loads the vocabulary once per process
 
     async def evaluate(self, ctx: RequestContext) -> SignalResult:
-        running = running_count(ctx)  # several length signals share one count per request
+        running = ctx.memo.get(_MEMO_KEY)
+        if running is None:  # several length signals share one count per request
+            running = ctx.memo[_MEMO_KEY] = RunningCount(self._counter, conversation_text(ctx))
         low, high = self.config.min_tokens, self.config.max_tokens
         # Count only as far as the answer needs: past max_tokens, or up to min_tokens.
         count = running.reach(high + 1 if high is not None else low or 0)
