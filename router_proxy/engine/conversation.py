@@ -51,7 +51,9 @@ class Turn:
     def outgoing(self, out: Outgoing, model: str) -> Outgoing:
         """What ``model`` is sent: the request as it is, unless the model that wrote the
         conversation so far was another one (``translate/history.py``)."""
-        previous = self.session.previous if self.session is not None else None
+        if self.session is None:
+            return out
+        previous = self.session.previous
         if previous is None or model == previous or self.native is None:
             return out
         native = self.native(out, model)
@@ -95,6 +97,13 @@ class Conversations:
         self.native = native
         self.preferences = preferences
         self.affinity = affinity
+
+    def plain(self, ctx: RequestContext, candidates: tuple[str, ...]) -> Turn | None:
+        """The turn when nothing applies to it (no window declared, affinity off, no
+        preferences): the candidates as they are; else None (``prepare`` then)."""
+        if self.context.active or self.affinity is not None or ctx.preferences is not None:
+            return None
+        return Turn(candidates)
 
     async def prepare(
         self,

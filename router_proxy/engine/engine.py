@@ -177,8 +177,9 @@ class Engine:
 
     async def _turn(self, plan: RoutePlan, ctx: RequestContext, record: RequestRecord) -> Turn:
         """The candidates tried and in which order (context windows, session affinity)."""
-        candidates = self._serving(plan, ctx.endpoint)
-        return await self.conversations.prepare(plan, ctx, record, candidates)
+        candidates, conversations = self._serving(plan, ctx.endpoint), self.conversations
+        turn = conversations.plain(ctx, candidates)  # no await when nothing applies
+        return turn or await conversations.prepare(plan, ctx, record, candidates)
 
     def _serving(self, plan: RoutePlan, endpoint: Endpoint) -> tuple[str, ...]:
         """The plan's candidates whose provider serves ``endpoint``, in order; a request

@@ -50,6 +50,7 @@ from router_proxy.resilience.latency_tracker import LatencyTracker
 from router_proxy.selection.learned import LearnedSelector
 
 HEADERS = {name: "x-router-" + name.replace("_", "-") for name in PREFERENCE_NAMES}
+_NAMES, _HEADER_NAMES = frozenset(PREFERENCE_NAMES), frozenset(HEADERS.values())
 PREFER = ("latency", "cost")
 EXPECTED_OUTPUT_TOKENS = 256  # as the cheapest selector estimates a request's cost
 
@@ -92,9 +93,10 @@ class PreferencePolicies:
         """The request's preferences under ``client``'s policy (None: it set none); the
         body fields are taken out of what goes upstream. 400 for a preference the policy
         forbids, an unknown model, or a value that is not one."""
+        body = ctx.native_body if ctx.native_body is not None else ctx.raw_body
+        if _NAMES.isdisjoint(body) and _HEADER_NAMES.isdisjoint(ctx.headers):
+            return None  # the common case: a set lookup per key
         asked = _asked(ctx)
-        if not asked:
-            return None
         policy = self.per_client.get(client, self.default)
         for name in asked:
             if name not in policy.allow:
