@@ -34,7 +34,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from router_proxy.config.schema import AffinityConfig, DecisionConfig, ModelConfig
+from router_proxy.config.conversations import AffinityConfig
+from router_proxy.config.schema import DecisionConfig, ModelConfig
 from router_proxy.context import RequestContext
 from router_proxy.engine.turn_note import TurnNote
 from router_proxy.observability.metrics import Metrics

@@ -35,13 +35,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from router_proxy.config.schema import (
+from router_proxy.config.conversations import (
     PREFERENCE_NAMES,
     Bounds,
-    ModelConfig,
     PreferencePolicy,
     PreferencesConfig,
 )
+from router_proxy.config.schema import ModelConfig
 from router_proxy.context import Preferences, RequestContext
 from router_proxy.engine.auth import client_id
 from router_proxy.errors import InvalidRequestError
