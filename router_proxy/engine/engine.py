@@ -19,7 +19,7 @@ from router_proxy.config.schema import ServerConfig
 from router_proxy.context import RequestContext
 from router_proxy.engine.accounting import Accounting
 from router_proxy.engine.auth import ClientAuth
-from router_proxy.engine.conversation import Conversations, Turn
+from router_proxy.engine.conversation import Conversations
 from router_proxy.engine.record import RequestRecord
 from router_proxy.engine.upstream import Outgoing, Upstream
 from router_proxy.errors import GatewayError, InvalidRequestError
@@ -95,7 +95,12 @@ class Engine:
         budgets; ``answered`` accounts for it once it has been sent."""
         plan, upstream = self._plan(record), self.upstream
         out = _outgoing(plan, ctx)
-        turn = await self._turn(plan, ctx, record)
+        # The candidates tried, in order (context windows, session affinity): no await
+        # when nothing applies.
+        candidates, conversations = self._serving(plan, ctx.endpoint), self.conversations
+        turn = conversations.plain(ctx, candidates) or await conversations.prepare(
+            plan, ctx, record, candidates
+        )
 
         async def attempt(model: str, left: float | None) -> Completion:
             outgoing = turn.outgoing(out, model)
@@ -121,7 +126,12 @@ class Engine:
         sends it, and accounts for it at its end."""
         plan, upstream = self._plan(record), self.upstream
         out = _outgoing(plan, ctx)
-        turn = await self._turn(plan, ctx, record)
+        # The candidates tried, in order (context windows, session affinity): no await
+        # when nothing applies.
+        candidates, conversations = self._serving(plan, ctx.endpoint), self.conversations
+        turn = conversations.plain(ctx, candidates) or await conversations.prepare(
+            plan, ctx, record, candidates
+        )
 
         async def attempt(model: str, left: float | None) -> tuple[ChatStream, bytes]:
             return await upstream.open_stream(
@@ -174,12 +184,6 @@ class Engine:
         """The request ends with ``error`` before any answer was sent."""
         record.error = error
         self.accounting.finish(record, error.status_code)
-
-    async def _turn(self, plan: RoutePlan, ctx: RequestContext, record: RequestRecord) -> Turn:
-        """The candidates tried and in which order (context windows, session affinity)."""
-        candidates, conversations = self._serving(plan, ctx.endpoint), self.conversations
-        turn = conversations.plain(ctx, candidates)  # no await when nothing applies
-        return turn or await conversations.prepare(plan, ctx, record, candidates)
 
     def _serving(self, plan: RoutePlan, endpoint: Endpoint) -> tuple[str, ...]:
         """The plan's candidates whose provider serves ``endpoint``, in order; a request
