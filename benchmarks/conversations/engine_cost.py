@@ -1,9 +1,9 @@
 """CPU per request through the engine's own walk (admit, route, dispatch to the mock,
 accounting), in process, no HTTP: small enough a cost to see what a change to the walk
-adds, which wrk on a busy machine cannot. Run it under each checkout to compare:
+adds, which wrk on a busy machine cannot. Run it by path under each checkout:
 
-    PYTHONPATH=/tmp/old python -m benchmarks.conversations.engine_cost POLICY
-    PYTHONPATH=$PWD     python -m benchmarks.conversations.engine_cost POLICY
+    PYTHONPATH=/tmp/old python benchmarks/conversations/engine_cost.py POLICY
+    PYTHONPATH=$PWD     python benchmarks/conversations/engine_cost.py POLICY
 
 Every provider of POLICY is swapped for the mock; the prompt is one short coding
 question. Prints the min and median over rounds of process time per request.
