@@ -63,6 +63,13 @@ def _parser() -> argparse.ArgumentParser:
         help="a whole request body as JSON instead of a prompt (- reads stdin): a chat "
         "request (`messages`) or a Responses API one (`input`), as POST /v1/route takes",
     )
+    explain.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME:VALUE",
+        help="a request header, e.g. x-router-excluded-models:gpt-4o (repeatable)",
+    )
     explain.add_argument("prompt", nargs="?")
     explain.set_defaults(handler=_explain)
 
@@ -163,6 +170,8 @@ def _body_context(path: str, config: Config) -> RequestContext:
 
 def _explain(args: argparse.Namespace) -> int:
     from router_proxy.context import RequestContext
+    from router_proxy.engine.auth import ANONYMOUS
+    from router_proxy.engine.preferences import PreferencePolicies
     from router_proxy.errors import GatewayError
     from router_proxy.pipeline import Pipeline
 
@@ -178,7 +187,10 @@ def _explain(args: argparse.Namespace) -> int:
             ctx = RequestContext.from_prompt(args.prompt)  # model auto
         if args.model is not None:
             ctx.request.model = ctx.raw_body["model"] = args.model
-        plan = asyncio.run(pipeline.route(ctx))
+        ctx.headers = _headers(args.header)
+        policies = PreferencePolicies(config.preferences, config.models)
+        ctx.preferences = policies.read(ctx, ANONYMOUS)
+        plan = policies.apply(asyncio.run(pipeline.route(ctx)), ctx)
     except GatewayError as exc:
         print(exc.message, file=sys.stderr)
         return 1
@@ -194,5 +206,16 @@ def _explain(args: argparse.Namespace) -> int:
     for name, result in plan.signals.items():
         mark = "fired" if result.fired else "quiet"
         print(f"signal {name}: {mark} ({result.detail})")
+    if plan.preferences is not None:
+        print(f"preferences: {json.dumps(plan.preferences)}")
     print(f"routing:    {plan.routing_seconds * 1000:.3f} ms")
     return 0
+
+
+def _headers(pairs: list[str]) -> dict[str, str]:
+    """``NAME:VALUE`` pairs as the server reads headers (names lower-cased)."""
+    headers = {}
+    for pair in pairs:
+        name, _, value = pair.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return headers

@@ -17,6 +17,30 @@ SECRET_HEADERS = frozenset(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Preferences:
+    """What the caller asked of routing for this request (body fields or ``x-router-*``
+    headers), held within the policy's bounds (engine/preferences.py)."""
+
+    allowed: tuple[str, ...] | None = None  # only these models
+    excluded: tuple[str, ...] = ()  # never these
+    cost_weight: float | None = None  # learned selectors' cost_weight, for this request
+    max_cost_per_1k: float | None = None  # US$ per 1,000 tokens, input and output alike
+    prefer: Literal["latency", "cost"] | None = None  # re-rank the candidates by it
+    capped: tuple[str, ...] = ()  # values the policy held within its bounds, said how
+
+    def to_dict(self) -> dict[str, Any]:
+        fields = {
+            "allowed_models": list(self.allowed) if self.allowed is not None else None,
+            "excluded_models": list(self.excluded) or None,
+            "cost_weight": self.cost_weight,
+            "max_cost_per_1k": self.max_cost_per_1k,
+            "prefer": self.prefer,
+            "capped": list(self.capped) or None,
+        }
+        return {k: v for k, v in fields.items() if v is not None}
+
+
 @dataclass
 class RequestContext:
     request: ChatCompletionRequest
@@ -34,6 +58,7 @@ class RequestContext:
     _texts: dict[str, str] = field(default_factory=dict, repr=False)
     # Per-request results signals share (e.g. one token count for several length signals).
     memo: dict[str, Any] = field(default_factory=dict, repr=False)
+    preferences: Preferences | None = None  # what the caller asked of routing, if anything
 
     @classmethod
     def from_prompt(cls, prompt: str, *, request_id: str = "explain") -> RequestContext:

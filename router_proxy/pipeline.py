@@ -62,6 +62,8 @@ class RoutePlan:
     # never on the hot path.
     tried: tuple[CompiledDecision, ...] = ()
     timed_out: tuple[str, ...] = ()  # signals that had not answered within the budget
+    # What the caller asked of routing and what it did (engine/preferences.py).
+    preferences: dict[str, Any] | None = None
 
     @property
     def explanation(self) -> str:
@@ -73,6 +75,7 @@ class RoutePlan:
         return {d.name: explain(d.rule, self.signals) for d in self.tried[:-1]}
 
     def to_dict(self) -> dict[str, Any]:
+        shown = {"preferences": self.preferences} if self.preferences is not None else {}
         return {
             "decision": self.decision,
             "model": self.model,
@@ -85,7 +88,7 @@ class RoutePlan:
             "routing_ms": round(self.routing_seconds * 1000, 4),
             "timed_out": list(self.timed_out),
             "plugins": [plugin.describe() for plugin in self.plugins],
-        }
+        } | shown
 
     def outgoing_body(self, ctx: RequestContext) -> dict[str, Any]:
         """The client's body after the decision's plugins."""

@@ -1,7 +1,7 @@
 """What the process shares with everything built from a config, kept across reloads:
-the encoder, observed latencies, circuit breakers, the shared state (Redis or memory)
-that holds the rate-limit counters and carries all three across replicas, and the CPU
-pool that heavy routing work runs in.
+the encoder, observed latencies, circuit breakers, session bindings, the shared state
+(Redis or memory) that holds the rate-limit counters and carries them across replicas,
+and the CPU pool that heavy routing work runs in.
 
 ``Resources`` decides what a reload carries over (``carried_into``) and closes what the
 next config no longer shares (``close_unshared``); ``BuildContext`` is what building any
@@ -21,6 +21,7 @@ from router_proxy.embeddings.shared import SharedEncoder
 from router_proxy.resilience.breaker import BreakerBoard, BreakerState
 from router_proxy.resilience.config import BreakerConfig, StateConfig
 from router_proxy.resilience.latency_tracker import LatencyTracker
+from router_proxy.resilience.sessions import SessionMemory
 from router_proxy.resilience.shared_breakers import SharedBreakers
 from router_proxy.resilience.shared_latency import SharedLatency
 from router_proxy.resilience.shared_state import SharedState
@@ -81,6 +82,8 @@ class Resources:
     # Redis (or nothing) for limits, breakers and latencies; holds the limit counters.
     shared: SharedState = field(default_factory=lambda: SharedState(StateConfig()))
     cpu: CpuPool = field(default_factory=CpuPool)
+    # This process's session bindings (session affinity), whatever the shared state.
+    sessions: SessionMemory = field(default_factory=SessionMemory)
 
     @classmethod
     def for_config(cls, config: Config) -> Resources:
@@ -91,6 +94,7 @@ class Resources:
             BreakerBoard(config.resilience.breaker),
             config.state,
             CpuPool(config.server.cpu_workers),
+            SessionMemory(config.affinity.ttl, config.affinity.max_sessions),
         )
 
     def carried_into(self, config: Config) -> Resources:
@@ -99,13 +103,16 @@ class Resources:
         shared state (and its limit counters) while ``state`` is unchanged; the CPU pool
         while ``server.cpu_workers`` is."""
         self.breakers.configure(config.resilience.breaker)
+        self.sessions.configure(config.affinity.ttl, config.affinity.max_sessions)
         encoder = self.encoder.for_config(config.embeddings)
         workers = config.server.cpu_workers
         cpu = self.cpu if self.cpu.workers == workers else CpuPool(workers)
         if self.shared.config == config.state:
-            return Resources(encoder, self.latency, self.breakers, self.shared, cpu)
+            return Resources(encoder, self.latency, self.breakers, self.shared, cpu, self.sessions)
         self.breakers.listeners.clear()  # the old shared state's listeners go with it
-        return self._assemble(encoder, self.latency, self.breakers, config.state, cpu)
+        return self._assemble(
+            encoder, self.latency, self.breakers, config.state, cpu, self.sessions
+        )
 
     @classmethod
     def _assemble(
@@ -115,12 +122,13 @@ class Resources:
         breakers: BreakerBoard,
         state: StateConfig,
         cpu: CpuPool,
+        sessions: SessionMemory,
     ) -> Resources:
         shared = SharedState(state)
         if shared.shared:  # breakers and latencies sync through it
             SharedBreakers(breakers, shared)
             SharedLatency(latency, shared)
-        return cls(encoder, latency, breakers, shared, cpu)
+        return cls(encoder, latency, breakers, shared, cpu, sessions)
 
     def start(self) -> None:
         self.shared.start()

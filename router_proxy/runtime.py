@@ -17,8 +17,12 @@ from dataclasses import dataclass, field
 
 from router_proxy.config.schema import Config
 from router_proxy.engine.accounting import Accounting
+from router_proxy.engine.affinity import Affinity
 from router_proxy.engine.auth import ClientAuth
+from router_proxy.engine.context_fit import ContextFit
+from router_proxy.engine.conversation import Conversations
 from router_proxy.engine.engine import Engine
+from router_proxy.engine.preferences import PreferencePolicies
 from router_proxy.engine.upstream import Upstream
 from router_proxy.observability.metrics import Metrics
 from router_proxy.pipeline import Pipeline
@@ -27,6 +31,7 @@ from router_proxy.providers.registry import build_provider
 from router_proxy.resilience.dispatch import Dispatcher
 from router_proxy.resilience.feedback import UpstreamFeedback
 from router_proxy.resilience.rate_limits import RateLimits
+from router_proxy.resilience.sessions import SessionStore
 from router_proxy.resources import ModelHealth, Resources
 
 logger = logging.getLogger("router_proxy.runtime")
@@ -68,17 +73,19 @@ class Runtime:
         feedback = UpstreamFeedback(
             resources.breakers, resources.latency, metrics.count_upstream_error
         )
+        upstream = Upstream(config.models, providers)
         engine = Engine(
             settings=config.server,
             auth=ClientAuth(config.server.api_keys),
             limits=limits,
             pipeline=Pipeline.build(config, resources),
             dispatcher=Dispatcher(config.resilience.retries, feedback, limits, config.models),
-            upstream=Upstream(config.models, providers),
+            upstream=upstream,
             accounting=Accounting(
                 config.models, metrics, limits, log_requests=config.server.log_requests
             ),
             metrics=metrics,
+            conversations=_conversations(config, resources, upstream, metrics),
         )
         generation = previous.generation + 1 if previous is not None else 0
         return cls(
@@ -141,6 +148,23 @@ class Runtime:
         if self._closing is None:
             # Keep a reference: a task nobody holds may be garbage-collected mid-way.
             self._closing = asyncio.get_running_loop().create_task(self.aclose())
+
+
+def _conversations(
+    config: Config, resources: Resources, upstream: Upstream, metrics: Metrics
+) -> Conversations:
+    """Context windows, preferences and session affinity, as the config asks."""
+    affinity = None
+    if config.affinity.enabled:
+        store = SessionStore(resources.sessions, resources.shared)
+        affinity = Affinity(config.affinity, config.decisions, config.models, store, metrics)
+    return Conversations(
+        ContextFit(config.models, config.decisions),
+        upstream.serves,
+        upstream.native,
+        PreferencePolicies(config.preferences, config.models, resources.latency),
+        affinity,
+    )
 
 
 class RuntimeSlot:

@@ -173,6 +173,8 @@ def test_schema_cli_prints_json_schema(capsys) -> None:  # type: ignore[no-untyp
         "routing",
         "resilience",
         "limits",
+        "preferences",
+        "affinity",
         "state",
     }
     assert schema["additionalProperties"] is False

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from router_proxy.context import RequestContext
+from router_proxy.context import Preferences, RequestContext
 from router_proxy.embeddings.base import Encoder
 from router_proxy.embeddings.config import EmbeddingsConfig
 from router_proxy.embeddings.registry import build_encoder
@@ -128,6 +128,14 @@ def test_cost_weight_moves_choices_to_the_cheaper_model(trained: Path, encoder: 
     assert selector(trained, encoder, 0.0).rank(vector)[0] == "math-pro"
     assert selector(trained, encoder, 0.04).rank(vector)[0] == "math-pro"
     assert selector(trained, encoder, 0.06).rank(vector)[0] == "cheap"
+
+
+def test_a_callers_cost_weight_replaces_the_decisions(trained: Path, encoder: Encoder) -> None:
+    ctx = RequestContext.from_prompt("Divide 640 by 16 and give the quotient.")
+    knn = selector(trained, encoder, 0.0)
+    assert asyncio.run(knn.order(ctx))[0] == "math-pro"
+    ctx.preferences = Preferences(cost_weight=0.06)  # "cheaper this time"
+    assert asyncio.run(knn.order(ctx))[0] == "cheap"
 
 
 def test_auto_settings_route_correctly_too(tmp_path: Path, encoder: Encoder) -> None:

@@ -29,6 +29,7 @@ def check_references(config: Config) -> list[Problem]:
                 )
             )
     problems += _check_model_names(config)
+    problems += _check_preference_keys(config)
     problems += _check_names(config)
     signals = {s.name: s for s in config.signals}
     parser = RuleParser(signals)
@@ -54,6 +55,16 @@ def _check_model_names(config: Config) -> list[Problem]:
         if name not in config.models:
             problems.append((("limits", "per_model", name), f"unknown model '{name}'"))
     return problems
+
+
+def _check_preference_keys(config: Config) -> list[Problem]:
+    """A per-client preference policy names a key the server accepts."""
+    keys = {k.get_secret_value() for k in config.server.api_keys}
+    return [
+        (("preferences", "per_client", i, "key"), "not one of server.api_keys")
+        for i, entry in enumerate(config.preferences.per_client)
+        if entry.key.get_secret_value() not in keys
+    ]
 
 
 def _check_names(config: Config) -> list[Problem]:
@@ -100,6 +111,12 @@ def _check_route(config: Config, i: int, decision: DecisionConfig) -> list[Probl
             problems.append((path, f"unknown model '{candidate}'"))
         elif candidate in route.candidates[:j]:
             problems.append((path, f"model '{candidate}' is listed twice"))
+    for j, model in enumerate(decision.context_fallbacks):
+        at: Path = ("decisions", i, "context_fallbacks", j)
+        if model not in config.models:
+            problems.append((at, f"unknown model '{model}'"))
+        elif model in decision.context_fallbacks[:j]:
+            problems.append((at, f"model '{model}' is listed twice"))
     selector = SELECTORS.get(route.algorithm)
     if selector is None:
         problems.append(
@@ -109,7 +126,7 @@ def _check_route(config: Config, i: int, decision: DecisionConfig) -> list[Probl
             )
         )
     else:
-        at: Path = ("decisions", i, "route", "params")
+        at = ("decisions", i, "route", "params")
         try:
             params = selector.config_model.model_validate(route.params)
         except ValidationError as exc:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import Field, SecretStr, WithJsonSchema, model_validator
 
 from router_proxy.config.base import ProviderConfigBase, SignalConfigBase, StrictModel
+from router_proxy.config.conversations import AffinityConfig, AffinityMode, PreferencesConfig
 from router_proxy.embeddings.config import EmbeddingsConfig
 from router_proxy.plugins.registry import plugin_item_model
 from router_proxy.providers.registry import PROVIDER_TYPES
@@ -181,7 +182,28 @@ class ModelConfig(StrictModel):
         description="models tried next when this one fails, before the decision's next "
         "candidate (also for requests that name this model directly)",
     )
+    context_window: int | None = Field(
+        default=None,
+        ge=1,
+        description="tokens the model takes, prompt and answer together; a request whose "
+        "prompt (counted offline) and requested output cannot fit skips this model",
+    )
+    max_output_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="the most tokens the model writes in one answer; a request asking for "
+        "more (max_tokens / max_completion_tokens) skips this model",
+    )
     description: str = ""
+
+    @model_validator(mode="after")
+    def _output_within_window(self) -> ModelConfig:
+        window, output = self.context_window, self.max_output_tokens
+        if window is not None and output is not None and output > window:
+            raise ValueError(
+                f"max_output_tokens ({output}) is larger than context_window ({window})"
+            )
+        return self
 
 
 WhenExpr = Annotated[
@@ -214,6 +236,19 @@ class DecisionConfig(StrictModel):
     plugins: list[PluginItem] = Field(
         default_factory=list, description="edits to the request, applied after selection"
     )
+    affinity: AffinityMode = Field(
+        default="sticky",
+        description="with affinity enabled: sticky (a conversation keeps its model while it "
+        "is one of this decision's candidates, whichever decision bound it), decision (it "
+        "is re-routed when it comes from another decision), off (every turn routed on its "
+        "own)",
+    )
+    context_fallbacks: list[str] = Field(
+        default_factory=list,
+        description="models tried, in order, after the candidates when a request does not "
+        "fit a candidate's context window (counted before the call, or the upstream said "
+        "so); each is tried only if the request fits it",
+    )
 
 
 class Config(StrictModel):
@@ -235,9 +270,19 @@ class Config(StrictModel):
     limits: LimitsConfig = Field(
         default_factory=LimitsConfig, description="rate limits and budgets (429 when over)"
     )
+    preferences: PreferencesConfig = Field(
+        default_factory=PreferencesConfig,
+        description="per-request preferences callers may set (allowed or excluded models, "
+        "cost, latency), per client key",
+    )
+    affinity: AffinityConfig = Field(
+        default_factory=AffinityConfig,
+        description="session affinity: a conversation keeps its model across turns",
+    )
     state: StateConfig = Field(
         default_factory=StateConfig,
-        description="where breakers, latencies and limit counters live (memory | redis)",
+        description="where breakers, latencies, limit counters and session bindings live "
+        "(memory | redis)",
     )
 
     def upstream_name(self, model: str) -> str:

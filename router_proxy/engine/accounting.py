@@ -92,8 +92,10 @@ class Accounting:
         for i, (model, error) in enumerate(tried):
             outcome = "success" if error is None else "retry" if i + 1 < len(tried) else "failure"
             self.metrics.upstream_attempts.labels(model, outcome).inc()
-        plan = record.plan
-        if plan is not None and record.model is not None and record.model != plan.model:
+        plan, turn = record.plan, record.turn
+        # The first choice: the selector's, or the model the conversation is bound to.
+        first = turn.kept if turn is not None and turn.kept is not None else None
+        if plan is not None and record.model is not None and record.model != (first or plan.model):
             self.metrics.fallbacks.labels(plan.decision).inc()
 
     def _log(self, record: RequestRecord, status: int, cost: float | None) -> None:
@@ -109,6 +111,8 @@ class Accounting:
                 decision=plan.decision if plan else None,
                 model=record.routed_model,
                 attempts=record.attempts.attempts or None,
+                # [model, why] for each candidate passed over: breaker_open, context, ...
+                skipped=[list(s) for s in record.attempts.skipped] or None,
                 via=plan.via if plan else None,
                 latency_ms=_ms(time.perf_counter() - record.started),
                 routing_ms=round(plan.routing_seconds * 1000, 3) if plan else None,
@@ -120,6 +124,7 @@ class Accounting:
                 cost_usd=cost,
                 error=record.error.code if record.error else None,
                 dropped=list(record.dropped) or None,
+                **(record.turn.log_fields() if record.turn is not None else {}),
             )
         )
 

@@ -16,6 +16,12 @@ from router_proxy.errors import AuthenticationError
 ANONYMOUS = "anonymous"
 
 
+def client_id(key: str) -> str:
+    """The id a client key's requests carry (limits, per-client policies): a digest
+    prefix, never the key."""
+    return hashlib.sha256(key.strip().encode()).hexdigest()[:16]
+
+
 class ClientAuth:
     def __init__(self, keys: list[SecretStr]) -> None:
         self._digests = [hashlib.sha256(k.get_secret_value().encode()).digest() for k in keys]

@@ -19,6 +19,7 @@ from router_proxy.config.schema import ServerConfig
 from router_proxy.context import RequestContext
 from router_proxy.engine.accounting import Accounting
 from router_proxy.engine.auth import ClientAuth
+from router_proxy.engine.conversation import Conversations
 from router_proxy.engine.record import RequestRecord
 from router_proxy.engine.upstream import Outgoing, Upstream, unreadable
 from router_proxy.errors import GatewayError, InvalidRequestError
@@ -56,6 +57,7 @@ class Engine:
         upstream: Upstream,
         accounting: Accounting,
         metrics: Metrics,
+        conversations: Conversations,
     ) -> None:
         self.settings = settings  # body and message limits the surfaces apply
         self.auth = auth
@@ -65,6 +67,7 @@ class Engine:
         self.upstream = upstream
         self.accounting = accounting
         self.metrics = metrics
+        self.conversations = conversations
 
     def authenticate(self, record: RequestRecord, credential: str | None) -> None:
         """``credential``: the client's ``Authorization`` value (or the surface's own
@@ -86,7 +89,12 @@ class Engine:
 
     async def route(self, ctx: RequestContext, record: RequestRecord) -> RoutePlan:
         record.stream = ctx.request.stream
-        plan = record.plan = await self.pipeline.route(ctx)
+        preferences = self.conversations.preferences
+        ctx.preferences = preferences.read(ctx, record.client)  # before selectors read it
+        plan = await self.pipeline.route(ctx)
+        if ctx.preferences is not None:
+            plan = preferences.apply(plan, ctx)
+        record.plan = plan
         self.metrics.routing_seconds.observe(plan.routing_seconds)
         return plan
 
@@ -95,12 +103,21 @@ class Engine:
         budgets; ``answered`` accounts for it once it has been sent."""
         plan, upstream = self._plan(record), self.upstream
         out = await _outgoing(self.pipeline, plan, ctx)
+        # The candidates tried, in order (context windows, session affinity): no await
+        # when nothing applies.
+        candidates, conversations = self._serving(plan, ctx.endpoint), self.conversations
+        turn = conversations.plain(ctx, candidates) or await conversations.prepare(
+            plan, ctx, record, candidates
+        )
 
         async def attempt(model: str, left: float | None) -> Completion:
-            return await upstream.complete(out, model, left, record.request_id)
+            outgoing = turn.outgoing(out, model)
+            return await upstream.complete(outgoing, model, left, record.request_id)
 
-        candidates = self._serving(plan, ctx.endpoint)
-        outcome = await self.dispatcher.run(candidates, attempt, record.attempts)
+        outcome = await self.dispatcher.run(
+            turn.candidates, attempt, record.attempts, turn.overflow, turn.permitted
+        )
+        self.conversations.answered(turn, record)
         record.call_started = outcome.started
         record.first_byte_seconds = record.upstream_seconds = outcome.seconds
         record.usage = outcome.result.usage
@@ -117,12 +134,22 @@ class Engine:
         sends it, and accounts for it at its end."""
         plan, upstream = self._plan(record), self.upstream
         out = await _outgoing(self.pipeline, plan, ctx)
+        # The candidates tried, in order (context windows, session affinity): no await
+        # when nothing applies.
+        candidates, conversations = self._serving(plan, ctx.endpoint), self.conversations
+        turn = conversations.plain(ctx, candidates) or await conversations.prepare(
+            plan, ctx, record, candidates
+        )
 
         async def attempt(model: str, left: float | None) -> tuple[ChatStream, bytes, float]:
-            return await upstream.open_stream(out, model, left, record.request_id)
+            return await upstream.open_stream(
+                turn.outgoing(out, model), model, left, record.request_id
+            )
 
-        candidates = self._serving(plan, ctx.endpoint)
-        outcome = await self.dispatcher.run(candidates, attempt, record.attempts)
+        outcome = await self.dispatcher.run(
+            turn.candidates, attempt, record.attempts, turn.overflow, turn.permitted
+        )
+        self.conversations.answered(turn, record)
         record.call_started = outcome.started
         record.first_byte_seconds = outcome.seconds
         return OpenedStream(*outcome.result)

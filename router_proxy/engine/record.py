@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from router_proxy.engine.auth import ANONYMOUS
+from router_proxy.engine.turn_note import TurnNote
 from router_proxy.errors import GatewayError
 from router_proxy.pipeline import RoutePlan
 from router_proxy.protocol import Usage
@@ -37,6 +38,7 @@ class RequestRecord:
     error: GatewayError | None = None
     # Parts of the request the answering call did not get (a translation left them out).
     dropped: tuple[str, ...] = ()
+    turn: TurnNote | None = None  # its conversation's session and model (affinity)
 
     @property
     def model(self) -> str | None:
@@ -60,4 +62,6 @@ class RequestRecord:
             headers["x-router-model"] = self.attempts.model or self.plan.model
             if self.attempts.attempts:
                 headers["x-router-attempts"] = str(self.attempts.attempts)
+        if self.turn is not None:
+            headers.update(self.turn.headers())
         return headers

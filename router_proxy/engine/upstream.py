@@ -44,6 +44,12 @@ class Upstream:
         """Whether ``model``'s provider serves ``endpoint`` (every one serves chat)."""
         return endpoint in self._targets[model][0].endpoints
 
+    def native(self, out: Outgoing, model: str) -> bool:
+        """Whether ``model`` gets the client's own body (its provider speaks that format)."""
+        return out.native_body is not None and self._targets[model][0].speaks(
+            out.native_format or ""
+        )
+
     def call(
         self, out: Outgoing, model: str, left: float | None, request_id: str
     ) -> tuple[Provider, UpstreamCall]:

@@ -133,6 +133,19 @@ class Metrics:
             ["decision"],
             registry=r,
         )
+        self.affinity = Counter(
+            "router_affinity",
+            "Turns of conversations with a session: the bound model kept (hit), none bound "
+            "yet (miss), or another bound instead (rebound)",
+            ["decision", "result"],
+            registry=r,
+        )
+        self.rebound = Counter(
+            "router_affinity_rebound",
+            "Sessions bound to another model, by why the bound one was not kept",
+            ["decision", "reason"],
+            registry=r,
+        )
         self.shared_state_up = Gauge(
             "router_shared_state_up",
             "1 while the shared state (Redis) answers; 0 while serving on local state",

@@ -11,6 +11,10 @@ When nothing answers:
 - several were: 503 ``all_candidates_failed`` naming each one's failure;
 - none could be tried: 503 ``no_healthy_candidate`` (breakers open) with ``Retry-After``,
   or the model limit's 429.
+
+A model that refuses the prompt as too long for its context window (``overflow``) is
+not the client's final answer while a candidate with a larger window is left: that one
+is tried next; when none is, the client hears ``overflow.error()`` (400).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from router_proxy.errors import (
 )
 from router_proxy.resilience.config import RetryConfig
 from router_proxy.resilience.feedback import UpstreamFeedback
+from router_proxy.resilience.overflow import Overflow, is_context_overflow
 from router_proxy.resilience.rate_limits import RateLimits
 from router_proxy.resilience.retry import Verdict, backoff, retry_after_seconds
 
@@ -84,8 +89,15 @@ class Dispatcher:
         self.sleep = sleep
 
     async def run(
-        self, candidates: tuple[str, ...], attempt: Attempt[T], log: AttemptLog
+        self,
+        candidates: tuple[str, ...],
+        attempt: Attempt[T],
+        log: AttemptLog,
+        overflow: Overflow | None = None,
+        permitted: Callable[[str], bool] | None = None,
     ) -> Outcome[T]:
+        """``permitted``: the models the request may reach at all (a caller's
+        preferences); a model's ``fallbacks`` outside it are passed over."""
         deadline = (
             time.monotonic() + self.retries.deadline if self.retries.deadline is not None else None
         )
@@ -94,7 +106,7 @@ class Dispatcher:
         refused: RateLimitError | None = None
         while queue and log.attempts < self.retries.max_attempts:
             model = queue.pop(0)
-            if model in seen:
+            if model in seen or (permitted is not None and not permitted(model)):
                 continue
             seen.add(model)
             if deadline is not None and time.monotonic() >= deadline:
@@ -121,8 +133,16 @@ class Dispatcher:
                 errors.append((model, failed.error))
                 queue[0:0] = self.models[model].fallbacks
                 continue
+            except GatewayError as exc:  # the client's: final, unless only too long here
+                if overflow is None or not is_context_overflow(exc):
+                    raise
+                errors.append((model, exc))
+                queue = overflow.after(model, queue, log.skipped)
+                continue
             log.model = model
             return outcome
+        if overflow is not None and _only_too_long(errors, log):
+            raise overflow.error()
         raise self._exhausted(errors, refused, log)
 
     async def _try_model(
@@ -207,6 +227,16 @@ class Dispatcher:
             code="all_candidates_failed",
             headers=headers,
         )
+
+
+def _only_too_long(errors: list[tuple[str, GatewayError]], log: AttemptLog) -> bool:
+    """Every candidate was too small for the prompt (said so, or skipped for it), and
+    more than one was: the gateway's own error names the largest window."""
+    if not errors or not all(is_context_overflow(e) for _, e in errors):
+        return False
+    if not all(why == "context" for _, why in log.skipped):
+        return False
+    return len({m for m, _ in errors} | {m for m, _ in log.skipped}) > 1
 
 
 class _Failed(Exception):

@@ -73,6 +73,7 @@ class LearnedSelector(Selector[LearnedParams]):
         self.index = np.array([artifact.models.index(c) for c in candidates])
         costs = artifact.arrays.get("cost_per_1k")
         per_1k = costs[self.index] if costs is not None else np.zeros(len(candidates))
+        self.per_1k = per_1k.astype(np.float32)
         self.penalty = (params.cost_weight * per_1k).astype(np.float32)
 
     @classmethod
@@ -110,11 +111,14 @@ class LearnedSelector(Selector[LearnedParams]):
         """``predict`` for every row of ``embeddings`` at once (offline evaluation)."""
         return self.model.predict_batch(embeddings)
 
-    def rank(self, embedding: Vector) -> tuple[str, ...]:
-        """Candidates by predicted quality minus the cost penalty, best first."""
-        utility = self.predict(embedding)[self.index] - self.penalty
+    def rank(self, embedding: Vector, cost_weight: float | None = None) -> tuple[str, ...]:
+        """Candidates by predicted quality minus the cost penalty, best first;
+        ``cost_weight`` instead of the decision's (a caller's preference)."""
+        penalty = self.penalty if cost_weight is None else cost_weight * self.per_1k
+        utility = self.predict(embedding)[self.index] - penalty
         return tuple(self.candidates[i] for i in np.argsort(-utility, kind="stable"))
 
     async def order(self, ctx: RequestContext) -> tuple[str, ...]:
         embedding = await self.encoder.get().embed(ctx.text("last_user"))
-        return self.rank(embedding)
+        asked = ctx.preferences.cost_weight if ctx.preferences is not None else None
+        return self.rank(embedding, asked)

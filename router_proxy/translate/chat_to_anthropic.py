@@ -20,6 +20,7 @@ import orjson
 from router_proxy.errors import InvalidRequestError
 from router_proxy.ids import unique_hex
 from router_proxy.translate.common import Json, sse_event, token_count
+from router_proxy.translate.history import portable_tool_id
 
 # --- requests: chat -> Messages -------------------------------------------------------
 
@@ -92,14 +93,15 @@ def _tool_use_block(tool_call: Any) -> Json:
         raise _invalid(f"tool call arguments of '{function['name']}' are not JSON") from exc
     if not isinstance(parsed, dict):
         raise _invalid(f"tool call arguments of '{function['name']}' must be a JSON object")
-    return {"type": "tool_use", "id": tool_call["id"], "name": function["name"], "input": parsed}
+    call_id = portable_tool_id(tool_call["id"])  # e.g. Kimi's "functions.f:0": refused
+    return {"type": "tool_use", "id": call_id, "name": function["name"], "input": parsed}
 
 
 def _tool_result_block(message: Json) -> Json:
     tool_call_id = message.get("tool_call_id")
     if not isinstance(tool_call_id, str):
         raise _invalid("a tool message needs a tool_call_id")
-    block: Json = {"type": "tool_result", "tool_use_id": tool_call_id}
+    block: Json = {"type": "tool_result", "tool_use_id": portable_tool_id(tool_call_id)}
     text = _text_only(message.get("content"), "tool message")
     if text:
         block["content"] = text
@@ -240,7 +242,9 @@ def message_id(chat_id: Any) -> str:
 
 
 def _tool_use_id(chat_id: Any) -> str:
-    return chat_id if isinstance(chat_id, str) and chat_id else "toolu_" + unique_hex()
+    if isinstance(chat_id, str) and chat_id:
+        return portable_tool_id(chat_id)  # sent back next turn, maybe to Anthropic itself
+    return "toolu_" + unique_hex()
 
 
 def tool_input(arguments: Any) -> Json:
