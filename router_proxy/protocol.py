@@ -9,11 +9,27 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 # Counts above this are refused (400) as the document says; JSON integers beyond 64 bits
 # would be refused anyway, with a less helpful message.
 MAX_COUNT = 2**31 - 1
+
+
+def _not_a_bool(value: Any) -> Any:
+    # JSON's true is not a number, though pydantic's lax mode reads it as 1. (Strict mode
+    # would also refuse 5.0, which JSON Schema counts as an integer.)
+    if isinstance(value, bool):
+        raise ValueError("a number is required, not a boolean")
+    return value
+
+
+# (The bounds sit inside each alias so the OpenAPI document states them.)
+NoBool = BeforeValidator(_not_a_bool)
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT), NoBool]
+PositiveCount = Annotated[int, Field(ge=1, le=MAX_COUNT), NoBool]
+Temperature = Annotated[float, Field(ge=0, le=2), NoBool]
+Probability = Annotated[float, Field(ge=0, le=1), NoBool]
 
 
 # The OpenAI APIs a call to a model can be for: a chat completion (every provider), a
@@ -45,18 +61,18 @@ class ChatCompletionRequest(BaseModel):
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(default=None, ge=1, le=MAX_COUNT)
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_COUNT)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, ge=0, le=1)
-    n: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    max_tokens: PositiveCount | None = None
+    max_completion_tokens: PositiveCount | None = None
+    temperature: Temperature | None = None
+    top_p: Probability | None = None
+    n: PositiveCount | None = None
     stop: str | list[str] | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
 
 
 # A prompt or an input: text, texts, or token ids (one list, or one per item).
-TokenId = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+TokenId = Count
 TextOrTokens = str | list[str] | list[TokenId] | list[list[TokenId]]
 
 
@@ -70,9 +86,9 @@ class CompletionRequest(BaseModel):
     prompt: TextOrTokens
     stream: bool = False
     stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(default=None, ge=0, le=MAX_COUNT)
-    n: int | None = Field(default=None, ge=1, le=MAX_COUNT)
-    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: Count | None = None
+    n: PositiveCount | None = None
+    temperature: Temperature | None = None
     suffix: str | None = None
 
 
@@ -90,7 +106,7 @@ class EmbeddingRequest(BaseModel):
         | Annotated[list[Annotated[list[TokenId], Field(min_length=1)]], Field(min_length=1)]
     )
     encoding_format: Literal["float", "base64"] | None = None
-    dimensions: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    dimensions: PositiveCount | None = None
     stream: Literal[False] | None = None  # one answer: an embedding is never streamed
 
 
