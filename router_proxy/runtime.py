@@ -15,6 +15,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+from router_proxy.cache.response_cache import ResponseCache
 from router_proxy.config.schema import Config
 from router_proxy.engine.accounting import Accounting
 from router_proxy.engine.auth import ClientAuth
@@ -64,6 +65,12 @@ class Runtime:
             config.limits, resources.shared.limit_storages, metrics.count_rate_limited
         )
         providers = {name: build_provider(name, p) for name, p in config.providers.items()}
+        cache = ResponseCache.build(
+            config,
+            resources.shared,
+            metrics.cache_bytes.set,
+            previous.engine.cache if previous is not None else None,
+        )
         feedback = UpstreamFeedback(
             resources.breakers, resources.latency, metrics.count_upstream_error
         )
@@ -78,6 +85,7 @@ class Runtime:
                 config.models, metrics, limits, log_requests=config.server.log_requests
             ),
             metrics=metrics,
+            cache=cache,
         )
         generation = previous.generation + 1 if previous is not None else 0
         return cls(

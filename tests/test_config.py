@@ -173,6 +173,7 @@ def test_schema_cli_prints_json_schema(capsys) -> None:  # type: ignore[no-untyp
         "resilience",
         "limits",
         "state",
+        "cache",
     }
     assert schema["additionalProperties"] is False
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, SecretStr, WithJsonSchema, model_validator
 
+from router_proxy.cache.config import CacheConfig, DecisionCacheConfig
 from router_proxy.config.base import ProviderConfigBase, SignalConfigBase, StrictModel
 from router_proxy.embeddings.config import EmbeddingsConfig
 from router_proxy.plugins.registry import plugin_item_model
@@ -171,6 +172,10 @@ class DecisionConfig(StrictModel):
     plugins: list[PluginItem] = Field(
         default_factory=list, description="edits to the request, applied after selection"
     )
+    cache: DecisionCacheConfig = Field(
+        default_factory=DecisionCacheConfig,
+        description="answer repeated requests from a cache (default: off)",
+    )
 
 
 class Config(StrictModel):
@@ -192,6 +197,10 @@ class Config(StrictModel):
     state: StateConfig = Field(
         default_factory=StateConfig,
         description="where breakers, latencies and limit counters live (memory | redis)",
+    )
+    cache: CacheConfig = Field(
+        default_factory=CacheConfig,
+        description="the response cache's store (decisions turn caching on)",
     )
 
     def upstream_name(self, model: str) -> str:

@@ -44,6 +44,8 @@ class Accounting:
     async def charge(self, record: RequestRecord) -> None:
         """Tokens and dollars against the client's and the model's budgets."""
         usage, model = record.usage, record.model
+        if record.cache is not None and record.cache.hit is not None:
+            return  # a cached answer cost nothing
         if self.limits.enabled and usage is not None and model is not None:
             cost = self.cost(model, usage) or 0.0
             await self.limits.charge(record.client, model, usage.total_tokens, cost)
@@ -58,17 +60,17 @@ class Accounting:
     def finish(self, record: RequestRecord, status: int) -> None:
         """Metrics and the log line, once, when the request has ended with ``status``."""
         plan, cost = record.plan, self.cost(record.model, record.usage)
+        decision, usage, saved = plan.decision if plan else UNKNOWN, record.usage, None
+        if record.cache is not None:
+            if record.cache.hit is not None:  # no model was paid: no tokens, no cost
+                saved, cost, usage = cost, 0.0, None
+            self.metrics.count_cache(decision, record.cache.outcome, saved)
         self.metrics.record(
-            plan.decision if plan else UNKNOWN,
-            record.routed_model or UNKNOWN,
-            status,
-            record.upstream_seconds,
-            record.usage,
-            cost,
+            decision, record.routed_model or UNKNOWN, status, record.upstream_seconds, usage, cost
         )
         self._count_attempts(record)
         if self.log_requests:
-            self._log(record, status, cost)
+            self._log(record, status, cost, saved)
 
     def _count_attempts(self, record: RequestRecord) -> None:
         tried = record.attempts.tried
@@ -76,10 +78,13 @@ class Accounting:
             outcome = "success" if error is None else "retry" if i + 1 < len(tried) else "failure"
             self.metrics.upstream_attempts.labels(model, outcome).inc()
         plan = record.plan
-        if plan is not None and record.model is not None and record.model != plan.model:
+        answered = record.attempts.model
+        if plan is not None and answered is not None and answered != plan.model:
             self.metrics.fallbacks.labels(plan.decision).inc()
 
-    def _log(self, record: RequestRecord, status: int, cost: float | None) -> None:
+    def _log(
+        self, record: RequestRecord, status: int, cost: float | None, saved: float | None
+    ) -> None:
         plan, usage = record.plan, record.usage
         log_request(
             dict(
@@ -102,6 +107,8 @@ class Accounting:
                 cost_usd=cost,
                 error=record.error.code if record.error else None,
                 dropped=list(record.dropped) or None,
+                cache=record.cache.outcome if record.cache is not None else None,
+                saved_usd=saved,
             )
         )
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
 
-from router_proxy.errors import GatewayError, InvalidRequestError
+from router_proxy.cache.store import CacheUnavailableError
+from router_proxy.errors import GatewayError, InvalidRequestError, ServiceUnavailableError
 from router_proxy.reload import Reloader
 from router_proxy.runtime import Runtime
+from router_proxy.server.body import read_json_body, validate_body
 from router_proxy.server.deps import CurrentRuntime
 from router_proxy.server.ids import REQUEST_ID_HEADER, request_id_of
 from router_proxy.server.openapi import Reloaded, errors
@@ -70,5 +73,47 @@ async def reload_policy(request: Request, runtime: CurrentRuntime) -> Response:
         )
     return JSONResponse(
         {"status": "reloaded", "generation": outcome.generation},
+        headers={REQUEST_ID_HEADER: request_id_of(request)},
+    )
+
+
+class CachePurge(BaseModel):
+    """What ``POST /admin/cache/purge`` drops; at least one field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant: str | None = Field(
+        default=None,
+        description="a client key's id (the first 16 hex digits of the key's SHA-256), "
+        "or `anonymous` when no client keys are configured",
+    )
+    decision: str | None = Field(default=None, description="a decision's name")
+    all: bool = Field(default=False, description="every cached answer")
+
+
+PURGE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": CachePurge.model_json_schema()}},
+    }
+}
+
+
+@router.post("/cache/purge", openapi_extra=PURGE_BODY, responses=errors(400, 401, 403, 503))
+async def purge_cache(request: Request, runtime: CurrentRuntime) -> Response:
+    """Drop cached answers: one tenant's, one decision's, both, or all of them. With
+    Redis, every replica's cached answers go."""
+    check_admin(request, runtime)
+    raw = await read_json_body(request, runtime.config.server.max_body_bytes)
+    purge = validate_body(CachePurge, raw)
+    if purge.tenant is None and purge.decision is None and not purge.all:
+        raise InvalidRequestError("Say what to purge: `tenant`, `decision`, or `all: true`")
+    cache = runtime.engine.cache
+    try:
+        purged = await cache.purge(purge.tenant, purge.decision) if cache is not None else 0
+    except CacheUnavailableError as exc:
+        raise ServiceUnavailableError("The cache store (Redis) is not answering") from exc
+    return JSONResponse(
+        {"purged": purged, "tenant": purge.tenant, "decision": purge.decision},
         headers={REQUEST_ID_HEADER: request_id_of(request)},
     )

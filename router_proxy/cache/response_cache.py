@@ -1,0 +1,219 @@
+"""ResponseCache: the engine's one entry to the cache. Per request:
+
+    begin (after routing) -> lookup -> a hit answers; else the upstream answers, and
+    keep_whole / keep_stream (only a complete, successful answer) stores it.
+
+Built per config only when some decision caches (``build`` returns None otherwise, and
+the engine then does no cache work at all). The store is carried across reloads while it
+fits the new config, so a reload does not empty the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from router_proxy.cache.config import CacheConfig
+from router_proxy.cache.entry import CachedAnswer, CorruptEntryError
+from router_proxy.cache.key import answer_key, tenant_of
+from router_proxy.cache.policy import DecisionPolicy, decision_policies, directives_of
+from router_proxy.cache.redis_store import RedisStore
+from router_proxy.cache.store import CacheStore, CacheUnavailableError, MemoryStore, Slot
+from router_proxy.config.schema import Config
+from router_proxy.context import RequestContext
+from router_proxy.providers.base import ChatStream, Completion, StreamStats
+from router_proxy.resilience.shared_state import SharedState
+
+logger = logging.getLogger("router_proxy.cache")
+
+Outcome = Literal["hit", "miss", "bypass"]
+
+
+@dataclass(eq=False, slots=True)
+class CacheUse:
+    """What the cache does for one request (``RequestRecord.cache``)."""
+
+    decision: str
+    outcome: Outcome = "bypass"
+    slot: Slot | None = None  # where the answer is kept; None: bypassed
+    lookup: bool = False  # may be answered from the cache (not `no-cache`)
+    store: bool = False  # its complete answer may be kept (not `no-store`)
+    hit: CachedAnswer | None = None
+
+    @property
+    def model(self) -> str | None:
+        """The model whose stored answer served a hit."""
+        return self.hit.model if self.hit is not None else None
+
+
+@dataclass(eq=False, slots=True)
+class StreamTee:
+    """A stream's events as relayed, kept until it ends; dropped past ``limit`` bytes."""
+
+    limit: int
+    parts: list[bytes] = field(default_factory=list)
+    size: int = 0
+    full: bool = False
+
+    def add(self, block: bytes) -> None:
+        if self.full:
+            return
+        self.size += len(block)
+        if self.size > self.limit:
+            self.full, self.parts = True, []
+        else:
+            self.parts.append(block)
+
+
+class ResponseCache:
+    def __init__(
+        self, policies: Mapping[str, DecisionPolicy], store: CacheStore, settings: CacheConfig
+    ) -> None:
+        self.policies = policies
+        self.store = store
+        self.settings = settings
+        # Stores in flight (the loop keeps only weak references to tasks).
+        self._pending: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def build(
+        cls,
+        config: Config,
+        shared: SharedState,
+        on_size: Callable[[int], None] | None = None,
+        previous: ResponseCache | None = None,
+    ) -> ResponseCache | None:
+        """The cache for ``config``; None when no decision caches."""
+        policies = decision_policies(config)
+        if not policies:
+            return None
+        store = previous.store if previous is not None else None
+        if store is None or not _fits(store, config.cache, shared):
+            store = (
+                RedisStore(shared)
+                if shared.shared
+                else MemoryStore(config.cache.max_bytes, on_size)
+            )
+        return cls(policies, store, config.cache)
+
+    def begin(self, ctx: RequestContext, decision: str, client: str) -> CacheUse | None:
+        """What the cache will do for this request; None when its decision does not cache."""
+        policy = self.policies.get(decision)
+        if policy is None:
+            return None
+        use = CacheUse(decision)
+        body = ctx.native_body if ctx.native_body is not None else ctx.raw_body
+        asked = directives_of(ctx.headers)
+        tenant = tenant_of(policy.config, client, ctx.headers)
+        if tenant is None or policy.refuses(body) or not (asked.lookup or asked.store):
+            return use  # bypass
+        surface = f"{ctx.endpoint}/{ctx.native_format or ''}"
+        digest = answer_key(tenant, surface, ctx.request.stream, policy.fingerprint, body)
+        use.slot = Slot(client, decision, digest)
+        use.lookup, use.store, use.outcome = asked.lookup, asked.store, "miss"
+        return use
+
+    async def lookup(self, use: CacheUse) -> CachedAnswer | None:
+        """The stored answer, marking ``use`` a hit; a store that does not answer makes
+        the request a bypass (served, not stored)."""
+        if use.slot is None or not use.lookup:
+            return None
+        try:
+            data = await self.store.get(use.slot)
+        except CacheUnavailableError:
+            use.outcome, use.slot = "bypass", None
+            return None
+        if data is None:
+            return None
+        try:
+            answer = CachedAnswer.decode(data)
+        except CorruptEntryError:
+            logger.warning("dropped an unreadable cache entry (%s)", use.decision)
+            return None
+        use.outcome, use.hit = "hit", answer
+        return answer
+
+    def keep_whole(self, use: CacheUse, completion: Completion, model: str) -> None:
+        """Store a whole answer the upstream gave (a success: errors never get here)."""
+        if use.slot is None or not use.store:
+            return
+        answer = CachedAnswer("whole", completion.body, model, completion.usage, completion.native)
+        self._keep(use, answer)
+
+    def tee(self, use: CacheUse | None) -> StreamTee | None:
+        """Where a stream's events are kept while relayed, if it is to be stored."""
+        if use is None or use.slot is None or not use.store or use.hit is not None:
+            return None
+        return StreamTee(self.settings.max_entry_bytes)
+
+    def keep_stream(
+        self, use: CacheUse, tee: StreamTee, stream: ChatStream, model: str | None
+    ) -> None:
+        """Store a stream that ended normally: every event relayed, a finish reason seen."""
+        if tee.full or stream.stats.finish_reason is None or model is None:
+            return
+        body = b"".join(tee.parts)
+        stats = stream.stats
+        answer = CachedAnswer(
+            "stream", body, model, stats.usage, stream.native, stats.finish_reason
+        )
+        self._keep(use, answer)
+
+    async def purge(self, client: str | None, decision: str | None) -> int:
+        return await self.store.purge(client, decision)
+
+    def _keep(self, use: CacheUse, answer: CachedAnswer) -> None:
+        data = answer.encode()
+        slot, ttl = use.slot, self.policies[use.decision].config.ttl
+        if slot is None or len(data) > self.settings.max_entry_bytes:
+            return
+        self._spawn(self._put(slot, data, ttl))
+
+    async def _put(self, slot: Slot, data: bytes, ttl: float) -> None:
+        # A store that did not answer: the next lookups see it down and bypass.
+        with contextlib.suppress(CacheUnavailableError):
+            await self.store.put(slot, data, ttl)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+
+def replayed_completion(answer: CachedAnswer) -> Completion:
+    return Completion(answer.body, answer.usage, answer.native)
+
+
+def replayed_stream(answer: CachedAnswer) -> tuple[ChatStream, bytes]:
+    """A stored stream as an opened one: its events in one block (first), then nothing."""
+    stats = StreamStats(usage=answer.usage, finish_reason=answer.finish_reason)
+    return ChatStream(_nothing_more(), stats, native=answer.native), answer.body
+
+
+async def _nothing_more() -> AsyncGenerator[bytes, None]:
+    nothing: tuple[bytes, ...] = ()
+    for block in nothing:
+        yield block
+
+
+def _new_store(
+    settings: CacheConfig, shared: SharedState, on_size: Callable[[int], None] | None
+) -> CacheStore:
+    if shared.shared:
+        return RedisStore(shared)
+    return MemoryStore(settings.max_bytes, on_size)
+
+
+def _fits(store: CacheStore, settings: CacheConfig, shared: SharedState) -> bool:
+    """Whether a previous config's store serves this one as it is."""
+    if isinstance(store, RedisStore):
+        return store.state is shared
+    return (
+        not shared.shared
+        and isinstance(store, MemoryStore)
+        and store.max_bytes == settings.max_bytes
+    )
