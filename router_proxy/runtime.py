@@ -68,6 +68,7 @@ class Runtime:
         cache = ResponseCache.build(
             config,
             resources.shared,
+            resources.encoder,
             metrics.cache_bytes.set,
             previous.engine.cache if previous is not None else None,
         )

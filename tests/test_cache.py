@@ -40,6 +40,7 @@ decisions:
     route: {candidates: [echo]}
     cache: {mode: exact, temperature: any, multiple_choices: true}
   - {name: uncached, when: false, route: {candidates: [echo]}}
+  - {name: support, when: false, route: {candidates: [echo]}, cache: {mode: semantic}}
   - {name: faq, when: true, route: {candidates: [echo]}, cache: {mode: exact, ttl: 600}}
 """
 _counter = itertools.count()
@@ -304,3 +305,49 @@ def test_admin_purges_a_tenant(sdk: openai.OpenAI, cache_url: str) -> None:
     assert refused.status_code == 400
     unauthorised = httpx.post(cache_url + "/admin/cache/purge", json={"all": True})
     assert unauthorised.status_code == 401
+
+
+def test_semantic_paraphrase_hits_and_near_misses_miss(
+    sdk: openai.OpenAI, cache_url: str, upstream: FakeUpstream
+) -> None:
+    calls = Calls(upstream)
+    asked = "How do I reset my password on the mobile app?"
+    answer, outcome = ask(sdk, asked, model="support")
+    assert (answer, outcome) == (f"echo: {asked}", "miss")
+    for paraphrase in (
+        "how can i reset my password on the mobile app",
+        "What's the way to reset my password on the mobile app?",
+        "Please tell me how to reset my password on the mobile app.",
+    ):
+        assert ask(sdk, paraphrase, model="support") == (answer, "hit"), paraphrase
+    assert calls.count == 1
+    for near_miss in (
+        "How do I not reset my password on the mobile app?",  # negation
+        "How do I reset my password on the desktop app?",  # another entity
+        "How do I reset my PIN on the mobile app?",
+        "How do I reset my password on the 2 mobile apps?",  # a number
+    ):
+        assert ask(sdk, near_miss, model="support") == (f"echo: {near_miss}", "miss"), near_miss
+    assert calls.count == 5
+    # Another tenant, or the same question after another system prompt: another context.
+    with other_tenant(cache_url) as b:
+        assert ask(b, "how can i reset my password on the mobile app", model="support")[1] == "miss"
+    system = [{"role": "system", "content": "You are terse."}]
+    messages = [
+        *system,
+        {"role": "user", "content": "how can i reset my password on the mobile app"},
+    ]
+    assert ask(sdk, "", model="support", messages=messages)[1] == "miss"
+    assert calls.count == 7
+
+
+def test_semantic_stream_hit_replays_the_stored_stream(sdk: openai.OpenAI) -> None:
+    def stream(prompt: str) -> tuple[str, str]:
+        raw = sdk.chat.completions.with_raw_response.create(
+            model="support", messages=[{"role": "user", "content": prompt}], stream=True
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+        return text, raw.headers["x-router-cache"]
+
+    assert stream("Where can I see my invoices?") == ("echo: Where can I see my invoices?", "miss")
+    assert stream("where can i see my invoices") == ("echo: Where can I see my invoices?", "hit")

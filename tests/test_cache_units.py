@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import pytest
 
 from router_proxy.cache.config import DecisionCacheConfig
 from router_proxy.cache.entry import CachedAnswer, CorruptEntryError
+from router_proxy.cache.guard import same_question
 from router_proxy.cache.key import answer_key, context_key, tenant_of
 from router_proxy.cache.policy import DecisionPolicy, directives_of
+from router_proxy.cache.semantic import SMALL_CONTEXT, ContextIndex, SemanticIndex
 from router_proxy.cache.store import MemoryStore, Slot
 from router_proxy.config.errors import ConfigError
 from router_proxy.config.load import load_config_text
@@ -165,3 +168,58 @@ def test_config_errors_name_the_yaml_path() -> None:
         with pytest.raises(ConfigError) as caught:
             load_config_text(POLICY % bad)
         assert where in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ("How do I reset my password?", "What's the way to reset my password?", True),
+        ("How do I reset my password?", "how can i reset my passwords", True),
+        ("Why does my code compile?", "Why doesn't my code compile?", False),
+        ("Can I bring two bags?", "Can I bring 3 bags?", False),
+        ("Can I bring two bags?", "Can I bring 2 bags?", True),
+        ("Convert 5 km to miles", "Convert 5 miles to km", False),
+        ("What is the capital of France?", "What is the capital of Germany?", False),
+        ("Give me a recipe with gluten.", "Give me a recipe without gluten.", False),
+    ],
+)
+def test_the_guard_tells_the_same_question(a: str, b: str, same: bool) -> None:
+    assert same_question(a, b) is same
+
+
+def unit_vectors(n: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, 32)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_a_context_moves_to_hnsw_past_the_small_size_and_keeps_finding() -> None:
+    vectors = unit_vectors(SMALL_CONTEXT + 50)
+    context = ContextIndex(32, capacity=10_000)
+    for i, v in enumerate(vectors[:SMALL_CONTEXT]):
+        context.add(f"d{i}", v)
+    assert context.hnsw is None
+    assert context.search(vectors[7], 1)[0].digest == "d7"
+    for i, v in enumerate(vectors[SMALL_CONTEXT:], SMALL_CONTEXT):
+        context.add(f"d{i}", v)
+    assert context.hnsw is not None
+    for i in (3, SMALL_CONTEXT + 10):
+        best = context.search(vectors[i], 1)[0]
+        assert best.digest == f"d{i}"
+        assert best.cosine == pytest.approx(1.0, abs=1e-2)
+    context.remove("d3")
+    assert all(c.digest != "d3" for c in context.search(vectors[3], 4))
+    assert len(context) == SMALL_CONTEXT + 49
+
+
+def test_contexts_are_bounded_in_entries_and_count() -> None:
+    vectors = unit_vectors(10)
+    index = SemanticIndex(32, capacity=3, max_contexts=2)
+    for i, v in enumerate(vectors[:5]):
+        index.add("c1", f"d{i}", v)
+    assert len(index) == 3  # the two oldest went
+    assert [c.digest for c in index.search("c1", vectors[0], 4)] != ["d0"]
+    index.add("c2", "x", vectors[5])
+    index.add("c3", "y", vectors[6])  # c1, least recently used, goes
+    assert index.search("c1", vectors[4]) == []
+    index.forget("c3", "y")
+    assert index.search("c3", vectors[6]) == []

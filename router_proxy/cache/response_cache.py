@@ -11,7 +11,6 @@ fits the new config, so a reload does not empty the cache.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -19,12 +18,15 @@ from typing import Any, Literal
 
 from router_proxy.cache.config import CacheConfig
 from router_proxy.cache.entry import CachedAnswer, CorruptEntryError
-from router_proxy.cache.key import answer_key, tenant_of
+from router_proxy.cache.key import answer_key, context_key, tenant_of
+from router_proxy.cache.matcher import SemanticMatcher
 from router_proxy.cache.policy import DecisionPolicy, decision_policies, directives_of
 from router_proxy.cache.redis_store import RedisStore
+from router_proxy.cache.semantic import SemanticIndex, Vector
 from router_proxy.cache.store import CacheStore, CacheUnavailableError, MemoryStore, Slot
 from router_proxy.config.schema import Config
 from router_proxy.context import RequestContext
+from router_proxy.embeddings.shared import SharedEncoder
 from router_proxy.providers.base import ChatStream, Completion, StreamStats
 from router_proxy.resilience.shared_state import SharedState
 
@@ -43,6 +45,11 @@ class CacheUse:
     lookup: bool = False  # may be answered from the cache (not `no-cache`)
     store: bool = False  # its complete answer may be kept (not `no-store`)
     hit: CachedAnswer | None = None
+    # Semantic decisions: the request's context key (None: exact only), its last user
+    # turn, and that turn's vector once embedded.
+    context: str | None = None
+    prompt: str = ""
+    vector: Vector | None = None
 
     @property
     def model(self) -> str | None:
@@ -71,11 +78,16 @@ class StreamTee:
 
 class ResponseCache:
     def __init__(
-        self, policies: Mapping[str, DecisionPolicy], store: CacheStore, settings: CacheConfig
+        self,
+        policies: Mapping[str, DecisionPolicy],
+        store: CacheStore,
+        settings: CacheConfig,
+        semantic: SemanticMatcher | None = None,
     ) -> None:
         self.policies = policies
         self.store = store
         self.settings = settings
+        self.semantic = semantic  # None: no decision caches semantically
         # Stores in flight (the loop keeps only weak references to tasks).
         self._pending: set[asyncio.Task[None]] = set()
 
@@ -84,21 +96,29 @@ class ResponseCache:
         cls,
         config: Config,
         shared: SharedState,
+        encoder: SharedEncoder,
         on_size: Callable[[int], None] | None = None,
         previous: ResponseCache | None = None,
     ) -> ResponseCache | None:
-        """The cache for ``config``; None when no decision caches."""
+        """The cache for ``config``; None when no decision caches. Loads the encoder when a
+        decision caches semantically (run it off the event loop, like all of a build)."""
         policies = decision_policies(config)
         if not policies:
             return None
         store = previous.store if previous is not None else None
-        if store is None or not _fits(store, config.cache, shared):
-            store = (
-                RedisStore(shared)
-                if shared.shared
-                else MemoryStore(config.cache.max_bytes, on_size)
-            )
-        return cls(policies, store, config.cache)
+        carried = store is not None and _fits(store, config.cache, shared)
+        if store is None or not carried:
+            store = _new_store(config.cache, shared, on_size)
+        semantic = None
+        if any(p.semantic for p in policies.values()):
+            kept = previous.semantic if previous is not None and carried else None
+            vectors = encoder.get()
+            if kept is not None and kept.encoder is vectors:
+                semantic = kept
+            else:
+                index = SemanticIndex(vectors.dim, config.cache.semantic_max_entries)
+                semantic = SemanticMatcher(vectors, index)
+        return cls(policies, store, config.cache, semantic)
 
     def begin(self, ctx: RequestContext, decision: str, client: str) -> CacheUse | None:
         """What the cache will do for this request; None when its decision does not cache."""
@@ -115,6 +135,12 @@ class ResponseCache:
         digest = answer_key(tenant, surface, ctx.request.stream, policy.fingerprint, body)
         use.slot = Slot(client, decision, digest)
         use.lookup, use.store, use.outcome = asked.lookup, asked.store, "miss"
+        if policy.semantic and self.semantic is not None and ctx.endpoint == "chat":
+            use.prompt = ctx.text("last_user")
+            if use.prompt.strip():
+                use.context = context_key(
+                    tenant, surface, ctx.request.stream, policy.fingerprint, body
+                )
         return use
 
     async def lookup(self, use: CacheUse) -> CachedAnswer | None:
@@ -127,21 +153,40 @@ class ResponseCache:
         except CacheUnavailableError:
             use.outcome, use.slot = "bypass", None
             return None
-        if data is None:
-            return None
-        try:
-            answer = CachedAnswer.decode(data)
-        except CorruptEntryError:
-            logger.warning("dropped an unreadable cache entry (%s)", use.decision)
-            return None
-        use.outcome, use.hit = "hit", answer
+        answer = _decoded(data, use.decision) if data is not None else None
+        if answer is None and use.context is not None:
+            try:
+                answer = await self._similar(use)
+            except CacheUnavailableError:
+                use.outcome, use.slot = "bypass", None
+                return None
+        if answer is not None:
+            use.outcome, use.hit = "hit", answer
         return answer
+
+    async def _similar(self, use: CacheUse) -> CachedAnswer | None:
+        """A stored answer to the same question asked another way, in the same context."""
+        assert self.semantic is not None
+        assert use.context is not None
+        assert use.slot is not None
+        slot = use.slot
+        use.vector = await self.semantic.embed(use.prompt)
+
+        async def fetch(digest: str) -> CachedAnswer | None:
+            data = await self.store.get(Slot(slot.client, slot.decision, digest))
+            return _decoded(data, slot.decision) if data is not None else None
+
+        threshold = self.policies[use.decision].config.threshold
+        found = await self.semantic.find(use.context, use.prompt, use.vector, threshold, fetch)
+        return found[1] if found is not None else None
 
     def keep_whole(self, use: CacheUse, completion: Completion, model: str) -> None:
         """Store a whole answer the upstream gave (a success: errors never get here)."""
         if use.slot is None or not use.store:
             return
-        answer = CachedAnswer("whole", completion.body, model, completion.usage, completion.native)
+        answer = CachedAnswer(
+            "whole", completion.body, model, completion.usage, completion.native, prompt=use.prompt
+        )
         self._keep(use, answer)
 
     def tee(self, use: CacheUse | None) -> StreamTee | None:
@@ -159,29 +204,46 @@ class ResponseCache:
         body = b"".join(tee.parts)
         stats = stream.stats
         answer = CachedAnswer(
-            "stream", body, model, stats.usage, stream.native, stats.finish_reason
+            "stream", body, model, stats.usage, stream.native, stats.finish_reason, use.prompt
         )
         self._keep(use, answer)
 
     async def purge(self, client: str | None, decision: str | None) -> int:
-        return await self.store.purge(client, decision)
+        """Drop stored answers; the semantic index forgets them as lookups find them gone
+        (all at once when everything goes)."""
+        purged = await self.store.purge(client, decision)
+        if self.semantic is not None and client is None and decision is None:
+            self.semantic.index.clear()
+        return purged
 
     def _keep(self, use: CacheUse, answer: CachedAnswer) -> None:
         data = answer.encode()
-        slot, ttl = use.slot, self.policies[use.decision].config.ttl
-        if slot is None or len(data) > self.settings.max_entry_bytes:
+        if use.slot is None or len(data) > self.settings.max_entry_bytes:
             return
-        self._spawn(self._put(slot, data, ttl))
+        self._spawn(self._put(use, data))
 
-    async def _put(self, slot: Slot, data: bytes, ttl: float) -> None:
-        # A store that did not answer: the next lookups see it down and bypass.
-        with contextlib.suppress(CacheUnavailableError):
-            await self.store.put(slot, data, ttl)
+    async def _put(self, use: CacheUse, data: bytes) -> None:
+        assert use.slot is not None
+        try:
+            await self.store.put(use.slot, data, self.policies[use.decision].config.ttl)
+        except CacheUnavailableError:
+            return  # the next lookups see the store down and bypass
+        if self.semantic is not None and use.context is not None:
+            vector = use.vector if use.vector is not None else await self.semantic.embed(use.prompt)
+            self.semantic.add(use.context, use.slot.digest, vector)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+
+
+def _decoded(data: bytes, decision: str) -> CachedAnswer | None:
+    try:
+        return CachedAnswer.decode(data)
+    except CorruptEntryError:
+        logger.warning("dropped an unreadable cache entry (%s)", decision)
+        return None
 
 
 def replayed_completion(answer: CachedAnswer) -> Completion:
