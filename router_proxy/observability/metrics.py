@@ -142,18 +142,23 @@ class Metrics:
         )
 
     def _add_cache_metrics(self, r: CollectorRegistry) -> None:
-        self.cache_outcomes = {
-            outcome: Counter(
+        def outcome(name: str, meaning: str) -> Counter:
+            return Counter(
                 f"router_cache_{name}",
                 f"Requests of caching decisions {meaning}",
                 ["decision"],
                 registry=r,
             )
-            for outcome, name, meaning in (
-                ("hit", "hits", "answered from the response cache"),
-                ("miss", "misses", "answered by a model (and stored when complete)"),
-                ("bypass", "bypass", "served without the cache (asked, not cacheable, store down)"),
-            )
+
+        self.cache_hits = outcome("hits", "answered from the response cache")
+        self.cache_misses = outcome("misses", "answered by a model (stored when complete)")
+        self.cache_bypass = outcome(
+            "bypass", "served without the cache (asked, not cacheable, store down)"
+        )
+        self._cache_outcomes = {
+            "hit": self.cache_hits,
+            "miss": self.cache_misses,
+            "bypass": self.cache_bypass,
         }
         self.cache_bytes = Gauge(
             "router_cache_bytes",
@@ -169,7 +174,7 @@ class Metrics:
         )
 
     def count_cache(self, decision: str, outcome: str, saved: float | None) -> None:
-        self.cache_outcomes[outcome].labels(decision).inc()
+        self._cache_outcomes[outcome].labels(decision).inc()
         if saved:
             self.cache_saved.labels(decision).inc(saved)
 
