@@ -25,6 +25,7 @@ models:
   echo: {{provider: up, upstream_model: echo}}
 state: {{backend: redis, url: "{redis.url}", key_prefix: {prefix}, sync_interval: 0.2}}
 decisions:
+  - {{name: support, when: false, route: {{candidates: [echo]}}, cache: {{mode: semantic}}}}
   - {{name: faq, when: true, route: {{candidates: [echo]}}, cache: {{mode: exact, ttl: 60}}}}
 """
 
@@ -39,15 +40,17 @@ def sdk(gateway: GatewayProcess, key: str = "key-a") -> openai.OpenAI:
     return openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0)
 
 
-def ask(client: openai.OpenAI, prompt: str, stream: bool = False) -> tuple[str, str]:
+def ask(
+    client: openai.OpenAI, prompt: str, stream: bool = False, model: str = "auto"
+) -> tuple[str, str]:
     messages = [{"role": "user", "content": prompt}]
     if stream:
         raw = client.chat.completions.with_raw_response.create(
-            model="auto", messages=messages, stream=True
+            model=model, messages=messages, stream=True
         )
         text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
         return text, raw.headers["x-router-cache"]
-    reply = client.chat.completions.with_raw_response.create(model="auto", messages=messages)
+    reply = client.chat.completions.with_raw_response.create(model=model, messages=messages)
     return reply.parse().choices[0].message.content or "", reply.headers["x-router-cache"]
 
 
@@ -69,10 +72,19 @@ def test_a_hit_on_one_replica_serves_the_other(
                 "echo: opening hours, streamed",
                 "hit",
             )
-        assert len(upstream.requests) - calls == 3
+            # Semantic: a paraphrase on B of what A stored (B's index learns A's prompts).
+            asked = "How do I reset my password?"
+            assert ask(on_a, asked, model="support") == (f"echo: {asked}", "miss")
+            for paraphrase in (
+                "how can i reset my password",
+                "What's the way to reset my password?",
+            ):
+                assert ask(on_b, paraphrase, model="support") == (f"echo: {asked}", "hit")
+            assert ask(on_b, "How do I not reset my password?", model="support")[1] == "miss"
+        assert len(upstream.requests) - calls == 5
         # A purge on one replica empties the shared store for all.
         purge = httpx.post(a.base_url + "/admin/cache/purge", json={"all": True}, headers=ADMIN)
-        assert purge.json()["purged"] == 3
+        assert purge.json()["purged"] == 5
         with sdk(b) as on_b:
             assert ask(on_b, "opening hours?")[1] == "miss"
     finally:

@@ -11,6 +11,7 @@ fits the new config, so a reload does not empty the cache.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -21,8 +22,8 @@ from router_proxy.cache.entry import CachedAnswer, CorruptEntryError
 from router_proxy.cache.key import answer_key, context_key, tenant_of
 from router_proxy.cache.matcher import SemanticMatcher
 from router_proxy.cache.policy import DecisionPolicy, decision_policies, directives_of
-from router_proxy.cache.redis_store import RedisStore
-from router_proxy.cache.semantic import SemanticIndex, Vector
+from router_proxy.cache.redis_store import JOURNAL_PAGE, RedisStore
+from router_proxy.cache.semantic import SemanticIndex, Vector, vector_to_bytes
 from router_proxy.cache.store import CacheStore, CacheUnavailableError, MemoryStore, Slot
 from router_proxy.config.schema import Config
 from router_proxy.context import RequestContext
@@ -33,6 +34,7 @@ from router_proxy.resilience.shared_state import SharedState
 logger = logging.getLogger("router_proxy.cache")
 
 Outcome = Literal["hit", "miss", "bypass"]
+CATCH_UP_PAGES = 10  # journal pages one lookup reads at most (the rest: the next lookups)
 
 
 @dataclass(eq=False, slots=True)
@@ -176,9 +178,22 @@ class ResponseCache:
             data = await self.store.get(Slot(slot.client, slot.decision, digest))
             return _decoded(data, slot.decision) if data is not None else None
 
+        if self.store.shared:
+            await self._catch_up(use.context, slot)
         threshold = self.policies[use.decision].config.threshold
         found = await self.semantic.find(use.context, use.prompt, use.vector, threshold, fetch)
         return found[1] if found is not None else None
+
+    async def _catch_up(self, context: str, slot: Slot) -> None:
+        """Learn the prompts other replicas stored in ``context`` since this one last looked
+        (one round trip when nothing is new)."""
+        assert self.semantic is not None
+        index = self.semantic.index
+        for _ in range(CATCH_UP_PAGES):
+            journal = await self.store.shared_prompts(slot, context, index.cursor(context))
+            index.learn(context, journal)
+            if len(journal) < JOURNAL_PAGE:
+                return
 
     def keep_whole(self, use: CacheUse, completion: Completion, model: str) -> None:
         """Store a whole answer the upstream gave (a success: errors never get here)."""
@@ -224,13 +239,21 @@ class ResponseCache:
 
     async def _put(self, use: CacheUse, data: bytes) -> None:
         assert use.slot is not None
+        ttl = self.policies[use.decision].config.ttl
         try:
-            await self.store.put(use.slot, data, self.policies[use.decision].config.ttl)
+            await self.store.put(use.slot, data, ttl)
         except CacheUnavailableError:
             return  # the next lookups see the store down and bypass
-        if self.semantic is not None and use.context is not None:
-            vector = use.vector if use.vector is not None else await self.semantic.embed(use.prompt)
-            self.semantic.add(use.context, use.slot.digest, vector)
+        if self.semantic is None or use.context is None:
+            return
+        vector = use.vector if use.vector is not None else await self.semantic.embed(use.prompt)
+        self.semantic.add(use.context, use.slot.digest, vector)
+        if self.store.shared:
+            keep = self.settings.semantic_max_entries
+            with contextlib.suppress(CacheUnavailableError):
+                await self.store.share_prompt(
+                    use.slot, use.context, vector_to_bytes(vector), ttl, keep
+                )
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)

@@ -31,6 +31,18 @@ def new_hnsw(ndim: int) -> Index:
     return Index(ndim=ndim, **HNSW_OPTIONS)
 
 
+def vector_to_bytes(vector: Vector) -> bytes:
+    """Half precision, as the index keeps it: 512 bytes for the static encoder."""
+    return vector.astype(np.float16).tobytes()
+
+
+def vector_from_bytes(data: bytes, ndim: int) -> Vector | None:
+    if len(data) != ndim * 2:
+        return None  # another encoder's, or not a vector: never matched
+    vector: Vector = np.frombuffer(data, dtype=np.float16).astype(np.float32)
+    return vector
+
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
     digest: str  # the stored answer's key
@@ -50,6 +62,7 @@ class ContextIndex:
     small: Vector | None = None  # rows = labels in `small_labels` order
     small_labels: list[int] = field(default_factory=list)
     hnsw: Index | None = None
+    cursor: str = "0-0"  # how far the store's journal of this context has been read
 
     def __len__(self) -> int:
         return len(self.digests)
@@ -126,6 +139,20 @@ class SemanticIndex:
             return []
         self._contexts.move_to_end(context)
         return found.search(vector, count)
+
+    def cursor(self, context: str) -> str:
+        found = self._contexts.get(context)
+        return found.cursor if found is not None else "0-0"
+
+    def learn(self, context: str, journal: list[tuple[str, str, bytes]]) -> None:
+        """Prompts other replicas stored (``CacheStore.shared_prompts``), in order."""
+        for _position, digest, data in journal:
+            vector = vector_from_bytes(data, self.ndim)
+            if vector is not None:
+                self.add(context, digest, vector)
+        found = self._contexts.get(context)
+        if found is not None and journal:
+            found.cursor = journal[-1][0]
 
     def forget(self, context: str, digest: str) -> None:
         """An answer the store no longer has."""

@@ -47,6 +47,22 @@ class CacheStore(ABC):
     async def purge(self, client: str | None, decision: str | None) -> int:
         """Drop the entries of ``client`` and/or ``decision`` (None: any); how many."""
 
+    # The semantic cache's prompts, for stores other replicas read: each context's prompts
+    # as a journal (answer key, vector), so every replica's index learns what any stored.
+    # A store only this process reads has nothing to share: its index is the whole truth.
+
+    async def share_prompt(  # noqa: B027 - optional: only shared stores journal
+        self, slot: Slot, context: str, vector: bytes, ttl: float, keep: int
+    ) -> None:
+        """Journal that ``slot``'s answer was to a prompt with ``vector`` in ``context``."""
+
+    async def shared_prompts(
+        self, slot: Slot, context: str, after: str
+    ) -> list[tuple[str, str, bytes]]:
+        """(journal position, answer key, vector) of the prompts journaled after ``after``
+        (``"0"``: from the start), oldest first."""
+        return []
+
 
 class MemoryStore(CacheStore):
     def __init__(
