@@ -351,3 +351,29 @@ def test_semantic_stream_hit_replays_the_stored_stream(sdk: openai.OpenAI) -> No
 
     assert stream("Where can I see my invoices?") == ("echo: Where can I see my invoices?", "miss")
     assert stream("where can i see my invoices") == ("echo: Where can I see my invoices?", "hit")
+
+
+def test_messages_api_hits_are_rendered_for_it(cache_url: str, upstream: FakeUpstream) -> None:
+    import anthropic
+
+    calls = Calls(upstream)
+    prompt = fresh()
+    with anthropic.Anthropic(base_url=cache_url, api_key=KEY_A, max_retries=0) as client:
+        outcomes = []
+        for _ in range(2):
+            raw = client.messages.with_raw_response.create(
+                model="auto", max_tokens=50, messages=[{"role": "user", "content": prompt}]
+            )
+            message = raw.parse()
+            assert message.content[0].type == "text"
+            assert message.content[0].text == f"echo: {prompt}"
+            outcomes.append(raw.headers["x-router-cache"])
+        # Streamed on the Messages API: replayed through the same translation.
+        for expected in ("miss", "hit"):
+            with client.messages.stream(
+                model="auto", max_tokens=50, messages=[{"role": "user", "content": prompt}]
+            ) as stream:
+                assert "".join(stream.text_stream) == f"echo: {prompt}"
+                assert stream.response.headers["x-router-cache"] == expected
+    assert outcomes == ["miss", "hit"]
+    assert calls.count == 2

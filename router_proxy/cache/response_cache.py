@@ -44,6 +44,7 @@ class CacheUse:
     decision: str
     outcome: Outcome = "bypass"
     slot: Slot | None = None  # where the answer is kept; None: bypassed
+    stream: bool = False  # the request streams: only a stored stream answers it
     lookup: bool = False  # may be answered from the cache (not `no-cache`)
     store: bool = False  # its complete answer may be kept (not `no-store`)
     hit: CachedAnswer | None = None
@@ -127,7 +128,7 @@ class ResponseCache:
         policy = self.policies.get(decision)
         if policy is None:
             return None
-        use = CacheUse(decision)
+        use = CacheUse(decision, stream=ctx.request.stream)
         body = ctx.native_body if ctx.native_body is not None else ctx.raw_body
         asked = directives_of(ctx.headers)
         tenant = tenant_of(policy.config, client, ctx.headers)
@@ -162,8 +163,9 @@ class ResponseCache:
             except CacheUnavailableError:
                 use.outcome, use.slot = "bypass", None
                 return None
-        if answer is not None:
-            use.outcome, use.hit = "hit", answer
+        if answer is None or answer.kind != ("stream" if use.stream else "whole"):
+            return None  # (the key covers the kind: another one is a bug, never served)
+        use.outcome, use.hit = "hit", answer
         return answer
 
     async def _similar(self, use: CacheUse) -> CachedAnswer | None:

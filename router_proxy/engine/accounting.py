@@ -37,9 +37,10 @@ class Accounting:
 
     def cost(self, model: str | None, usage: Usage | None) -> float | None:
         """US$ for ``usage`` at ``model``'s prices; None when either is unknown."""
-        if model is None or usage is None:
-            return None
-        return self.models[model].cost.dollars(usage.prompt_tokens, usage.completion_tokens)
+        config = self.models.get(model) if model is not None else None
+        if config is None or usage is None:
+            return None  # (a cached answer's model may have left the policy since)
+        return config.cost.dollars(usage.prompt_tokens, usage.completion_tokens)
 
     async def charge(self, record: RequestRecord) -> None:
         """Tokens and dollars against the client's and the model's budgets."""
