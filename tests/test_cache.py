@@ -144,8 +144,19 @@ def test_a_header_scope_keeps_end_users_apart_and_needs_the_header(
         {"response_format": {"type": "json_object"}},
         {"stop": ["\n"]},
         {"seed": 7},
+        {"temperature": 0},
+        {"tool_choice": "none", "tools": [{"type": "function", "function": {"name": "f"}}]},
     ],
-    ids=["system-prompt", "tools", "max-tokens", "response-format", "stop", "seed"],
+    ids=[
+        "system-prompt",
+        "tools",
+        "max-tokens",
+        "response-format",
+        "stop",
+        "seed",
+        "temperature",
+        "tool-choice",
+    ],
 )
 def test_anything_that_shapes_the_answer_changes_the_key(
     sdk: openai.OpenAI, upstream: FakeUpstream, change: dict[str, Any]

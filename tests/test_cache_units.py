@@ -34,6 +34,8 @@ def test_key_ignores_field_order_model_and_user_only() -> None:
     reordered = {"temperature": 0, "messages": BODY["messages"], "model": "faq"}
     assert key(BODY) == key(reordered)
     assert key(BODY) != key(BODY | {"temperature": 0.5})
+    assert key(BODY) != key(BODY | {"tool_choice": "auto"})
+    assert key(BODY) != key(BODY | {"response_format": {"type": "json_object"}})
     assert key(BODY) != key(BODY | {"stream_options": {"include_usage": True}})
     assert key(BODY) != key(BODY, stream=True)
     assert key(BODY) != key(BODY, tenant="other")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -78,24 +80,36 @@ async def reload_policy(request: Request, runtime: CurrentRuntime) -> Response:
 
 
 class CachePurge(BaseModel):
-    """What ``POST /admin/cache/purge`` drops; at least one field."""
+    """What ``POST /admin/cache/purge`` drops (``PURGE_SCHEMA`` documents it)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    tenant: str | None = Field(
-        default=None,
-        description="a client key's id (the first 16 hex digits of the key's SHA-256), "
-        "or `anonymous` when no client keys are configured",
-    )
-    decision: str | None = Field(default=None, description="a decision's name")
-    all: bool = Field(default=False, description="every cached answer")
+    tenant: str | None = Field(default=None, min_length=1)
+    decision: str | None = Field(default=None, min_length=1)
+    all: bool = False
 
 
+PURGE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "tenant": {
+            "type": "string",
+            "minLength": 1,
+            "description": "a client key's id (the first 16 hex digits of the key's "
+            "SHA-256), or `anonymous` when no client keys are configured",
+        },
+        "decision": {"type": "string", "minLength": 1, "description": "a decision's name"},
+        "all": {"type": "boolean", "description": "true: every cached answer"},
+    },
+    "anyOf": [
+        {"required": ["tenant"]},
+        {"required": ["decision"]},
+        {"required": ["all"], "properties": {"all": {"const": True}}},
+    ],
+}
 PURGE_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": CachePurge.model_json_schema()}},
-    }
+    "requestBody": {"required": True, "content": {"application/json": {"schema": PURGE_SCHEMA}}}
 }
 
 
@@ -106,6 +120,9 @@ async def purge_cache(request: Request, runtime: CurrentRuntime) -> Response:
     check_admin(request, runtime)
     raw = await read_json_body(request, runtime.config.server.max_body_bytes)
     purge = validate_body(CachePurge, raw)
+    for field in ("tenant", "decision"):
+        if field in raw and raw[field] is None:
+            raise InvalidRequestError(f"`{field}` is a string when given", param=field)
     if purge.tenant is None and purge.decision is None and not purge.all:
         raise InvalidRequestError("Say what to purge: `tenant`, `decision`, or `all: true`")
     cache = runtime.engine.cache
