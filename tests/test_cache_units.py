@@ -220,8 +220,12 @@ def test_contexts_are_bounded_in_entries_and_count() -> None:
         index.add("c1", f"d{i}", v)
     assert len(index) == 3  # the two oldest went
     assert [c.digest for c in index.search("c1", vectors[0], 4)] != ["d0"]
-    index.add("c2", "x", vectors[5])
-    index.add("c3", "y", vectors[6])  # c1, least recently used, goes
+    index.add("c2", "x", vectors[5])  # 4 prompts in all: c1, least recently used, goes
+    assert len(index) == 1
+    assert index.search("c1", vectors[4]) == []
+    index.add("c3", "y", vectors[6])
+    index.add("c4", "z", vectors[7])  # 3 contexts: c2 goes
+    assert index.search("c2", vectors[5]) == []
     assert index.search("c1", vectors[4]) == []
     index.forget("c3", "y")
     assert index.search("c3", vectors[6]) == []

@@ -75,7 +75,8 @@ class CacheConfig(StrictModel):
         default=1024 * 1024, ge=256, description="a larger answer is not stored"
     )
     semantic_max_entries: int = Field(
-        default=1_000_000,
+        default=200_000,
         ge=1,
-        description="semantic index: most prompts per tenant and conversation kept in it",
+        description="semantic index: most prompts kept in all, per process (~0.9 KB each "
+        "with the static encoder; least recently used conversations go first)",
     )

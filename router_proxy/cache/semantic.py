@@ -115,23 +115,33 @@ class ContextIndex:
 
 
 class SemanticIndex:
+    """Every context's index, bounded in prompts in all (``capacity``: least recently
+    used contexts go first; a context that alone outgrows it drops its oldest prompts) and
+    in contexts."""
+
     def __init__(self, ndim: int, capacity: int, max_contexts: int = MAX_CONTEXTS) -> None:
         self.ndim = ndim
         self.capacity = capacity
         self.max_contexts = max_contexts
+        self.entries = 0
         self._contexts: OrderedDict[str, ContextIndex] = OrderedDict()
 
     def __len__(self) -> int:
-        return sum(len(c) for c in self._contexts.values())
+        return self.entries
 
     def add(self, context: str, digest: str, vector: Vector) -> None:
         found = self._contexts.get(context)
         if found is None:
             found = self._contexts[context] = ContextIndex(self.ndim, self.capacity)
-            while len(self._contexts) > self.max_contexts:
-                self._contexts.popitem(last=False)
         self._contexts.move_to_end(context)
+        before = len(found)
         found.add(digest, vector)
+        self.entries += len(found) - before
+        while self.entries > self.capacity or len(self._contexts) > self.max_contexts:
+            _, oldest = next(iter(self._contexts.items()))
+            if oldest is found:
+                break  # alone over the bound: it drops its own oldest (ContextIndex.add)
+            self._drop_oldest_context()
 
     def search(self, context: str, vector: Vector, count: int = 4) -> list[Candidate]:
         found = self._contexts.get(context)
@@ -158,9 +168,16 @@ class SemanticIndex:
         """An answer the store no longer has."""
         found = self._contexts.get(context)
         if found is not None:
+            before = len(found)
             found.remove(digest)
+            self.entries -= before - len(found)
             if not found:
                 del self._contexts[context]
 
     def clear(self) -> None:
         self._contexts.clear()
+        self.entries = 0
+
+    def _drop_oldest_context(self) -> None:
+        _, dropped = self._contexts.popitem(last=False)
+        self.entries -= len(dropped)
