@@ -12,7 +12,7 @@ missing in the store, and the label is dropped then. Bounded per context
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,9 +55,9 @@ class ContextIndex:
 
     ndim: int
     capacity: int
-    digests: dict[int, str] = field(default_factory=dict)  # label -> answer key
+    # label -> answer key, oldest first (labels only grow; dicts keep insertion order)
+    digests: dict[int, str] = field(default_factory=dict)
     labels: dict[str, int] = field(default_factory=dict)  # answer key -> label
-    order: deque[int] = field(default_factory=deque)  # labels, oldest first
     next_label: int = 0
     small: Vector | None = None  # rows = labels in `small_labels` order
     small_labels: list[int] = field(default_factory=list)
@@ -71,10 +71,9 @@ class ContextIndex:
         if digest in self.labels:
             return
         while len(self.digests) >= self.capacity:
-            self.remove(self.digests[self.order[0]])
+            self.remove(next(iter(self.digests.values())))
         label, self.next_label = self.next_label, self.next_label + 1
         self.digests[label], self.labels[digest] = digest, label
-        self.order.append(label)
         if self.hnsw is not None:
             self.hnsw.add(label, vector)
             return
@@ -91,7 +90,6 @@ class ContextIndex:
         if label is None:
             return
         del self.digests[label]
-        self.order.remove(label)
         if self.hnsw is not None:
             self.hnsw.remove(label)
         elif self.small is not None:

@@ -73,7 +73,10 @@ class MemoryStore(CacheStore):
     ) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._entries: OrderedDict[str, tuple[bytes, float, Slot]] = OrderedDict()
+        # Only strings, bytes and floats in the entries: the garbage collector stops
+        # tracking such tuples, so a full store does not lengthen its pauses (measured: with
+        # a dataclass per entry, p99 latency grew to ~80 ms at 40k entries).
+        self._entries: OrderedDict[str, tuple[bytes, float, str, str]] = OrderedDict()
         self._on_size = on_size
         self._clock = clock
 
@@ -85,7 +88,7 @@ class MemoryStore(CacheStore):
         found = self._entries.get(name)
         if found is None:
             return None
-        value, expires, _ = found
+        value, expires, _, _ = found
         if expires <= self._clock():
             self._drop(name)
             self._report()
@@ -100,7 +103,7 @@ class MemoryStore(CacheStore):
         size = _size(name, value)
         if size > self.max_bytes:
             return
-        self._entries[name] = (value, self._clock() + ttl, slot)
+        self._entries[name] = (value, self._clock() + ttl, slot.client, slot.decision)
         self.bytes += size
         while self.bytes > self.max_bytes:
             self._drop(next(iter(self._entries)))
@@ -109,9 +112,8 @@ class MemoryStore(CacheStore):
     async def purge(self, client: str | None, decision: str | None) -> int:
         doomed = [
             name
-            for name, (_, _, slot) in self._entries.items()
-            if (client is None or slot.client == client)
-            and (decision is None or slot.decision == decision)
+            for name, (_, _, owner, made_by) in self._entries.items()
+            if (client is None or owner == client) and (decision is None or made_by == decision)
         ]
         for name in doomed:
             self._drop(name)
@@ -119,7 +121,7 @@ class MemoryStore(CacheStore):
         return len(doomed)
 
     def _drop(self, name: str) -> None:
-        value, _, _ = self._entries.pop(name)
+        value = self._entries.pop(name)[0]
         self.bytes -= _size(name, value)
 
     def _report(self) -> None:
