@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +13,9 @@ import httpx
 import openai
 import pytest
 
+from router_proxy.observability.logging import ACCESS_LOGGER
 from tests.conftest import GatewayFactory
+from tests.support.logs import log_line
 from tests.support.upstream import FakeUpstream
 
 KEY_A, KEY_B = "key-tenant-a", "key-tenant-b"
@@ -388,3 +391,26 @@ def test_messages_api_hits_are_rendered_for_it(cache_url: str, upstream: FakeUps
                 assert stream.response.headers["x-router-cache"] == expected
     assert outcomes == ["miss", "hit"]
     assert calls.count == 2
+
+
+def test_the_log_line_says_hit_with_no_cost_and_the_dollars_saved(
+    sdk: openai.OpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
+    prompt = fresh()
+    first = sdk.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": prompt}]
+    )
+    miss = log_line(caplog, first.headers["x-request-id"])
+    second = sdk.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": prompt}]
+    )
+    hit = log_line(caplog, second.headers["x-request-id"])
+    assert (miss["cache"], hit["cache"]) == ("miss", "hit")
+    assert miss["cost_usd"] > 0
+    assert miss["saved_usd"] is None
+    assert hit["cost_usd"] == 0
+    assert hit["saved_usd"] == pytest.approx(miss["cost_usd"])
+    assert hit["upstream_ms"] is None
+    assert hit["attempts"] is None
+    assert (hit["model"], hit["prompt_tokens"]) == ("echo", 10)

@@ -6,12 +6,13 @@ Vectors are random unit vectors of the static encoder's width (256): the worst c
 an HNSW graph (no clusters to exploit). Queries are stored vectors plus noise (a
 paraphrase: its stored original must come back first: recall@1) and fresh random ones.
 
-    PYTHONPATH=. python -m benchmarks.cache.ann --entries 10000 1000000
+    PYTHONPATH=. python -m benchmarks.cache.ann --entries 10000 1000000 [--threads 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -31,13 +32,15 @@ def percentiles(seconds: list[float]) -> str:
     return f"p50 {p50:7.0f} us  p99 {p99:7.0f} us"
 
 
-def bench(n: int, queries: int, seed: int = 0) -> None:
+def bench(n: int, queries: int, threads: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     index = new_hnsw(DIM)
     began = time.perf_counter()
     for start in range(0, n, 10_000):
         batch = unit(rng, min(10_000, n - start))
-        index.add(np.arange(start, start + len(batch)), batch, threads=1)
+        index.add(np.arange(start, start + len(batch)), batch, threads=threads)
+        if start and start % 100_000 == 0:
+            print(f"  {start:,} added, {time.perf_counter() - began:.0f} s", file=sys.stderr)
     built = time.perf_counter() - began
     # Paraphrase-like queries: stored vectors (regenerated from the seed) plus noise.
     probe = np.random.default_rng(seed)
@@ -77,9 +80,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--entries", type=int, nargs="+", default=[10_000])
     parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=1, help="for building (lookups: one)")
     args = parser.parse_args()
     for n in args.entries:
-        bench(n, args.queries)
+        bench(n, args.queries, args.threads)
 
 
 if __name__ == "__main__":
