@@ -60,7 +60,9 @@ class ContextIndex:
     labels: dict[str, int] = field(default_factory=dict)  # answer key -> label
     next_label: int = 0
     small: Vector | None = None  # rows = labels in `small_labels` order
-    small_labels: list[int] = field(default_factory=list)
+    # A tuple, not a list: the garbage collector stops tracking tuples of ints, and there
+    # may be a hundred thousand small contexts.
+    small_labels: tuple[int, ...] = ()
     hnsw: Index | None = None
     cursor: str = "0-0"  # how far the store's journal of this context has been read
 
@@ -79,11 +81,11 @@ class ContextIndex:
             return
         row = vector.reshape(1, -1).astype(np.float32)
         self.small = row if self.small is None else np.vstack((self.small, row))
-        self.small_labels.append(label)
+        self.small_labels += (label,)
         if len(self.small_labels) > SMALL_CONTEXT:
             self.hnsw = new_hnsw(self.ndim)
             self.hnsw.add(np.array(self.small_labels), self.small)
-            self.small, self.small_labels = None, []
+            self.small, self.small_labels = None, ()
 
     def remove(self, digest: str) -> None:
         label = self.labels.pop(digest, None)
@@ -95,7 +97,7 @@ class ContextIndex:
         elif self.small is not None:
             row = self.small_labels.index(label)
             self.small = np.delete(self.small, row, axis=0)
-            del self.small_labels[row]
+            self.small_labels = self.small_labels[:row] + self.small_labels[row + 1 :]
 
     def search(self, vector: Vector, count: int) -> list[Candidate]:
         if self.hnsw is not None:
