@@ -25,7 +25,9 @@ CACHE_POLICY = """\
 server: {api_keys: [key-tenant-a, key-tenant-b], admin_keys: [admin-key]}
 providers:
   up: {type: openai, base_url: "${UPSTREAM}/v1", api_key: "${OPENAI_KEY}"}
+  mock: {type: mock}
 models:
+  mocked: {provider: mock}
   echo: {provider: up, upstream_model: echo, cost: {input_per_mtok: 1000, output_per_mtok: 2000}}
   broken: {provider: up, upstream_model: fail-500}
   cut: {provider: up, upstream_model: cut-stream}
@@ -43,6 +45,7 @@ decisions:
     route: {candidates: [echo]}
     cache: {mode: exact, temperature: any, multiple_choices: true}
   - {name: uncached, when: false, route: {candidates: [echo]}}
+  - {name: other-apis, when: false, route: {candidates: [mocked]}, cache: {mode: exact}}
   - {name: support, when: false, route: {candidates: [echo]}, cache: {mode: semantic}}
   - {name: faq, when: true, route: {candidates: [echo]}, cache: {mode: exact, ttl: 600}}
 """
@@ -414,3 +417,21 @@ def test_the_log_line_says_hit_with_no_cost_and_the_dollars_saved(
     assert hit["upstream_ms"] is None
     assert hit["attempts"] is None
     assert (hit["model"], hit["prompt_tokens"]) == ("echo", 10)
+
+
+def test_embeddings_and_text_completions_are_cached_too(sdk: openai.OpenAI) -> None:
+    text = fresh("a sentence to embed")
+    outcomes, vectors = [], []
+    for _ in range(2):
+        raw = sdk.embeddings.with_raw_response.create(model="other-apis", input=[text, "b"])
+        vectors.append([e.embedding for e in raw.parse().data])
+        outcomes.append(raw.headers["x-router-cache"])
+    assert outcomes == ["miss", "hit"]
+    assert vectors[0] == vectors[1]
+    outcomes, texts = [], []
+    for _ in range(2):
+        raw = sdk.completions.with_raw_response.create(model="other-apis", prompt=text)
+        texts.append(raw.parse().choices[0].text)
+        outcomes.append(raw.headers["x-router-cache"])
+    assert outcomes == ["miss", "hit"]
+    assert texts[0] == texts[1]
