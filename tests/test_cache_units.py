@@ -229,3 +229,20 @@ def test_contexts_are_bounded_in_entries_and_count() -> None:
     assert index.search("c1", vectors[4]) == []
     index.forget("c3", "y")
     assert index.search("c3", vectors[6]) == []
+
+
+def test_a_reload_keeps_the_store_and_a_policy_without_cache_builds_none() -> None:
+    from router_proxy.runtime import Runtime
+
+    cached, _ = load_config_text(POLICY % "{mode: exact}")
+    first = Runtime.build(cached)
+    assert first.engine.cache is not None
+    again = Runtime.build(cached, previous=first)
+    assert again.engine.cache is not None
+    assert again.engine.cache.store is first.engine.cache.store
+    bigger = cached.model_copy(
+        update={"cache": cached.cache.model_copy(update={"max_bytes": 2048})}
+    )
+    assert Runtime.build(bigger, previous=again).engine.cache.store is not first.engine.cache.store  # type: ignore[union-attr]
+    plain, _ = load_config_text(POLICY % "{}")
+    assert Runtime.build(plain, previous=again).engine.cache is None
