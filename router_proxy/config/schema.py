@@ -56,7 +56,12 @@ class CorsConfig(StrictModel):
     )
     allow_credentials: bool = False
     expose_headers: list[str] = Field(
-        default_factory=lambda: ["x-router-decision", "x-router-model", "x-router-request-id"],
+        default_factory=lambda: [
+            "x-router-decision",
+            "x-router-model",
+            "x-router-request-id",
+            "x-router-cache",
+        ],
         description="response headers browser code may read",
     )
     max_age: int = Field(default=600, ge=0, description="seconds browsers cache a preflight")
