@@ -15,6 +15,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+from router_proxy.cache.response_cache import ResponseCache
 from router_proxy.config.schema import Config
 from router_proxy.engine.accounting import Accounting
 from router_proxy.engine.affinity import Affinity
@@ -70,6 +71,13 @@ class Runtime:
             config.limits, resources.shared.limit_storages, metrics.count_rate_limited
         )
         providers = {name: build_provider(name, p) for name, p in config.providers.items()}
+        cache = ResponseCache.build(
+            config,
+            resources.shared,
+            resources.encoder,
+            metrics.cache_bytes.set,
+            previous.engine.cache if previous is not None else None,
+        )
         feedback = UpstreamFeedback(
             resources.breakers, resources.latency, metrics.count_upstream_error
         )
@@ -86,6 +94,7 @@ class Runtime:
             ),
             metrics=metrics,
             conversations=_conversations(config, resources, upstream, metrics),
+            cache=cache,
         )
         generation = previous.generation + 1 if previous is not None else 0
         return cls(

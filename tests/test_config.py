@@ -176,6 +176,7 @@ def test_schema_cli_prints_json_schema(capsys) -> None:  # type: ignore[no-untyp
         "preferences",
         "affinity",
         "state",
+        "cache",
     }
     assert schema["additionalProperties"] is False
 

@@ -280,6 +280,8 @@ def test_dashboard_covers_what_operators_watch() -> None:
         "router_cost_dollars_total",
         "router_breaker_state",
         "router_rate_limited_total",
+        "router_cache_hits_total",  # the response cache: hit ratio, dollars saved
+        "router_cache_saved_dollars_total",
     ):
         assert needed in queries, needed
 

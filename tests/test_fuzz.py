@@ -151,6 +151,7 @@ OPERATIONS = [
     ("GET", "/metrics"),
     ("POST", "/admin/reload"),
     ("GET", "/admin/models"),
+    ("POST", "/admin/cache/purge"),
 ]
 WITH_BODY = [op for op in OPERATIONS if op[0] == "POST"]
 CASES = [(*op, GenerationMode.POSITIVE) for op in OPERATIONS] + [

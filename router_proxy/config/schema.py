@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, SecretStr, WithJsonSchema, model_validator
 
+from router_proxy.cache.config import CacheConfig, DecisionCacheConfig
 from router_proxy.config.base import ProviderConfigBase, SignalConfigBase, StrictModel
 from router_proxy.config.conversations import AffinityConfig, AffinityMode, PreferencesConfig
 from router_proxy.embeddings.config import EmbeddingsConfig
@@ -56,7 +57,12 @@ class CorsConfig(StrictModel):
     )
     allow_credentials: bool = False
     expose_headers: list[str] = Field(
-        default_factory=lambda: ["x-router-decision", "x-router-model", "x-router-request-id"],
+        default_factory=lambda: [
+            "x-router-decision",
+            "x-router-model",
+            "x-router-request-id",
+            "x-router-cache",
+        ],
         description="response headers browser code may read",
     )
     max_age: int = Field(default=600, ge=0, description="seconds browsers cache a preflight")
@@ -249,6 +255,10 @@ class DecisionConfig(StrictModel):
         "fit a candidate's context window (counted before the call, or the upstream said "
         "so); each is tried only if the request fits it",
     )
+    cache: DecisionCacheConfig = Field(
+        default_factory=DecisionCacheConfig,
+        description="answer repeated requests from a cache (default: off)",
+    )
 
 
 class Config(StrictModel):
@@ -283,6 +293,10 @@ class Config(StrictModel):
         default_factory=StateConfig,
         description="where breakers, latencies, limit counters and session bindings live "
         "(memory | redis)",
+    )
+    cache: CacheConfig = Field(
+        default_factory=CacheConfig,
+        description="the response cache's store (decisions turn caching on)",
     )
 
     def upstream_name(self, model: str) -> str:

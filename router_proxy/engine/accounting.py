@@ -40,13 +40,16 @@ class Accounting:
 
     def cost(self, model: str | None, usage: Usage | None) -> float | None:
         """US$ for ``usage`` at ``model``'s prices; None when either is unknown."""
-        if model is None or usage is None:
-            return None
-        return self.models[model].cost.dollars(usage.prompt_tokens, usage.completion_tokens)
+        config = self.models.get(model) if model is not None else None
+        if config is None or usage is None:
+            return None  # (a cached answer's model may have left the policy since)
+        return config.cost.dollars(usage.prompt_tokens, usage.completion_tokens)
 
     async def charge(self, record: RequestRecord) -> None:
         """Tokens and dollars against the client's and the model's budgets."""
         usage, model = record.usage, record.model
+        if record.cache is not None and record.cache.hit is not None:
+            return  # a cached answer cost nothing
         if self.limits.enabled and usage is not None and model is not None:
             cost = self.cost(model, usage) or 0.0
             await self.limits.charge(record.client, model, usage.total_tokens, cost)
@@ -75,17 +78,17 @@ class Accounting:
 
     def _finish(self, record: RequestRecord, status: int) -> None:
         plan, cost = record.plan, self.cost(record.model, record.usage)
+        decision, usage, saved = plan.decision if plan else UNKNOWN, record.usage, None
+        if record.cache is not None:
+            if record.cache.hit is not None:  # no model was paid: no tokens, no cost
+                saved, cost, usage = cost, 0.0, None
+            self.metrics.count_cache(decision, record.cache.outcome, saved)
         self.metrics.record(
-            plan.decision if plan else UNKNOWN,
-            record.routed_model or UNKNOWN,
-            status,
-            record.upstream_seconds,
-            record.usage,
-            cost,
+            decision, record.routed_model or UNKNOWN, status, record.upstream_seconds, usage, cost
         )
         self._count_attempts(record)
         if self.log_requests:
-            self._log(record, status, cost)
+            self._log(record, status, cost, saved)
 
     def _count_attempts(self, record: RequestRecord) -> None:
         tried = record.attempts.tried
@@ -93,12 +96,16 @@ class Accounting:
             outcome = "success" if error is None else "retry" if i + 1 < len(tried) else "failure"
             self.metrics.upstream_attempts.labels(model, outcome).inc()
         plan, turn = record.plan, record.turn
-        # The first choice: the selector's, or the model the conversation is bound to.
+        # The first choice: the selector's, or the model the conversation is bound to; a
+        # cache hit made no attempt, so it is no fallback.
         first = turn.kept if turn is not None and turn.kept is not None else None
-        if plan is not None and record.model is not None and record.model != (first or plan.model):
+        answered = record.attempts.model
+        if plan is not None and answered is not None and answered != (first or plan.model):
             self.metrics.fallbacks.labels(plan.decision).inc()
 
-    def _log(self, record: RequestRecord, status: int, cost: float | None) -> None:
+    def _log(
+        self, record: RequestRecord, status: int, cost: float | None, saved: float | None
+    ) -> None:
         plan, usage = record.plan, record.usage
         log_request(
             dict(
@@ -125,6 +132,8 @@ class Accounting:
                 error=record.error.code if record.error else None,
                 dropped=list(record.dropped) or None,
                 **(record.turn.log_fields() if record.turn is not None else {}),
+                cache=record.cache.outcome if record.cache is not None else None,
+                saved_usd=saved,
             )
         )
 

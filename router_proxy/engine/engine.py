@@ -15,6 +15,8 @@ import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
+from router_proxy.cache.entry import CachedAnswer
+from router_proxy.cache.response_cache import ResponseCache, replayed_completion, replayed_stream
 from router_proxy.config.schema import ServerConfig
 from router_proxy.context import RequestContext
 from router_proxy.engine.accounting import Accounting
@@ -34,6 +36,9 @@ logger = logging.getLogger("router_proxy.engine")
 
 # Renders an error as the surface's own last stream event (headers are gone by then).
 ErrorEvent = Callable[[GatewayError], bytes]
+
+
+CACHED_STREAM_SECONDS = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +63,7 @@ class Engine:
         accounting: Accounting,
         metrics: Metrics,
         conversations: Conversations,
+        cache: ResponseCache | None = None,
     ) -> None:
         self.settings = settings  # body and message limits the surfaces apply
         self.auth = auth
@@ -68,6 +74,7 @@ class Engine:
         self.accounting = accounting
         self.metrics = metrics
         self.conversations = conversations
+        self.cache = cache  # None: no decision caches, and no request pays for looking
 
     def authenticate(self, record: RequestRecord, credential: str | None) -> None:
         """``credential``: the client's ``Authorization`` value (or the surface's own
@@ -100,8 +107,11 @@ class Engine:
 
     async def complete(self, ctx: RequestContext, record: RequestRecord) -> Completion:
         """The whole answer from the first candidate that gives one, charged to the
-        budgets; ``answered`` accounts for it once it has been sent."""
+        budgets; ``answered`` accounts for it once it has been sent. A cached answer
+        calls no model."""
         plan, upstream = self._plan(record), self.upstream
+        if self.cache is not None and (hit := await self._cached(ctx, record, plan)):
+            return replayed_completion(hit)
         out = await _outgoing(self.pipeline, plan, ctx)
         # The candidates tried, in order (context windows, session affinity): no await
         # when nothing applies.
@@ -122,6 +132,8 @@ class Engine:
         record.first_byte_seconds = record.upstream_seconds = outcome.seconds
         record.usage = outcome.result.usage
         await self.accounting.charge(record)
+        if self.cache is not None and record.cache is not None:
+            self.cache.keep_whole(record.cache, outcome.result, outcome.model)
         return outcome.result
 
     def answered(self, record: RequestRecord) -> None:
@@ -131,8 +143,13 @@ class Engine:
 
     async def open_stream(self, ctx: RequestContext, record: RequestRecord) -> OpenedStream:
         """A stream from the first candidate whose first event arrives; ``relay`` then
-        sends it, and accounts for it at its end."""
+        sends it, and accounts for it at its end. A cached stream calls no model."""
         plan, upstream = self._plan(record), self.upstream
+        if self.cache is not None and (hit := await self._cached(ctx, record, plan)):
+            stream, first = replayed_stream(hit)
+            # No upstream to hold: the client may read a cached answer as slowly as this.
+            deadline = asyncio.get_running_loop().time() + CACHED_STREAM_SECONDS
+            return OpenedStream(stream, first, deadline)
         out = await _outgoing(self.pipeline, plan, ctx)
         # The candidates tried, in order (context windows, session affinity): no await
         # when nothing applies.
@@ -159,12 +176,20 @@ class Engine:
     ) -> AsyncGenerator[bytes, None]:
         """The stream's events as the upstream sends them. A failure after the first
         byte ends the stream with ``error_event`` (never a silent, truncated success)
-        and counts against the model like any failed call."""
+        and counts against the model like any failed call. A stream to be cached is kept
+        as it goes, and stored only once it has ended normally."""
         stream = opened.stream
+        tee = self.cache.tee(record.cache) if self.cache is not None else None
         try:
+            if tee is not None:
+                tee.add(opened.first)
             yield opened.first
             async for chunk in stream.chunks:
+                if tee is not None:
+                    tee.add(chunk)
                 yield chunk
+            if tee is not None and self.cache is not None and record.cache is not None:
+                self.cache.keep_stream(record.cache, tee, stream, record.model)
         except GatewayError as exc:
             record.error = exc
             if record.model is not None:
@@ -199,6 +224,19 @@ class Engine:
         """The request ends with ``error`` before any answer was sent."""
         record.error = error
         self.accounting.finish(record, error.status_code)
+
+    async def _cached(
+        self, ctx: RequestContext, record: RequestRecord, plan: RoutePlan
+    ) -> CachedAnswer | None:
+        """The stored answer for this request, if its decision caches and has one."""
+        assert self.cache is not None
+        use = record.cache = self.cache.begin(ctx, plan.decision, record.client)
+        if use is None:
+            return None
+        hit = await self.cache.lookup(use)
+        if hit is not None:
+            record.usage = hit.usage
+        return hit
 
     def _serving(self, plan: RoutePlan, endpoint: Endpoint) -> tuple[str, ...]:
         """The plan's candidates whose provider serves ``endpoint``, in order; a request

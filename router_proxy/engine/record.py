@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from router_proxy.cache.response_cache import CacheUse
 from router_proxy.engine.auth import ANONYMOUS
 from router_proxy.engine.turn_note import TurnNote
 from router_proxy.errors import GatewayError
@@ -39,17 +40,22 @@ class RequestRecord:
     # Parts of the request the answering call did not get (a translation left them out).
     dropped: tuple[str, ...] = ()
     turn: TurnNote | None = None  # its conversation's session and model (affinity)
+    cache: CacheUse | None = None  # None: the decision does not cache
 
     @property
     def model(self) -> str | None:
-        """The model that answered (None before one has)."""
+        """The model that answered (None before one has); on a cache hit, the one whose
+        answer was stored."""
+        if self.attempts.model is None and self.cache is not None:
+            return self.cache.model
         return self.attempts.model
 
     @property
     def routed_model(self) -> str | None:
         """The model that answered, else the one routing chose first."""
-        if self.attempts.model is not None:
-            return self.attempts.model
+        model = self.model
+        if model is not None:
+            return model
         return self.plan.model if self.plan is not None else None
 
     def headers(self) -> dict[str, str]:
@@ -59,9 +65,11 @@ class RequestRecord:
         headers = {REQUEST_ID_HEADER: self.request_id, SDK_REQUEST_ID_HEADER: self.request_id}
         if self.plan is not None:
             headers["x-router-decision"] = self.plan.decision
-            headers["x-router-model"] = self.attempts.model or self.plan.model
+            headers["x-router-model"] = self.model or self.plan.model
             if self.attempts.attempts:
                 headers["x-router-attempts"] = str(self.attempts.attempts)
+            if self.cache is not None:
+                headers["x-router-cache"] = self.cache.outcome
         if self.turn is not None:
             headers.update(self.turn.headers())
         return headers

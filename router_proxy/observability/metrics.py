@@ -85,6 +85,7 @@ class Metrics:
         )
         self._add_policy_metrics(r)
         self._add_resilience_metrics(r)
+        self._add_cache_metrics(r)
         # Label sets come from the config and a few statuses: bounded.
         self._children: dict[tuple[str, str, int], tuple[Any, ...]] = {}
 
@@ -152,6 +153,43 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemin",  # any worker cut off shows as 0
         )
+
+    def _add_cache_metrics(self, r: CollectorRegistry) -> None:
+        def outcome(name: str, meaning: str) -> Counter:
+            return Counter(
+                f"router_cache_{name}",
+                f"Requests of caching decisions {meaning}",
+                ["decision"],
+                registry=r,
+            )
+
+        self.cache_hits = outcome("hits", "answered from the response cache")
+        self.cache_misses = outcome("misses", "answered by a model (stored when complete)")
+        self.cache_bypass = outcome(
+            "bypass", "served without the cache (asked, not cacheable, store down)"
+        )
+        self._cache_outcomes = {
+            "hit": self.cache_hits,
+            "miss": self.cache_misses,
+            "bypass": self.cache_bypass,
+        }
+        self.cache_bytes = Gauge(
+            "router_cache_bytes",
+            "Bytes of answers in the memory cache store (Redis reports its own)",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.cache_saved = Counter(
+            "router_cache_saved_dollars",
+            "US$ not spent: cache hits priced at the stored answer's model and usage",
+            ["decision"],
+            registry=r,
+        )
+
+    def count_cache(self, decision: str, outcome: str, saved: float | None) -> None:
+        self._cache_outcomes[outcome].labels(decision).inc()
+        if saved:
+            self.cache_saved.labels(decision).inc(saved)
 
     def count_rate_limited(self, scope: str, limit: str) -> None:
         self.rate_limited.labels(scope, limit).inc()
