@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
-from usearch.index import Index
 
 Vector = NDArray[np.float32]
 SMALL_CONTEXT = 256  # exact scan up to here: a 256 x 256 product is a few microseconds
@@ -26,8 +25,15 @@ MAX_CONTEXTS = 100_000
 # Half-precision vectors (the cosines need no more), 16 links a node, default search depth.
 HNSW_OPTIONS: dict[str, Any] = {"metric": "ip", "dtype": "f16", "connectivity": 16}
 
+if TYPE_CHECKING:
+    from usearch.index import Index
+
 
 def new_hnsw(ndim: int) -> Index:
+    # Imported on first use: usearch imports tqdm, which a server that caches nothing
+    # semantically should not load (tests/test_imports.py).
+    from usearch.index import Index
+
     return Index(ndim=ndim, **HNSW_OPTIONS)
 
 
