@@ -74,14 +74,29 @@ def term_pattern(term: str) -> str:
     return rf"(?<!\w){re.escape(term)}(?!\w)"
 
 
-@dataclass(frozen=True, slots=True)
 class _Text:
     """The text a keyword signal reads, in the forms its terms need (made once per
-    request, scope and window, shared by the keyword signals reading them)."""
+    request, scope and window, shared by the keyword signals reading them; each form only
+    when a term needs it: most prompts are settled by plain terms' substring tests)."""
 
-    text: str
-    folded: str  # lower-cased, for plain terms
-    encoded: bytes  # UTF-8, for RE2
+    __slots__ = ("_encoded", "_folded", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._folded: str | None = None
+        self._encoded: bytes | None = None
+
+    @property
+    def folded(self) -> str:  # lower-cased, for plain terms
+        if self._folded is None:
+            self._folded = self.text.lower()
+        return self._folded
+
+    @property
+    def encoded(self) -> bytes:  # UTF-8, for RE2
+        if self._encoded is None:
+            self._encoded = self.text.encode(errors="replace")
+        return self._encoded
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +146,7 @@ class KeywordSignal(Signal[KeywordSignalConfig]):
         found = ctx.memo.get(self._memo_key)
         if found is None:  # shared by every keyword signal reading this scope and window
             text = window(ctx.text(config.scope), config.max_chars)
-            folded, encoded = text.lower(), text.encode(errors="replace")
-            found = ctx.memo[self._memo_key] = _Text(text, folded, encoded)
+            found = ctx.memo[self._memo_key] = _Text(text)
         assert isinstance(found, _Text)
         return found
 
