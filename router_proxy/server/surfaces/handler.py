@@ -122,7 +122,7 @@ def _record(surface: Surface, request: Request) -> RequestRecord:
 async def _canonical(
     surface: Surface, engine: Engine, request: Request, record: RequestRecord
 ) -> RequestContext:
-    raw = await read_json_body(request, engine.settings.max_body_bytes)
+    raw = await read_json_body(request, engine.settings.max_body_bytes, engine.pipeline.cpu)
     chat, body = surface.parse(raw, engine.settings)
     headers = {k: v for k, v in request.headers.items() if k not in SECRET_HEADERS}
     native = raw if surface.native is not None else None
