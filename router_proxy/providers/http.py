@@ -18,7 +18,7 @@ from router_proxy.errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
-from router_proxy.translate.common import scrub
+from router_proxy.translate.common import parse_event, scrub
 
 # An event this large without its blank line is not an event stream we can relay: the
 # stream fails (before its first byte: the next candidate is tried). A chat chunk or an
@@ -189,12 +189,5 @@ def events(block: bytes) -> Iterator[tuple[str, bytes, bytes]]:
     for raw in block.split(b"\n\n"):
         if raw.startswith(b"data: ") and b"\n" not in raw:  # one data line: most events
             yield "message", raw[6:], raw
-        elif raw:
-            event, data = "message", []
-            for line in raw.split(b"\n"):
-                if line.startswith(b"data:"):
-                    data.append(line[5:].removeprefix(b" "))
-                elif line.startswith(b"event:"):
-                    event = line[6:].strip().decode("utf-8", "replace")
-            if data:
-                yield event, b"\n".join(data), raw
+        elif raw and (parsed := parse_event(raw)) is not None:
+            yield *parsed, raw

@@ -42,15 +42,17 @@ class SSEReader:
     def feed(self, piece: bytes) -> list[tuple[str, bytes]]:
         text = (self._pending + piece).replace(b"\r\n", b"\n")
         *complete, self._pending = text.split(b"\n\n")
-        return [event for raw in complete if (event := _parse(raw)) is not None]
+        return [event for raw in complete if (event := parse_event(raw)) is not None]
 
     def flush(self) -> list[tuple[str, bytes]]:
         rest, self._pending = self._pending, b""
-        event = _parse(rest)
+        event = parse_event(rest)
         return [event] if event is not None else []
 
 
-def _parse(raw: bytes) -> tuple[str, bytes] | None:
+def parse_event(raw: bytes) -> tuple[str, bytes] | None:
+    """(event name, data) of one SSE event (no blank line in ``raw``); None without data:
+    multi-line data joined with newlines, comments and id:/retry: fields ignored."""
     event, data = "message", []
     for line in raw.split(b"\n"):
         if line.startswith(b"data:"):
