@@ -56,7 +56,7 @@ class MockProvider(Provider):
 
     def _envelope(self, call: UpstreamCall, kind: str) -> dict[str, Any]:
         return {
-            "id": f"chatcmpl-mock-{call.request_id}",
+            "id": f"{'cmpl' if kind == 'text_completion' else 'chatcmpl'}-mock-{call.request_id}",
             "object": kind,
             "created": int(time.time()),
             "model": call.upstream_model,
