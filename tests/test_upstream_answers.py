@@ -283,9 +283,10 @@ def test_any_error_reading_an_answer_falls_back(
 def test_any_error_reading_a_stream_after_its_first_byte_is_the_error_event(
     gateway: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from router_proxy.providers import http_provider
     from router_proxy.providers import openai as provider
 
-    inspect, blocks, calls = provider._inspect, provider.event_blocks, []
+    inspect, blocks, calls = provider._inspect, http_provider.event_blocks, []
 
     async def one_event_a_block(*args: Any) -> AsyncIterator[bytes]:
         async for block in blocks(*args):
@@ -298,7 +299,7 @@ def test_any_error_reading_a_stream_after_its_first_byte_is_the_error_event(
             raise KeyError("a reader's bug")
         return inspect(*args, **kwargs)
 
-    monkeypatch.setattr(provider, "event_blocks", one_event_a_block)
+    monkeypatch.setattr(http_provider, "event_blocks", one_event_a_block)  # what streams read
     monkeypatch.setattr(provider, "_inspect", breaks_second)
     body = {"model": "ok", "messages": CHAT, "stream": True}
     text = httpx.post(gateway + "/v1/chat/completions", json=body).text

@@ -12,13 +12,8 @@ import aiohttp
 
 from router_proxy.errors import UpstreamError
 from router_proxy.providers.base import StreamStats, UpstreamCall
-from router_proxy.providers.http import (
-    MAX_NATIVE_EVENT_BYTES,
-    event_blocks,
-    events,
-    translate_errors,
-)
-from router_proxy.providers.http_provider import close_response
+from router_proxy.providers.http import MAX_NATIVE_EVENT_BYTES, events
+from router_proxy.providers.http_provider import reading_stream
 from router_proxy.translate.anthropic_to_chat import (
     BadUsage,
     StreamTranslator,
@@ -40,21 +35,18 @@ async def translate_stream(
 ) -> AsyncGenerator[bytes, None]:
     """OpenAI SSE events for an open Anthropic stream; closes the response at the end."""
     translator = StreamTranslator(call, stats, secrets, bad_usage)
-    try:
-        with translate_errors(provider, call.model_name):
-            async for block in event_blocks(response.content, call.timeouts.total, call.model_name):
-                for event, data, _raw in events(block):
-                    for chunk in translator.feed(event, data):
-                        yield chunk
-                    if translator.finished:
-                        break
+    with reading_stream(response, call, provider) as blocks:
+        async for block in blocks:
+            for event, data, _raw in events(block):
+                for chunk in translator.feed(event, data):
+                    yield chunk
                 if translator.finished:
                     break
-        if not translator.finished:
-            raise UpstreamError(f"model '{call.model_name}' stream ended before message_stop")
-        yield DONE_EVENT
-    finally:
-        close_response(response)
+            if translator.finished:
+                break
+    if not translator.finished:
+        raise UpstreamError(f"model '{call.model_name}' stream ended before message_stop")
+    yield DONE_EVENT
 
 
 async def relay_native(
@@ -70,24 +62,18 @@ async def relay_native(
     event is read, to fill ``stats``, to end on ``message_stop`` or an error, and to
     refuse one that is not a JSON object (before it is relayed)."""
     reader = StreamTranslator(call, stats, secrets, bad_usage)  # its chat chunks are not used
-    try:
-        with translate_errors(provider, call.model_name):
-            blocks = event_blocks(
-                response.content, call.timeouts.total, call.model_name, MAX_NATIVE_EVENT_BYTES
-            )
-            async for block in blocks:
-                read: list[bytes] = []  # the block's events read so far, whole
-                try:
-                    for event, data, raw in events(block):
-                        reader.feed(event, data)
-                        read.append(raw)
-                except UpstreamError:
-                    if read:  # what came before the failure still reaches the client
-                        yield b"".join(raw + b"\n\n" for raw in read)
-                    raise
-                yield block
-                if reader.finished:
-                    return
-        raise UpstreamError(f"model '{call.model_name}' stream ended before message_stop")
-    finally:
-        close_response(response)
+    with reading_stream(response, call, provider, MAX_NATIVE_EVENT_BYTES) as blocks:
+        async for block in blocks:
+            read: list[bytes] = []  # the block's events read so far, whole
+            try:
+                for event, data, raw in events(block):
+                    reader.feed(event, data)
+                    read.append(raw)
+            except UpstreamError:
+                if read:  # what came before the failure still reaches the client
+                    yield b"".join(raw + b"\n\n" for raw in read)
+                raise
+            yield block
+            if reader.finished:
+                return
+    raise UpstreamError(f"model '{call.model_name}' stream ended before message_stop")

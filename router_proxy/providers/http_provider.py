@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import functools
 from abc import abstractmethod
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
@@ -22,6 +24,8 @@ from router_proxy.errors import InvalidRequestError, UpstreamError, UpstreamStat
 from router_proxy.providers.answers import check_answer
 from router_proxy.providers.base import Provider, UpstreamCall
 from router_proxy.providers.http import (
+    MAX_EVENT_BYTES,
+    event_blocks,
     status_error,
     translate_errors,
     upstream_error_message,
@@ -175,6 +179,23 @@ def close_response(response: aiohttp.ClientResponse) -> None:
         response.release()
     else:
         response.close()
+
+
+@contextmanager
+def reading_stream(
+    response: aiohttp.ClientResponse,
+    call: UpstreamCall,
+    provider: str,
+    max_event: int = MAX_EVENT_BYTES,
+) -> Iterator[AsyncIterator[bytes]]:
+    """``with reading_stream(...) as blocks``: an open stream's event blocks (whole
+    events, ``max_event`` bytes at most each, ended at the call's total), its transport
+    failures as gateway errors, and the response closed when the block ends."""
+    try:
+        with translate_errors(provider, call.model_name):
+            yield event_blocks(response.content, call.timeouts.total, call.model_name, max_event)
+    finally:
+        close_response(response)
 
 
 @functools.lru_cache(maxsize=256)  # a handful of distinct values per config

@@ -24,12 +24,10 @@ from router_proxy.providers.base import (
     UpstreamCall,
 )
 from router_proxy.providers.http import (
-    event_blocks,
     events,
-    translate_errors,
     upstream_error_message,
 )
-from router_proxy.providers.http_provider import HTTPProvider, close_response
+from router_proxy.providers.http_provider import HTTPProvider, reading_stream
 from router_proxy.providers.openai_responses import (
     RESPONSES_FORMAT,
     RESPONSES_PATH,
@@ -150,21 +148,17 @@ class OpenAIProvider(HTTPProvider):
         is parsed (orjson: about a microsecond for a chunk): one that is not a chunk
         ends the stream as a failure, as an error event does."""
         bad_usage = functools.partial(self.ignore_usage, call.model_name)
-        try:
-            with translate_errors(self.name, call.model_name):
-                blocks = event_blocks(response.content, call.timeouts.total, call.model_name)
-                async for block in blocks:
-                    kept, done, failure = _inspect(
-                        block, stats, call, hide_usage, secrets=self.secrets, bad_usage=bad_usage
-                    )
-                    if kept:
-                        yield kept  # what came before an error still reaches the client
-                    if failure is not None:
-                        raise failure
-                    if done:
-                        break
-        finally:
-            close_response(response)
+        with reading_stream(response, call, self.name) as blocks:
+            async for block in blocks:
+                kept, done, failure = _inspect(
+                    block, stats, call, hide_usage, secrets=self.secrets, bad_usage=bad_usage
+                )
+                if kept:
+                    yield kept  # what came before an error still reaches the client
+                if failure is not None:
+                    raise failure
+                if done:
+                    break
         if stats.finish_reason is None:  # closed cleanly, but the answer is incomplete
             raise UpstreamError(f"model '{call.model_name}' ended its stream before finishing")
         yield DONE_EVENT

@@ -17,12 +17,10 @@ from router_proxy.protocol import MalformedUsage, Usage, usage_object, usage_tok
 from router_proxy.providers.base import StreamStats, UpstreamCall
 from router_proxy.providers.http import (
     MAX_NATIVE_EVENT_BYTES,
-    event_blocks,
     events,
-    translate_errors,
     upstream_error_message,
 )
-from router_proxy.providers.http_provider import close_response
+from router_proxy.providers.http_provider import reading_stream
 from router_proxy.translate.common import scrub
 
 RESPONSES_PATH = "responses"
@@ -53,23 +51,17 @@ async def relay_responses(
 ) -> AsyncGenerator[bytes, None]:
     """The upstream's events relayed in the blocks they arrive in, each one read: an
     event that is not a JSON object ends the stream as a failure."""
-    try:
-        with translate_errors(provider, call.model_name):
-            blocks = event_blocks(
-                response.content, call.timeouts.total, call.model_name, MAX_NATIVE_EVENT_BYTES
-            )
-            async for block in blocks:
-                before, failure = _read(block, call, stats, secrets, bad_usage)
-                if failure is not None:
-                    if before:  # what came before the failure still reaches the client
-                        yield before
-                    raise failure
-                yield block
-                if stats.finish_reason is not None:
-                    return
-        raise UpstreamError(f"model '{call.model_name}' ended its stream before finishing")
-    finally:
-        close_response(response)
+    with reading_stream(response, call, provider, MAX_NATIVE_EVENT_BYTES) as blocks:
+        async for block in blocks:
+            before, failure = _read(block, call, stats, secrets, bad_usage)
+            if failure is not None:
+                if before:  # what came before the failure still reaches the client
+                    yield before
+                raise failure
+            yield block
+            if stats.finish_reason is not None:
+                return
+    raise UpstreamError(f"model '{call.model_name}' ended its stream before finishing")
 
 
 def _read(
