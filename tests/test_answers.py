@@ -1,4 +1,4 @@
-"""Answer extraction for query-only consensus (training/answers.py)."""
+"""Answer extraction (answers/extract.py) and its use on rows (training/answers.py)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from router_proxy.training.answers import (
+from router_proxy.answers.extract import (
     detect_format,
     extract,
     extract_choice,
     extract_code,
     extract_number,
-    extract_rows,
     extract_text,
     group_code,
     options_of,
-    task_formats,
     unwrap,
 )
+from router_proxy.training.answers import extract_rows, task_formats
 from router_proxy.training.dataset import DatasetError, RoutingRow, read_rows
 
 MC_PROMPT = """Which gas do plants take in?

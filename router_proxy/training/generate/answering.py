@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from router_proxy.training.answers import CODE_SIMILARITY, extract, group_code
+from router_proxy.answers.extract import CODE_SIMILARITY, extract, group_code
 from router_proxy.training.generate.calls import Messages
 from router_proxy.training.generate.tasks import TaskSpec
 from router_proxy.training.generate.templates import render

@@ -1,0 +1,1 @@
+"""Answer extraction and comparison, shared by offline training and the gateway."""
