@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from router_proxy.answers.extract import extract, final_answer
 from router_proxy.config.errors import ConfigError
 from router_proxy.embeddings.config import EmbeddingsConfig
 from router_proxy.embeddings.static import StaticEncoder
 from router_proxy.errors import UpstreamError, UpstreamStatusError, UpstreamTimeoutError
-from router_proxy.answers.extract import extract, final_answer
 from router_proxy.training.generate.answering import answer_messages, pool_answers
 from router_proxy.training.generate.calls import RetryPolicy, is_transient, reply_text
 from router_proxy.training.generate.filters import FilterSettings, verdict

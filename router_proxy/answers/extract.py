@@ -34,7 +34,6 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import Literal
 
-
 Format = Literal["choice", "number", "code", "text"]
 CODE_SIMILARITY = 0.2  # Jaccard of token 3-grams that makes two code answers "the same"
 FORMATS: tuple[Format, ...] = ("choice", "number", "code", "text")

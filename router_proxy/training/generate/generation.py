@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from router_proxy.embeddings.base import Encoder
 from router_proxy.answers.extract import extract
+from router_proxy.embeddings.base import Encoder
 from router_proxy.training.generate.calls import Messages
 from router_proxy.training.generate.tasks import TaskSpec
 from router_proxy.training.generate.templates import render

@@ -20,11 +20,11 @@ from typing import Literal
 
 from pydantic import Field, ValidationError
 
+from router_proxy.answers.extract import Format, options_of
 from router_proxy.config.base import StrictModel
 from router_proxy.config.errors import ConfigError, ConfigIssue
 from router_proxy.config.load import read_yaml_file, validation_issues
 from router_proxy.config.source import parse_yaml
-from router_proxy.answers.extract import Format, options_of
 
 FormatName = Literal["multiple_choice", "number", "short_text", "code"]
 
