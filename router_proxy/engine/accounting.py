@@ -94,7 +94,7 @@ class Accounting:
         tried = record.attempts.tried
         for i, (model, error) in enumerate(tried):
             outcome = "success" if error is None else "retry" if i + 1 < len(tried) else "failure"
-            self.metrics.upstream_attempts.labels(model, outcome).inc()
+            self.metrics.count_attempt(model, outcome)
         plan, turn = record.plan, record.turn
         # The first choice: the selector's, or the model the conversation is bound to; a
         # cache hit made no attempt, so it is no fallback.

@@ -88,6 +88,7 @@ class Metrics:
         self._add_cache_metrics(r)
         # Label sets come from the config and a few statuses: bounded.
         self._children: dict[tuple[str, str, int], tuple[Any, ...]] = {}
+        self._attempt_children: dict[tuple[str, str], Any] = {}
 
     def _add_policy_metrics(self, r: CollectorRegistry) -> None:
         self.config_reloads = Counter(
@@ -190,6 +191,14 @@ class Metrics:
         self._cache_outcomes[outcome].labels(decision).inc()
         if saved:
             self.cache_saved.labels(decision).inc(saved)
+
+    def count_attempt(self, model: str, outcome: str) -> None:
+        child = self._attempt_children.get((model, outcome))
+        if child is None:  # a label lookup takes a lock and checks names: once per pair
+            child = self._attempt_children[(model, outcome)] = self.upstream_attempts.labels(
+                model, outcome
+            )
+        child.inc()
 
     def count_rate_limited(self, scope: str, limit: str) -> None:
         self.rate_limited.labels(scope, limit).inc()

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 
 from router_proxy.config.errors import format_path
 from router_proxy.errors import InvalidRequestError, PayloadTooLargeError
@@ -37,17 +37,7 @@ async def read_json_body(
             raise InvalidRequestError("Invalid Content-Length header")
         if int(declared) > limit:
             raise _too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:  # a chunked body that never declared its length
-                raise _too_large(limit)
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise gone_error(connection_of(request.scope)) from None
-    body = b"".join(chunks)
+    body = await _read(request, limit)
     if not body:
         raise InvalidRequestError("The request body is empty; send a JSON object")
     try:
@@ -68,6 +58,24 @@ async def read_json_body(
             code="json_too_deep",
         )
     return data
+
+
+async def _read(request: Request, limit: int) -> bytes:
+    # ASGI messages read directly: Starlette's ``request.stream()`` is an async generator
+    # around the same loop, and most bodies come in one message.
+    receive, size = request.receive, 0
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # http.disconnect
+            raise gone_error(connection_of(request.scope))
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:  # a chunked body that never declared its length
+            raise _too_large(limit)
+        if not message.get("more_body", False):
+            return b"".join((*chunks, chunk)) if chunks else chunk
+        chunks.append(chunk)
 
 
 def _too_deep(data: dict[str, Any]) -> bool:

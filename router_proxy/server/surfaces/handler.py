@@ -8,9 +8,9 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from functools import partial
 
 from fastapi.responses import JSONResponse, Response
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 
 from router_proxy.context import SECRET_HEADERS, RequestContext
@@ -18,6 +18,7 @@ from router_proxy.engine.engine import Engine, OpenedStream
 from router_proxy.engine.record import RequestRecord
 from router_proxy.errors import ClientClosedRequestError, GatewayError, RequestTimeoutError
 from router_proxy.runtime import Runtime
+from router_proxy.server.answer import JsonAnswer
 from router_proxy.server.body import read_json_body
 from router_proxy.server.connection import CancelOnDisconnect, connection_of, gone_error
 from router_proxy.server.errors import NoAnswer, internal_error
@@ -58,11 +59,10 @@ async def serve(surface: Surface, runtime: Runtime, request: Request) -> Respons
             completion = await engine.complete(ctx, record)
             if not completion.native:
                 record.dropped = surface.dropped
-        return Response(
+        return JsonAnswer(
             completion.body if completion.native else surface.render(completion),
-            media_type="application/json",
-            headers=surface.response_headers(record.headers()),
-            background=BackgroundTask(_answered, engine, record),
+            surface.response_headers(record.headers()),
+            partial(_answered, engine, record),
         )
     except GatewayError as exc:
         engine.failed(record, exc)
@@ -85,9 +85,9 @@ async def serve(surface: Surface, runtime: Runtime, request: Request) -> Respons
             runtime.release()
 
 
-async def _answered(engine: Engine, record: RequestRecord) -> None:
-    # Async: Starlette runs a plain function in its thread pool. After the answer has
-    # gone, so nothing may raise from here: the connection must stay usable.
+def _answered(engine: Engine, record: RequestRecord) -> None:
+    # After the answer has gone, so nothing may raise from here: the connection must
+    # stay usable.
     try:
         engine.answered(record)
     except Exception:
