@@ -340,7 +340,8 @@ async def test_open_breakers_are_skipped_and_none_healthy_is_503_with_retry_afte
     outcome = await d.run(("a", "b"), attempt, log)
     assert outcome.model == "b"
     assert calls == ["b"]
-    assert log.skipped == [("a", "breaker_open")]
+    # a's fallback c is brought in, and passed over for its own open breaker.
+    assert log.skipped == [("a", "breaker_open"), ("c", "breaker_open")]
     d.breakers.record_failure("b")
     with pytest.raises(GatewayError) as info:
         await d.run(("a", "b"), attempt, AttemptLog())
@@ -350,14 +351,33 @@ async def test_open_breakers_are_skipped_and_none_healthy_is_503_with_retry_afte
 
 
 async def test_model_over_its_rate_limit_is_skipped_and_alone_gives_429() -> None:
-    d, _ = dispatcher("limits: {per_model: {a: {requests_per_minute: 1}}}")
+    d, _ = dispatcher("limits: {per_model: {b: {requests_per_minute: 1}}}")
     attempt, _calls = scripted({})
-    assert (await d.run(("a", "b"), attempt, AttemptLog())).model == "a"
-    assert (await d.run(("a", "b"), attempt, AttemptLog())).model == "b"
+    assert (await d.run(("b", "d"), attempt, AttemptLog())).model == "b"
+    assert (await d.run(("b", "d"), attempt, AttemptLog())).model == "d"
     with pytest.raises(RateLimitError) as info:
-        await d.run(("a",), attempt, AttemptLog())
+        await d.run(("b",), attempt, AttemptLog())
     assert info.value.status_code == 429
     assert int(info.value.headers["retry-after"]) >= 1
+
+
+async def test_a_model_passed_over_brings_in_its_fallbacks() -> None:
+    # Asked for by name (one candidate), a model whose breaker is open or whose own
+    # limit is spent answers through its `fallbacks:` (a -> c), not with a 503 or 429.
+    d, _ = dispatcher(
+        "limits: {per_model: {a: {requests_per_minute: 1}}}",
+        breaker=BreakerConfig(failures=1, cooldown=60),
+    )
+    attempt, calls = scripted({})
+    assert (await d.run(("a",), attempt, AttemptLog())).model == "a"
+    log = AttemptLog()
+    assert (await d.run(("a",), attempt, log)).model == "c"
+    assert log.skipped == [("a", "rate_limited")]
+    d.breakers.record_failure("a")
+    log = AttemptLog()
+    assert (await d.run(("a",), attempt, log)).model == "c"
+    assert log.skipped == [("a", "breaker_open")]
+    assert calls == ["a", "c", "c"]
 
 
 # -- rate limits (memory) ----------------------------------------------------------------
@@ -429,11 +449,11 @@ async def test_a_model_skipped_for_its_open_breaker_spends_none_of_its_rate_limi
     d.breakers.record_failure("a")
     attempt, calls = scripted({})
     log = AttemptLog()
-    assert (await d.run(("a", "b"), attempt, log)).model == "b"
+    assert (await d.run(("a", "b"), attempt, log)).model == "c"  # a's fallback
     assert log.skipped == [("a", "breaker_open")]
     clock.now += 5  # half-open: the probe still finds its one request of the minute
     assert (await d.run(("a", "b"), attempt, AttemptLog())).model == "a"
-    assert calls == ["b", "a"]
+    assert calls == ["c", "a"]
 
 
 async def test_a_cancelled_probe_gives_the_probe_back() -> None:

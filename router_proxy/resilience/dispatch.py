@@ -2,8 +2,8 @@
 
 The order is the selector's (the plan's candidates, best first); a model that fails
 brings its own ``fallbacks:`` in right after it. Models whose breaker is open or whose
-own rate limit is spent are skipped. Every attempt counts against the request's budget
-(``max_attempts``, and ``deadline`` if set).
+own rate limit is spent are skipped, and bring their fallbacks in the same way. Every
+attempt counts against the request's budget (``max_attempts``, and ``deadline`` if set).
 
 When nothing answers:
 - one model was involved and it failed: its own error (502, 504, ...), as without
@@ -114,18 +114,20 @@ class Dispatcher:
                 break
             # An open breaker is looked at first, so a skipped model spends no request
             # of its rate limit; ``allows`` then claims the half-open probe, if it is one.
+            # A model passed over brings its own fallbacks in, as a failed one does: a
+            # model asked for by name must not answer 503 while its fallback is healthy.
             if not self.breakers.available(model):
-                log.skipped.append((model, "breaker_open"))
+                queue[0:0] = self._passed_over(model, "breaker_open", log)
                 continue
             if self.limits.enabled:
                 try:
                     await self.limits.admit_model(model)
                 except RateLimitError as exc:
-                    log.skipped.append((model, "rate_limited"))
+                    queue[0:0] = self._passed_over(model, "rate_limited", log)
                     refused = refused or exc
                     continue
             if not self.breakers.allows(model):  # another request took the probe meanwhile
-                log.skipped.append((model, "breaker_open"))
+                queue[0:0] = self._passed_over(model, "breaker_open", log)
                 continue
             try:
                 outcome = await self._try_model(model, attempt, log, deadline)
@@ -144,6 +146,10 @@ class Dispatcher:
         if overflow is not None and _only_too_long(errors, log):
             raise overflow.error()
         raise self._exhausted(errors, refused, log)
+
+    def _passed_over(self, model: str, why: str, log: AttemptLog) -> tuple[str, ...]:
+        log.skipped.append((model, why))
+        return self.models[model].fallbacks
 
     async def _try_model(
         self, model: str, attempt: Attempt[T], log: AttemptLog, deadline: float | None
