@@ -21,6 +21,7 @@ import pytest
 from router_proxy.config.load import load_config, load_config_text
 from router_proxy.engine.record import RequestRecord
 from router_proxy.protocol import MAX_USAGE_TOKENS, Usage
+from router_proxy.providers import http_provider
 from router_proxy.runtime import Runtime
 from router_proxy.server.app import create_app
 from tests.support.bad_upstream import COMPLETION_TOKENS, PROMPT_TOKENS, TEXT, BadUpstream
@@ -31,7 +32,14 @@ ADMIN = "admin-key-for-tests"
 CHAT = [{"role": "user", "content": "hello"}]
 NOT_ANSWERS = ["error-200", "array-200", "empty-200", "redirect"]
 BAD_USAGE = ["usage-string", "usage-list", "usage-negative", "usage-huge"]
-NAMES = [*NOT_ANSWERS, *BAD_USAGE, "stream-json", "stream-usage-negative", "stream-usage-string"]
+NAMES = [
+    *NOT_ANSWERS,
+    *BAD_USAGE,
+    "huge-200",
+    "stream-json",
+    "stream-usage-negative",
+    "stream-usage-string",
+]
 
 
 def policy(upstream: str, breaker: str = "{failures: 1000}", candidates: str = "[ok]") -> str:
@@ -133,6 +141,19 @@ def test_with_no_candidate_left_it_is_a_502_not_a_success(sdk: openai.OpenAI, ba
     error = info.value.response.json()["error"]
     assert error["type"] == "upstream_error"
     assert f"alone-{bad}" in error["message"]
+
+
+def test_an_answer_over_the_size_cap_fails_the_call_and_falls_back(
+    sdk: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The upstream sends 4 MiB with no length declared; the gateway stops at its cap.
+    monkeypatch.setattr(http_provider, "MAX_ANSWER_BYTES", 1024 * 1024)
+    response = sdk.chat.completions.with_raw_response.create(model="huge-200", messages=CHAT)
+    assert response.headers["x-router-model"] == "ok"
+    with pytest.raises(openai.APIStatusError) as info:
+        sdk.chat.completions.create(model="alone-huge-200", messages=CHAT)
+    assert info.value.status_code == 502
+    assert "more than 1 MiB" in info.value.response.json()["error"]["message"]
 
 
 def test_the_upstreams_error_message_is_kept(sdk: openai.OpenAI) -> None:

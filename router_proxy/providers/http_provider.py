@@ -34,6 +34,9 @@ from router_proxy.translate.common import scrub
 
 KEEPALIVE_SECONDS = 30.0
 ERROR_BODY_BYTES = 64 * 1024  # of a JSON answer to a stream request: enough for its message
+# A whole (non-streamed) answer larger than this is the upstream's failure, not held in
+# memory: far above any real answer (2,048 embeddings of 3,072 floats are ~60 MB of JSON).
+MAX_ANSWER_BYTES = 256 * 1024 * 1024
 
 
 class HTTPProvider(Provider):
@@ -122,7 +125,7 @@ class HTTPProvider(Provider):
         with translate_errors(self.name, call.model_name):
             # aiohttp's timeouts bound the connect and each read; this, the whole call.
             async with asyncio.timeout(call.timeouts.total), self.post(path, payload, call) as r:
-                body = await r.read()
+                body = await read_answer(r, call.model_name)
         if not 200 <= r.status < 300:
             raise self.status_error(r, body, call)
         try:
@@ -170,6 +173,28 @@ class HTTPProvider(Provider):
         return status_error(
             response.status, response.headers, body, model=call.model_name, secrets=self.secrets
         )
+
+
+async def read_answer(response: aiohttp.ClientResponse, model: str) -> bytes:
+    """The whole body, up to ``MAX_ANSWER_BYTES``: an upstream that declares or sends
+    more fails the call (a 502 when nothing else answers) before the gateway holds it."""
+    declared = response.content_length
+    if declared is not None and declared <= MAX_ANSWER_BYTES:
+        return await response.read()  # the common case: aiohttp reads the declared length
+    chunks: list[bytes] = []
+    size = 0 if declared is None else declared
+    if size <= MAX_ANSWER_BYTES:  # no length declared (chunked): counted as it comes
+        async for chunk in response.content.iter_any():
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                break
+            chunks.append(chunk)
+    if size > MAX_ANSWER_BYTES:
+        raise UpstreamError(
+            f"model '{model}' answered with more than {MAX_ANSWER_BYTES // 2**20} MiB; "
+            "the gateway does not hold answers that large"
+        )
+    return b"".join(chunks)
 
 
 def close_response(response: aiohttp.ClientResponse) -> None:

@@ -47,6 +47,7 @@ from tests.support.serving import ServerThread
 
 Json = dict[str, Any]
 HUGE_LINE_BYTES = 50 * 1024 * 1024
+HUGE_ANSWER_BYTES = 4 * 1024 * 1024
 TEXT = "fine answer"
 PROMPT_TOKENS, COMPLETION_TOKENS = 7, 2
 BAD_USAGE: dict[str, Any] = {
@@ -268,6 +269,8 @@ class BadUpstream:
             return JSONResponse([api.answer("ok")])
         if model == "empty-200":
             return JSONResponse({})
+        if model == "huge-200":  # chunked, no length declared: HUGE_ANSWER_BYTES of it
+            return StreamingResponse(_huge_answer(), media_type="application/json")
         if model == "redirect":
             location = {"location": "/moved" + request.url.path}
             return JSONResponse(api.answer("ok"), 307, headers=location)
@@ -299,6 +302,13 @@ def _streamed(api: Api, model: str) -> Response:
     if model in firsts:
         return _stream_of(firsts[model])
     return _stream_of(api.events(model))  # usage-* streams: valid, but for their usage
+
+
+async def _huge_answer() -> AsyncIterator[bytes]:
+    yield b'{"id": "x", "object": "chat.completion", "choices": [], "pad": "'
+    for _ in range(HUGE_ANSWER_BYTES // 65536):
+        yield b"a" * 65536
+    yield b'"}'
 
 
 async def _huge_line() -> AsyncIterator[bytes]:
