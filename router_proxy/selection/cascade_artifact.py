@@ -51,7 +51,9 @@ class KindIndex:
         top_sims = np.take_along_axis(sims, top, axis=1)
         votes = np.zeros((sims.shape[0], self.count))
         # one vote per neighbour, plus a fraction of a vote by similarity: ties go nearer
-        np.add.at(votes, (np.arange(sims.shape[0])[:, None], self.kinds[top]), 1.0 + 1e-3 * top_sims)
+        np.add.at(
+            votes, (np.arange(sims.shape[0])[:, None], self.kinds[top]), 1.0 + 1e-3 * top_sims
+        )
         out: npt.NDArray[np.intp] = np.argmax(votes, axis=1)
         empty = ~np.asarray(embeddings).any(axis=1)
         out[empty] = int(np.bincount(self.kinds, minlength=self.count).argmax())

@@ -6,6 +6,7 @@ Candidates (``families``):
 * ``single``: one stage of one model, ``((m,),)`` (what meets low budgets);
 * ``pair``: ``((a, b), (e,))``: a and b in parallel; their answers agree -> a's, else e's;
 * ``triple``: ``((a, b, c), (e,))``: the same with three that must all agree;
+* ``quad``: ``((a, b, c, d), (e,))``: four that must all agree;
 * ``pair2``: ``((a, b), (c, d), (e,))``: two agreement stages before the last.
 
 In a stage the model returned on agreement is the one with the higher training mean
@@ -28,7 +29,7 @@ import numpy.typing as npt
 
 from router_proxy.training.cascade_sim import Agreement, Stages, replay
 
-FAMILIES = ("single", "pair", "triple", "pair2")
+FAMILIES = ("single", "pair", "triple", "quad", "pair2")
 Vector = npt.NDArray[np.float64]
 
 
@@ -50,6 +51,9 @@ def candidates(
     if "triple" in families:
         triples = [stage(t) for t in itertools.combinations(cheap, 3)]
         plans += [(t, (e,)) for t in triples for e in models if e not in t]
+    if "quad" in families:
+        quads = [stage(q) for q in itertools.combinations(cheap, 4)]
+        plans += [(q, (e,)) for q in quads for e in models if e not in q]
     if "pair2" in families:
         for first, second in itertools.permutations(pairs, 2):
             if set(first) & set(second):

@@ -48,7 +48,13 @@ from router_proxy.training.cascade_sim import AnswerTable, Stages
 from router_proxy.training.data import TrainingData
 from router_proxy.training.knn_train import score_matrix
 
-AUTO_FAMILIES = (("single",), ("single", "pair"), ("single", "pair", "triple"), FAMILIES)
+AUTO_FAMILIES = (
+    ("single",),
+    ("single", "pair"),
+    ("single", "pair", "triple"),
+    ("single", "pair", "triple", "quad"),
+    ("single", "pair", "triple", "pair2"),
+)
 BUDGETS = 48  # budget grid of the cross-validation curves
 
 
@@ -64,7 +70,15 @@ class CascadeOptions:
 
 
 def parse_options(options: dict[str, Any]) -> CascadeOptions:
-    known = {"families", "kinds", "neighbours", "stage_cost_share", "code_cascades", "folds", "seed"}
+    known = {
+        "families",
+        "kinds",
+        "neighbours",
+        "stage_cost_share",
+        "code_cascades",
+        "folds",
+        "seed",
+    }
     unknown = set(options) - known
     if unknown:
         raise ValueError(f"cascade: unknown option(s) {sorted(unknown)}; known: {sorted(known)}")

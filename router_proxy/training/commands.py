@@ -155,7 +155,9 @@ def format_table(result: Evaluation) -> str:
             f"  {router.knob:>13}  {'quality':>8}  {'$/1k':>8}"
             + ("  calls/request" if router.calls is not None else ""),
         ]
-        calls = router.calls or [None] * len(router.points)
+        calls: list[float | None] = [None] * len(router.points)
+        if router.calls is not None:
+            calls = list(router.calls)
         lines += [
             f"  {p.cost_weight:13.5g}  {p.quality:8.4f}  {p.cost_per_1k:8.3f}"
             + (f"  {n:13.2f}" if n is not None else "")
