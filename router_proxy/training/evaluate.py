@@ -8,6 +8,11 @@ row goes to the cheapest model); a point is the mean score of the chosen models 
 mean recorded cost of those calls, in US$ per 1,000 queries. Rows lacking a model's cost
 get that model's mean cost (0 for data without costs).
 
+A cascade artifact (``algorithm: cascade``) is no selector: its knob is its budget, and
+each point replays the stages it gives every row on the row's recorded responses, paying
+every call (``training/cascade_eval.py``); its points carry ``budget_per_1k`` and
+``calls_per_request`` instead of ``cost_weight``. No router's evaluation reads ``task``.
+
 Selectors predict all rows at once (``predict_batch``). When a selector keeps
 ``LearnedSelector.rank``, the sweep applies that rule (float32 penalty, first of ties) to
 the predictions, vectorised; a selector with its own ``rank`` is called row by row at
