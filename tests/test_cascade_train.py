@@ -272,3 +272,35 @@ def test_cli_trains_and_evaluates_beside_knn(
     assert result["aiq"]["cascade"] > result["aiq"]["knn"]
     assert _cli(["eval", *routers, "--data", test, "--quiet"]) == 0
     assert "calls/request" in capsys.readouterr().out
+
+
+def _code_row(number: int, rng: random.Random) -> dict[str, Any]:
+    a = rng.randint(2, 99)
+    good = {"E": True, "c1": rng.random() < 0.5, "c2": rng.random() < 0.5, "c3": False}
+    body = {True: f"return x + {a}", False: f"return x - {a}"}
+    said = {m: f"```python\ndef add_{a}(x):\n    {body[g]}\n```" for m, g in good.items()}
+    return {
+        "id": f"code.{number}",
+        "task": "code",
+        "prompt": f"Write a python function that adds {a} to its argument.",
+        "scores": {m: float(g) for m, g in good.items()},
+        "costs": dict(COST),
+        "responses": said,
+    }
+
+
+def test_code_kinds_get_single_models_unless_asked(tmp_path: Path) -> None:
+    rng = random.Random(3)
+    path = write_rows(tmp_path / "train.jsonl", 60, 4)
+    rows = path.read_text() + "".join(json.dumps(_code_row(i, rng)) + "\n" for i in range(60))
+    path.write_text(rows)
+    data = TrainingData.load([path], encoder())
+    artifact = CascadeArtifact.from_artifact(train_cascade(data, {"families": "single,pair"}))
+    code = _vector("Write a python function that adds 7 to its argument.")
+    assert artifact.kind_names[artifact.kind(code)] == "code"
+    assert len(artifact.stages(code, HIGH)) == 1  # one stage of one model: no code agreement
+    saved = train_cascade(data, {"families": "single,pair"})
+    assert saved.extra["code_kinds"] == ["code"]
+    allowed = train_cascade(data, {"families": "single,pair", "code_cascades": True})
+    assert allowed.extra["code_kinds"] == ["code"]
+    assert allowed.params["code_cascades"] is True
