@@ -152,11 +152,16 @@ def format_table(result: Evaluation) -> str:
         lines += [
             "",
             f"router {router.name} ({router.algorithm})  AIQ {router.aiq:.4f}",
-            f"  {'cost_weight':>12}  {'quality':>8}  {'$/1k':>8}",
+            f"  {router.knob:>13}  {'quality':>8}  {'$/1k':>8}"
+            + ("  calls/request" if router.calls is not None else ""),
         ]
+        calls: list[float | None] = [None] * len(router.points)
+        if router.calls is not None:
+            calls = list(router.calls)
         lines += [
-            f"  {p.cost_weight:12.5g}  {p.quality:8.4f}  {p.cost_per_1k:8.3f}"
-            for p in router.points
+            f"  {p.cost_weight:13.5g}  {p.quality:8.4f}  {p.cost_per_1k:8.3f}"
+            + (f"  {n:13.2f}" if n is not None else "")
+            for p, n in zip(router.points, calls, strict=True)
         ]
     base = result.baselines
     lines += ["", "baselines", f"  {'model':<44}  {'quality':>8}  {'$/1k':>8}"]

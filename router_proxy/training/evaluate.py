@@ -8,6 +8,11 @@ row goes to the cheapest model); a point is the mean score of the chosen models 
 mean recorded cost of those calls, in US$ per 1,000 queries. Rows lacking a model's cost
 get that model's mean cost (0 for data without costs).
 
+A cascade artifact (``algorithm: cascade``) is no selector: its knob is its budget, and
+each point replays the stages it gives every row on the row's recorded responses, paying
+every call (``training/cascade_eval.py``); its points carry ``budget_per_1k`` and
+``calls_per_request`` instead of ``cost_weight``. No router's evaluation reads ``task``.
+
 Selectors predict all rows at once (``predict_batch``). When a selector keeps
 ``LearnedSelector.rank``, the sweep applies that rule (float32 penalty, first of ties) to
 the predictions, vectorised; a selector with its own ``rank`` is called row by row at
@@ -30,6 +35,7 @@ from router_proxy.embeddings.registry import encoder_name
 from router_proxy.embeddings.shared import SharedEncoder
 from router_proxy.resources import BuildContext, Resources
 from router_proxy.selection.artifact import ArtifactError, read_meta
+from router_proxy.selection.cascade_artifact import ALGORITHM as CASCADE
 from router_proxy.selection.learned import LearnedSelector
 from router_proxy.selection.registry import SELECTORS
 from router_proxy.training.aiq import (
@@ -45,6 +51,7 @@ from router_proxy.training.aiq import (
     shared_axis,
     sweep,
 )
+from router_proxy.training.cascade_eval import cascade_curve
 from router_proxy.training.data import embed_prompts
 from router_proxy.training.dataset import DatasetError, RoutingRow, models_of, read_rows
 
@@ -113,6 +120,9 @@ class RouterCurve:
     algorithm: str
     points: list[CurvePoint]
     aiq: float
+    # What a point's ``cost_weight`` holds: a cascade's knob is its budget (US$ per 1k).
+    knob: str = "cost_weight"
+    calls: list[float] | None = None  # mean calls per request per point (cascades)
 
 
 @dataclass(frozen=True)
@@ -130,10 +140,7 @@ class Evaluation:
         base = self.baselines
         best = base.best_single
         return {
-            "routers": {
-                r.name: [{**pair(p.point), "cost_weight": p.cost_weight} for p in r.points]
-                for r in self.routers
-            },
+            "routers": {r.name: _points(r) for r in self.routers},
             "baselines": {
                 "rows": self.rows,
                 "single": {m: pair(p) for m, p in base.single.items()},
@@ -147,6 +154,17 @@ class Evaluation:
             },
             "aiq": {r.name: round(r.aiq, 6) for r in self.routers},
         }
+
+
+def _points(router: RouterCurve) -> list[dict[str, float]]:
+    out = []
+    for i, p in enumerate(router.points):
+        point = {"cost_per_1k": round(p.cost_per_1k, 6), "quality": round(p.quality, 6)}
+        point[router.knob] = p.cost_weight
+        if router.calls is not None:
+            point["calls_per_request"] = round(router.calls[i], 4)
+        out.append(point)
+    return out
 
 
 def _row_by_row(directory: str | Path, resources: Resources, vectors: Matrix) -> Chooser:
@@ -198,6 +216,7 @@ def evaluate(
     shared: dict[str, Resources] = {}
     vectors: dict[str, Matrix] = {}
     named: list[tuple[str, str, list[CurvePoint]]] = []
+    calls: dict[str, list[float]] = {}  # cascades: mean calls per request per point
     for directory in routers:
         meta = read_meta(directory)
         encoder = str(meta.get("encoder"))
@@ -206,14 +225,27 @@ def evaluate(
             vectors[encoder] = embed_prompts(
                 prompts, shared[encoder].encoder.get(), progress=progress
             )
-        curve = router_curve(directory, shared[encoder], vectors[encoder], test, points, progress)
         name = _unique(Path(directory).resolve().name, [n for n, _, _ in named])
+        if meta.get("algorithm") == CASCADE:
+            found = cascade_curve(directory, vectors[encoder], test, points)
+            curve, calls[name] = found.points, found.calls
+        else:
+            curve = router_curve(
+                directory, shared[encoder], vectors[encoder], test, points, progress
+            )
         named.append((name, str(meta.get("algorithm")), curve))
     base = baselines(test.models, test.scores, test.costs)
     singles = list(base.single.values())
     low, high = shared_axis([singles, *([p.point for p in c] for _, _, c in named)])
     curves = [
-        RouterCurve(name, algorithm, curve, aiq([p.point for p in curve], low, high))
+        RouterCurve(
+            name,
+            algorithm,
+            curve,
+            aiq([p.point for p in curve], low, high),
+            knob="budget_per_1k" if name in calls else "cost_weight",
+            calls=calls.get(name),
+        )
         for name, algorithm, curve in named
     ]
     return Evaluation(len(test.rows), curves, base, (low, high), aiq(singles, low, high))

@@ -1,0 +1,312 @@
+"""``router-proxy train --algorithm cascade``: the artifact ``CascadeArtifact`` serves.
+
+From wide rows (``responses``, ``scores``, ``costs``) every candidate plan
+(``training/cascade_search.py``) is replayed on every training row exactly as the gateway
+would run it (``training/cascade_sim.py``: every call's cost counted, discarded answers
+included; the returned answer's score is its model's). Plans are chosen per kind of
+prompt: the trainer learns kinds from the rows' ``task`` labels (``kinds: task``, the
+default when every row has one; ``one``: one kind for all prompts), and the artifact
+recovers a prompt's kind from its embedding alone (majority of its nearest training
+prompts), so serving and ``eval`` never read a label.
+
+Which candidate families to search is chosen by task-stratified k-fold cross-validation
+on the training rows (AIQ of the held-out curve over a grid of budgets): more families
+fit the training rows better but choose among more plans on the same few hundred rows.
+The artifact is then searched on all training rows with the chosen families.
+
+Kinds whose answers are code get single-model plans only unless ``code_cascades: true``
+(code agreement is a similarity grouping, ``answers/extract.py``, and the weakest test).
+
+Options (``--option key=value``): ``families`` (``auto`` or a comma list of
+``single,pair,triple,pair2``), ``kinds`` (``task``/``one``), ``neighbours`` (10),
+``stage_cost_share`` (0.25: models in agreement stages cost at most this share of the
+dearest model's mean), ``code_cascades`` (false), ``folds`` (5), ``seed`` (0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from router_proxy.selection.artifact import Artifact
+from router_proxy.selection.cascade_artifact import ALGORITHM, KindIndex, encode
+from router_proxy.training.aiq import aiq, fill_costs, shared_axis
+from router_proxy.training.answers import task_formats
+from router_proxy.training.cascade_search import (
+    FAMILIES,
+    Frontier,
+    Outcomes,
+    candidates,
+    frontier,
+    outcomes,
+)
+from router_proxy.training.cascade_sim import AnswerTable, Stages
+from router_proxy.training.data import TrainingData
+from router_proxy.training.knn_train import score_matrix
+
+AUTO_FAMILIES = (
+    ("single",),
+    ("single", "pair"),
+    ("single", "pair", "triple"),
+    ("single", "pair", "triple", "quad"),
+    ("single", "pair", "triple", "pair2"),
+)
+BUDGETS = 48  # budget grid of the cross-validation curves
+
+
+@dataclass(frozen=True)
+class CascadeOptions:
+    families: tuple[str, ...] | None  # None: chosen by cross-validation
+    kinds: str
+    neighbours: int
+    stage_cost_share: float
+    code_cascades: bool
+    folds: int
+    seed: int
+
+
+def parse_options(options: dict[str, Any]) -> CascadeOptions:
+    known = {
+        "families",
+        "kinds",
+        "neighbours",
+        "stage_cost_share",
+        "code_cascades",
+        "folds",
+        "seed",
+    }
+    unknown = set(options) - known
+    if unknown:
+        raise ValueError(f"cascade: unknown option(s) {sorted(unknown)}; known: {sorted(known)}")
+    raw = options.get("families", "auto")
+    families = None
+    if raw != "auto":
+        families = tuple(f.strip() for f in str(raw).split(",") if f.strip())
+        bad = [f for f in families if f not in FAMILIES]
+        if bad or "single" not in families:
+            raise ValueError(
+                f"cascade: families must be 'auto' or a comma list of {', '.join(FAMILIES)} "
+                f"including single, not {raw!r}"
+            )
+    kinds = options.get("kinds", "task")
+    if kinds not in ("task", "one"):
+        raise ValueError(f"cascade: kinds must be 'task' or 'one', not {kinds!r}")
+    values = {
+        "neighbours": options.get("neighbours", 10),
+        "folds": options.get("folds", 5),
+        "seed": options.get("seed", 0),
+    }
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < (name != "seed"):
+            raise ValueError(f"cascade: {name} must be a positive integer, not {value!r}")
+    share = options.get("stage_cost_share", 0.25)
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
+        raise ValueError(f"cascade: stage_cost_share must be in (0, 1], not {share!r}")
+    code = options.get("code_cascades", False)
+    if not isinstance(code, bool):
+        raise ValueError(f"cascade: code_cascades must be true or false, not {code!r}")
+    return CascadeOptions(
+        families,
+        str(kinds),
+        values["neighbours"],
+        float(share),
+        code,
+        max(values["folds"], 2),
+        values["seed"],
+    )
+
+
+@dataclass
+class Problem:
+    """The training rows in the search's terms."""
+
+    data: TrainingData
+    scores: npt.NDArray[np.float32]  # rows x models
+    costs: npt.NDArray[np.float32]  # rows x models, US$ per call
+    kind_names: list[str]
+    kinds: npt.NDArray[np.intp]  # each row's kind (from its label)
+    code_kinds: set[int]
+    cheap: list[str]
+    table: AnswerTable
+    _agreement: dict[tuple[str, ...], npt.NDArray[np.bool_]]
+
+    @classmethod
+    def of(cls, data: TrainingData, opts: CascadeOptions) -> Problem:
+        scores = score_matrix(data)
+        costs = fill_costs(data.cost_matrix())
+        labels = [r.task for r in data.rows]
+        if opts.kinds == "one" or not all(labels):
+            labels = [""] * len(data.rows)
+        names = sorted(set(labels))
+        kinds = np.array([names.index(t) for t in labels], dtype=np.intp)
+        formats = task_formats(data.rows)  # the trainer may use labels
+        code = {
+            k
+            for k in range(len(names))
+            if sum(f == "code" for f, g in zip(formats, kinds, strict=True) if g == k) * 2
+            > int((kinds == k).sum())
+        }
+        per_1k = costs.mean(axis=0) * 1000.0
+        limit = opts.stage_cost_share * float(per_1k.max())
+        cheap = [m for m, c in zip(data.models, per_1k, strict=True) if c <= limit]
+        table = AnswerTable(data.rows)
+        return cls(data, scores, costs, names, kinds, code, cheap, table, {})
+
+    @property
+    def column(self) -> dict[str, int]:
+        return {m: i for i, m in enumerate(self.data.models)}
+
+    def agree(self, stage: tuple[str, ...], rows: npt.NDArray[np.intp]) -> npt.NDArray[np.bool_]:
+        if stage not in self._agreement:
+            every = range(len(self.data.rows))
+            self._agreement[stage] = np.array([self.table.agrees(r, stage) for r in every])
+        return self._agreement[stage][rows]
+
+    def search_space(
+        self, families: Sequence[str], code_cascades: bool
+    ) -> tuple[Outcomes, list[npt.NDArray[np.intp]]]:
+        plans = candidates(self.data.models, self.scores.mean(axis=0), families, self.cheap)
+        found = outcomes(plans, self.agree, self.scores, self.costs, self.column)
+        everything = np.arange(len(plans))
+        singles = np.array([i for i, p in enumerate(plans) if len(p) == 1], dtype=np.intp)
+        allowed = [
+            singles if k in self.code_kinds and not code_cascades else everything
+            for k in range(len(self.kind_names))
+        ]
+        return found, allowed
+
+
+def folds_of(kinds: npt.NDArray[np.intp], folds: int, seed: int) -> npt.NDArray[np.intp]:
+    """Each row's fold, stratified by kind (seeded)."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(len(kinds), dtype=np.intp)
+    for kind in np.unique(kinds):
+        members = np.flatnonzero(kinds == kind)
+        rng.shuffle(members)
+        out[members] = np.arange(len(members)) % folds
+    return out
+
+
+def cross_validate(
+    problem: Problem,
+    found: Outcomes,
+    allowed: list[npt.NDArray[np.intp]],
+    opts: CascadeOptions,
+    budgets: npt.NDArray[np.float64],
+) -> list[tuple[float, float]]:
+    """The held-out curve: per budget, the mean over all rows of each row's outcome under
+    the plan chosen without its fold, its kind recovered from its embedding by the fold's
+    training prompts (as serving will)."""
+    fold = folds_of(problem.kinds, opts.folds, opts.seed)
+    vectors = problem.data.embeddings
+    n = len(fold)
+    cost = np.zeros(len(budgets))
+    quality = np.zeros(len(budgets))
+    for f in range(opts.folds):
+        fit, held = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+        if not len(held) or not len(fit):
+            continue
+        front = frontier(found, problem.kinds, allowed, fit)
+        index = KindIndex(
+            vectors[fit], problem.kinds[fit].astype(np.int32), len(allowed), opts.neighbours
+        )
+        kinds = index.of_batch(vectors[held])
+        for b, budget in enumerate(budgets):
+            plan = front.policy[front.entry(float(budget)), kinds]
+            cost[b] += found.cost[plan, held].sum() * 1000.0 / n
+            quality[b] += found.quality[plan, held].sum() / n
+    return list(zip(cost.tolist(), quality.tolist(), strict=True))
+
+
+def train_cascade(data: TrainingData, options: dict[str, Any]) -> Artifact:
+    opts = parse_options(options)
+    if not data.models:
+        raise ValueError("cascade needs `scores`: no model has a score in every row")
+    problem = Problem.of(data, opts)
+    choices = [opts.families] if opts.families else list(AUTO_FAMILIES)
+    per_1k = problem.costs.mean(axis=0) * 1000.0
+    budgets = np.geomspace(max(float(per_1k.min()), 1e-6), 3.0 * float(per_1k.max()), BUDGETS)
+    searched = {}
+    curves = {}
+    for families in choices:
+        found, allowed = problem.search_space(families, opts.code_cascades)
+        searched[families] = (found, allowed)
+        if len(choices) > 1:
+            curves[families] = cross_validate(problem, found, allowed, opts, budgets)
+    table: list[dict[str, Any]] = []
+    if curves:
+        low, high = shared_axis(curves.values())
+        scored = {f: aiq(c, low, high) for f, c in curves.items()}
+        best = max(scored, key=lambda f: (round(scored[f], 4), -len(f)))
+        table = [
+            {"families": ",".join(f), "cv_aiq": round(s, 6), "cv_curve": _rounded(curves[f])}
+            for f, s in scored.items()
+        ]
+    else:
+        best = choices[0]
+    found, allowed = searched[best]
+    front = frontier(found, problem.kinds, allowed, np.arange(len(data.rows)))
+    return _artifact(data, problem, found, front, opts, best, table)
+
+
+def _rounded(points: list[tuple[float, float]]) -> list[list[float]]:
+    return [[round(c, 6), round(q, 6)] for c, q in points]
+
+
+def _artifact(
+    data: TrainingData,
+    problem: Problem,
+    found: Outcomes,
+    front: Frontier,
+    opts: CascadeOptions,
+    families: tuple[str, ...],
+    table: list[dict[str, Any]],
+) -> Artifact:
+    used = sorted(set(front.policy.ravel().tolist()))
+    renumber = {old: new for new, old in enumerate(used)}
+    plans: list[Stages] = [found.plans[i] for i in used]
+    policy = np.vectorize(renumber.__getitem__, otypes=[np.int32])(front.policy)
+    norms = np.linalg.norm(data.embeddings, axis=1, keepdims=True)
+    unit = data.embeddings / np.where(norms > 0, norms, 1.0)
+    return Artifact(
+        algorithm=ALGORITHM,
+        models=list(data.models),
+        encoder=data.encoder,
+        arrays={
+            "embeddings": unit.astype(np.float16),
+            "row_kinds": problem.kinds.astype(np.int32),
+            "policies": encode(plans, data.models),
+            "frontier_cost": front.cost,
+            "frontier_quality": front.quality,
+            "frontier_policy": policy,
+            "cost_per_1k": (problem.costs.mean(axis=0) * 1000.0).astype(np.float32),
+        },
+        data_hash=data.data_hash,
+        params=data_params(opts),
+        extra={
+            "kinds": problem.kind_names,
+            "code_kinds": sorted(problem.kind_names[k] for k in problem.code_kinds),
+            "neighbours": opts.neighbours,
+            "families": ",".join(families),
+            "stage_models": problem.cheap,
+            "prompts": len(data.rows),
+            "entries": len(front.cost),
+            "tuning": table,
+        },
+    )
+
+
+def data_params(opts: CascadeOptions) -> dict[str, Any]:
+    return {
+        "families": ",".join(opts.families) if opts.families else "auto",
+        "kinds": opts.kinds,
+        "neighbours": opts.neighbours,
+        "stage_cost_share": opts.stage_cost_share,
+        "code_cascades": opts.code_cascades,
+        "folds": opts.folds,
+        "seed": opts.seed,
+    }
