@@ -147,7 +147,7 @@ class Dispatcher:
             raise overflow.error()
         raise self._exhausted(errors, refused, log)
 
-    def _passed_over(self, model: str, why: str, log: AttemptLog) -> tuple[str, ...]:
+    def _passed_over(self, model: str, why: str, log: AttemptLog) -> list[str]:
         log.skipped.append((model, why))
         return self.models[model].fallbacks
 
