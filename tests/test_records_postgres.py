@@ -55,19 +55,23 @@ def test_served_records_become_rows(postgres: PostgresServer) -> None:
     # Stopped: the sink has written everything queued and closed its connection.
     first, second = rows(postgres.dsn, "served")
     assert first["request_id"] == answer._request_id
-    assert first["kind"] == "served" and first["surface"] == "chat"
-    assert first["decision"] == "coding" and first["model"] == "large"
+    assert first["kind"] == "served"
+    assert first["surface"] == "chat"
+    assert first["decision"] == "coding"
+    assert first["model"] == "large"
     assert first["status"] == 200
     assert first["signals"] == {"code": True, "quiet": False, "secret": False}  # JSONB
     assert first["candidates"] == ["large", "small"]
     assert first["attempts"] == [["large", None]]
     assert first["prompt_tokens"] == answer.usage.prompt_tokens  # type: ignore[union-attr]
-    assert first["cost_usd"] > 0 and first["time"].year >= 2025
+    assert first["cost_usd"] > 0
+    assert first["time"].year >= 2025
     assert first["prompt"] == "python please"
     assert first["answer"] == "[large] You said: python please"
     assert first["extra"]["messages"] == [{"role": "user", "content": "python please"}]
     assert first["extra"]["requested_model"] == "auto"
-    assert second["surface"] == "responses" and second["answer"] == "[small] You said: stream it"
+    assert second["surface"] == "responses"
+    assert second["answer"] == "[small] You said: stream it"
     # Analytics read it with plain SQL over the JSONB columns.
     coding = rows(postgres.dsn, "served WHERE (signals->>'code')::boolean", "decision")
     assert coding == [{"decision": "coding"}]
@@ -83,18 +87,30 @@ def test_shadow_records_share_the_table(postgres: PostgresServer) -> None:
         counters=tally.counters(),
     )
     shadow = {
-        "v": 1, "kind": "shadow", "request_id": "r1", "time": 1.8e9, "decision": "coding",
-        "model": "small", "answer": "42", "usage": {"prompt_tokens": 3, "completion_tokens": 1},
-        "cost_usd": 1e-6, "latency_ms": 12.5, "status": 200, "error": None,
+        "v": 1,
+        "kind": "shadow",
+        "request_id": "r1",
+        "time": 1.8e9,
+        "decision": "coding",
+        "model": "small",
+        "answer": "42",
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+        "cost_usd": 1e-6,
+        "latency_ms": 12.5,
+        "status": 200,
+        "error": None,
     }
     for n in range(120):
         sink.write({**shadow, "request_id": f"r{n}"})
     sink.close()
-    assert tally.written == 120 and tally.dropped == {}
+    assert tally.written == 120
+    assert tally.dropped == {}
     found = rows(postgres.dsn, "analytics_shadow")
     assert [r["request_id"] for r in found] == [f"r{n}" for n in range(120)]
-    assert found[0]["kind"] == "shadow" and found[0]["answer"] == "42"
-    assert found[0]["completion_tokens"] == 1 and found[0]["extra"]["error"] is None
+    assert found[0]["kind"] == "shadow"
+    assert found[0]["answer"] == "42"
+    assert found[0]["completion_tokens"] == 1
+    assert found[0]["extra"]["error"] is None
 
 
 def test_a_server_that_is_gone_costs_records_not_requests() -> None:

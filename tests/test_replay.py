@@ -82,14 +82,16 @@ def test_serve_records_then_replay_reports_the_change(tmp_path: Path) -> None:
     rows = [orjson.loads(line) for line in records.read_text().splitlines()]
     assert [r["prompt"] for r in rows] == PROMPTS
     assert [r["decision"] for r in rows] == ["coding", "coding", "default", "default"]
-    assert rows[0]["model"] == "coder" and rows[0]["answer"] == "[coder] You said: " + PROMPTS[0]
+    assert rows[0]["model"] == "coder"
+    assert rows[0]["answer"] == "[coder] You said: " + PROMPTS[0]
 
     changed = tmp_path / "changed.yaml"
     changed.write_text(CHANGED)
     result = run_replay("--records", str(records.parent), "--config", str(changed), "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["served_records"] == 4 and report["replayed"] == 4
+    assert report["served_records"] == 4
+    assert report["replayed"] == 4
     assert report["not_replayable"] == {"no_content": 0}
     assert report["decisions_changed"] == 1  # hello: default -> greeting
     assert report["models_changed"] == 2  # code: coder -> large
@@ -143,8 +145,15 @@ def test_shadow_records_and_direct_requests_replay_as_they_were(
 ) -> None:
     lines: list[dict[str, Any]] = [
         {"kind": "shadow", "request_id": "a", "model": "large", "answer": "x"},
-        {"kind": "served", "request_id": "b", "decision": "direct", "requested_model": "coder",
-         "candidates": ["coder"], "model": "coder", "prompt": "python"},
+        {
+            "kind": "served",
+            "request_id": "b",
+            "decision": "direct",
+            "requested_model": "coder",
+            "candidates": ["coder"],
+            "model": "coder",
+            "prompt": "python",
+        },
     ]
     path = tmp_path / "r.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))

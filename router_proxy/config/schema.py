@@ -17,8 +17,8 @@ from router_proxy.config.base import ProviderConfigBase, SignalConfigBase, Stric
 from router_proxy.config.conversations import AffinityConfig, AffinityMode, PreferencesConfig
 from router_proxy.embeddings.config import EmbeddingsConfig
 from router_proxy.plugins.registry import plugin_item_model
-from router_proxy.records.config import RecordsConfig
 from router_proxy.providers.registry import PROVIDER_TYPES
+from router_proxy.records.config import RecordsConfig
 from router_proxy.resilience.config import (
     LimitsConfig,
     ResilienceConfig,

@@ -33,8 +33,7 @@ class JsonlSinkConfig(StrictModel):
     max_bytes: int | None = Field(
         default=100 * 1024 * 1024,
         ge=1024,
-        description="rotate once the file would grow past this many bytes (null: never "
-        "for size)",
+        description="rotate once the file would grow past this many bytes (null: never for size)",
     )
     rotate_seconds: float | None = Field(
         default=None, gt=0, description="rotate a file this old (null: never for age)"

@@ -90,7 +90,7 @@ class PostgresSink(QueuedWriter):
             for name, _ in COLUMNS
         )
         columns = sql.SQL(", ").join(
-            sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))  # type: ignore[arg-type]
+            sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))
             for name, kind in COLUMNS
         )
         self._create = [

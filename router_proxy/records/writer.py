@@ -65,9 +65,7 @@ class QueuedWriter(ABC):
         self.counters = counters
         self.closed = False
         self._last_error_log = -ERROR_LOG_SECONDS
-        self._thread = threading.Thread(
-            target=self._run, name=f"records-{self.kind}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name=f"records-{self.kind}", daemon=True)
         self._thread.start()
 
     def write(self, record: Record) -> None:
@@ -98,6 +96,7 @@ class QueuedWriter(ABC):
     def write_batch(self, records: list[Record]) -> None:
         """Write ``records`` (in the writer thread); raise to have them counted dropped."""
 
+    @abstractmethod
     def close_target(self) -> None:
         """Release the file or connection (in the writer thread, after the last batch)."""
 

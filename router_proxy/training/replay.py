@@ -182,7 +182,9 @@ async def replay(
         report.decision_moves[(old_decision, plan.decision)] += 1
         report.model_moves[(old_model, plan.model)] += 1
         if (decision_moved or model_moved) and len(report.examples) < examples:
-            report.examples.append(_example(record, ctx, old_decision, old_model, plan.decision, plan.model))
+            report.examples.append(
+                _example(record, ctx, old_decision, old_model, plan.decision, plan.model)
+            )
         _price(record, plan.model, config, report)
     return report
 

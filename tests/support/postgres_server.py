@@ -65,16 +65,32 @@ class PostgresServer:
             shutil.chown(self.root, "postgres", "postgres")
         subprocess.run(
             self._command(
-                str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", "postgres",
-                "--auth=trust", "--no-sync", "-E", "UTF8",
+                str(self.bin_dir / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
             ),
             check=True,
             capture_output=True,
         )
         self.proc = subprocess.Popen(
             self._command(
-                str(self.bin_dir / "postgres"), "-D", str(self.data), "-p", str(self.port),
-                "-h", "127.0.0.1", "-k", str(self.root), "-c", "fsync=off",
+                str(self.bin_dir / "postgres"),
+                "-D",
+                str(self.data),
+                "-p",
+                str(self.port),
+                "-h",
+                "127.0.0.1",
+                "-k",
+                str(self.root),
+                "-c",
+                "fsync=off",
             ),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
