@@ -90,8 +90,7 @@ class PostgresSink(QueuedWriter):
             for name, _ in COLUMNS
         )
         columns = sql.SQL(", ").join(
-            sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))
-            for name, kind in COLUMNS
+            sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind)) for name, kind in COLUMNS
         )
         self._create = [
             sql.SQL("CREATE TABLE IF NOT EXISTS {} (id bigserial PRIMARY KEY, {})").format(

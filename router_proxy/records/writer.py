@@ -10,10 +10,10 @@ to fail or wait.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -25,7 +25,7 @@ Record = Mapping[str, Any]
 # text from its raw bytes.
 Finish = Callable[[Record], Record]
 ERROR_LOG_SECONDS = 60.0
-CLOSE_TIMEOUT = 10.0
+CLOSE_TIMEOUT = 30.0  # seconds close() waits for the writer to write what is queued
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +41,14 @@ def _ignore(*_: object) -> None:
 
 
 NO_COUNTERS = Counters(_ignore, _ignore)
-_STOP: Any = object()
 
 
 class QueuedWriter(ABC):
-    """A sink's queue and writer thread; subclasses write batches (``write_batch``)."""
+    """A sink's queue and writer thread; subclasses write batches (``write_batch``).
+
+    The queue is a deque the loop appends to without a lock or a wake-up (a thread woken
+    for every record costs the loop more than the record does); the writer wakes every
+    ``flush_seconds``, or when a whole batch is waiting, and writes all there is."""
 
     kind: ClassVar[str]  # the `type:` of its config, and the metrics' `sink` label
 
@@ -58,12 +61,14 @@ class QueuedWriter(ABC):
         prepare: Finish | None = None,
         counters: Counters = NO_COUNTERS,
     ) -> None:
-        self._queue: queue.Queue[tuple[Record, Finish | None]] = queue.Queue(queue_size)
+        self._pending: deque[tuple[Record, Finish | None]] = deque()
+        self.queue_size = queue_size
         self.batch_size = batch_size
         self.flush_seconds = flush_seconds
         self.prepare = prepare  # applied to every record (the section's redaction)
         self.counters = counters
         self.closed = False
+        self._wake = threading.Event()
         self._last_error_log = -ERROR_LOG_SECONDS
         self._thread = threading.Thread(target=self._run, name=f"records-{self.kind}", daemon=True)
         self._thread.start()
@@ -73,24 +78,24 @@ class QueuedWriter(ABC):
 
     def write_with(self, record: Record, finish: Finish | None) -> None:
         """``write``, with ``finish`` run on the record in the writer thread first."""
+        pending = self._pending
         if self.closed:
             self.counters.dropped(self.kind, "closed", 1)
-            return
-        try:
-            self._queue.put_nowait((record, finish))
-        except queue.Full:
+        elif len(pending) >= self.queue_size:
             self.counters.dropped(self.kind, "overflow", 1)
+        else:
+            pending.append((record, finish))  # deque.append: atomic, no lock
+            if len(pending) == self.batch_size:
+                self._wake.set()
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
-        try:
-            self._queue.put((_STOP, None), timeout=CLOSE_TIMEOUT)
-        except queue.Full:  # a writer stuck for that long: give up on what is queued
-            logger.error("records writer (%s) did not drain; closing without it", self.kind)
-            return
+        self._wake.set()
         self._thread.join(CLOSE_TIMEOUT)
+        if self._thread.is_alive():  # a writer stuck that long: give up on what is queued
+            logger.error("records writer (%s) did not drain; closing without it", self.kind)
 
     @abstractmethod
     def write_batch(self, records: list[Record]) -> None:
@@ -101,29 +106,21 @@ class QueuedWriter(ABC):
         """Release the file or connection (in the writer thread, after the last batch)."""
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            batch: list[tuple[Record, Finish | None]] = []
-            item = self._queue.get()
-            deadline = time.monotonic() + self.flush_seconds
-            while True:
-                if item[0] is _STOP:
-                    stopping = True
-                    break
-                batch.append(item)
-                if len(batch) >= self.batch_size:
-                    break
-                left = deadline - time.monotonic()
-                try:
-                    item = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            if batch:
-                self._flush(batch)
+        while not self.closed:
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            self._drain()
+        self._drain()  # what came in while the last batch was written
         try:
             self.close_target()
         except Exception:
             logger.exception("closing the records sink (%s) failed", self.kind)
+
+    def _drain(self) -> None:
+        pending = self._pending
+        while pending:
+            batch = [pending.popleft() for _ in range(min(self.batch_size, len(pending)))]
+            self._flush(batch)
 
     def _flush(self, batch: list[tuple[Record, Finish | None]]) -> None:
         records = []
