@@ -300,6 +300,18 @@ def test_records_are_counted_in_metrics(serve: Any, tmp_path: Path) -> None:
     assert runtime_sink is not None, text
 
 
+def test_content_past_the_queued_bytes_is_dropped_not_held(serve: Any, tmp_path: Path) -> None:
+    path = tmp_path / "records.jsonl"
+    server = serve(records_policy(path, content=True, max_queued_bytes=4096))
+    client = sdk(server)
+    for text in ("short", "long " * 1000):  # the long one holds ~15 KB: over the budget
+        client.chat.completions.create(model="auto", messages=[{"role": "user", "content": text}])
+    metrics = httpx.get(server.base_url + "/metrics").text
+    server.stop()
+    assert [r["prompt"] for r in read(path)] == ["short"]
+    assert 'router_records_dropped_total{reason="overflow",sink="jsonl"} 1.0' in metrics
+
+
 # --- the JSONL sink ---------------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ from router_proxy.records.writer import NO_COUNTERS, Counters, Finish, QueuedWri
 
 SINKS: dict[str, Callable[..., QueuedWriter]] = {"jsonl": JsonlSink, "postgres": PostgresSink}
 # What a running sink was opened with: a reload that changes none of it keeps the sink.
-_SINK_FIELDS = ("sink", "redact", "queue_size", "batch_size", "flush_seconds")
+_SINK_FIELDS = ("sink", "redact", "queue_size", "max_queued_bytes", "batch_size", "flush_seconds")
 
 
 def build_recorder(
@@ -45,6 +45,7 @@ def open_sink(config: RecordsConfig, counters: Counters = NO_COUNTERS) -> Queued
         queue_size=config.queue_size,
         batch_size=config.batch_size,
         flush_seconds=config.flush_seconds,
+        max_queued_bytes=config.max_queued_bytes,
         prepare=prepare,
         counters=counters,
     )

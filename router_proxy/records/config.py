@@ -27,8 +27,9 @@ class JsonlSinkConfig(StrictModel):
     path: str = Field(
         default="records/records.jsonl",
         min_length=1,
-        description="the file written now (its folder is created); `{pid}` is replaced by "
-        "the process id: use it with `serve --workers N`, one file per worker",
+        description="the file written now (relative to the working directory; its folder "
+        "is created); `{pid}` is replaced by the process id: use it with "
+        "`serve --workers N`, one file per worker",
     )
     max_bytes: int | None = Field(
         default=100 * 1024 * 1024,
@@ -101,6 +102,12 @@ class RecordsConfig(StrictModel):
         ge=1,
         description="records waiting for the writer thread; past this, records are "
         "dropped and counted (router_records_dropped_total), never waited for",
+    )
+    max_queued_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024,
+        description="content (prompts, messages, answers) of records waiting for the "
+        "writer, at most; a record that would pass it is dropped and counted as overflow",
     )
     batch_size: int = Field(default=256, ge=1, description="records written at once, at most")
     flush_seconds: float = Field(

@@ -40,9 +40,14 @@ class Content:
     wire_format: str  # of the answer when it is not native: the endpoint's
     native_format: str | None  # of a native answer (the client's own API)
     redactor: RedactPiiPlugin | None  # the decision's redact_pii plugin, if any
+    chars: int  # of the messages' text: what the record holds until it is written
     answer: list[bytes] = field(default_factory=list)  # the body, or the stream's blocks
     native: bool = False
     streamed: bool = False
+
+    def weight(self) -> int:
+        """Roughly the bytes this content holds while it waits for the writer."""
+        return len(self.prompt) + self.chars + sum(len(part) for part in self.answer)
 
     def keep(self, body: bytes, native: bool) -> None:
         self.answer.append(body)
@@ -110,6 +115,7 @@ class Recorder:
             ctx.endpoint,
             ctx.native_format,
             redactor,
+            len(ctx.text("all")),
             streamed=ctx.request.stream,
         )
         return Sample(True, ctx.request.model, content)
@@ -148,7 +154,10 @@ class Recorder:
         if record.cache is not None:
             out["cache"] = record.cache.outcome
         content = sample.content
-        self.sink.write_with(out, content.finish if content is not None else None)
+        if content is None:
+            self.sink.write_with(out, None)
+        else:
+            self.sink.write_with(out, content.finish, content.weight())
 
     def _drawn(self, rate: float) -> bool:
         return rate >= 1.0 or (rate > 0.0 and self.draw() < rate)

@@ -24,7 +24,9 @@ Record = Mapping[str, Any]
 # Work done in the writer thread before a record is written: redaction, the answer's
 # text from its raw bytes.
 Finish = Callable[[Record], Record]
+Queued = tuple[Record, Finish | None, int]  # the record, its finish, its content's bytes
 ERROR_LOG_SECONDS = 60.0
+DEFAULT_QUEUED_BYTES = 256 * 1024 * 1024
 CLOSE_TIMEOUT = 30.0  # seconds close() waits for the writer to write what is queued
 
 
@@ -58,11 +60,15 @@ class QueuedWriter(ABC):
         queue_size: int,
         batch_size: int,
         flush_seconds: float,
+        max_queued_bytes: int = DEFAULT_QUEUED_BYTES,
         prepare: Finish | None = None,
         counters: Counters = NO_COUNTERS,
     ) -> None:
-        self._pending: deque[tuple[Record, Finish | None]] = deque()
+        self._pending: deque[Queued] = deque()
         self.queue_size = queue_size
+        self.max_queued_bytes = max_queued_bytes
+        self._queued_bytes = 0  # content held by queued records (their `weight`)
+        self._bytes_lock = threading.Lock()
         self.batch_size = batch_size
         self.flush_seconds = flush_seconds
         self.prepare = prepare  # applied to every record (the section's redaction)
@@ -76,17 +82,26 @@ class QueuedWriter(ABC):
     def write(self, record: Record) -> None:
         self.write_with(record, None)
 
-    def write_with(self, record: Record, finish: Finish | None) -> None:
-        """``write``, with ``finish`` run on the record in the writer thread first."""
+    def write_with(self, record: Record, finish: Finish | None, weight: int = 0) -> None:
+        """``write``, with ``finish`` run on the record in the writer thread first;
+        ``weight``: the bytes of content it holds (prompt, messages, answer), counted
+        against ``max_queued_bytes`` until it is written."""
         pending = self._pending
         if self.closed:
             self.counters.dropped(self.kind, "closed", 1)
-        elif len(pending) >= self.queue_size:
+        elif len(pending) >= self.queue_size or (weight and not self._hold(weight)):
             self.counters.dropped(self.kind, "overflow", 1)
         else:
-            pending.append((record, finish))  # deque.append: atomic, no lock
+            pending.append((record, finish, weight))  # deque.append: atomic, no lock
             if len(pending) == self.batch_size:
                 self._wake.set()
+
+    def _hold(self, weight: int) -> bool:
+        with self._bytes_lock:
+            if self._queued_bytes + weight > self.max_queued_bytes:
+                return False
+            self._queued_bytes += weight
+            return True
 
     def close(self) -> None:
         if self.closed:
@@ -121,10 +136,14 @@ class QueuedWriter(ABC):
         while pending:
             batch = [pending.popleft() for _ in range(min(self.batch_size, len(pending)))]
             self._flush(batch)
+            held = sum(weight for _, _, weight in batch)
+            if held:
+                with self._bytes_lock:
+                    self._queued_bytes -= held
 
-    def _flush(self, batch: list[tuple[Record, Finish | None]]) -> None:
+    def _flush(self, batch: list[Queued]) -> None:
         records = []
-        for record, finish in batch:
+        for record, finish, _ in batch:
             try:
                 records.append(self._finished(record, finish))
             except Exception as exc:  # one odd record costs only itself
