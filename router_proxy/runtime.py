@@ -29,6 +29,9 @@ from router_proxy.observability.metrics import Metrics
 from router_proxy.pipeline import Pipeline
 from router_proxy.providers.base import Provider
 from router_proxy.providers.registry import build_provider
+from router_proxy.records.build import build_recorder
+from router_proxy.records.sink import RecordSink
+from router_proxy.records.writer import Counters
 from router_proxy.resilience.dispatch import Dispatcher
 from router_proxy.resilience.feedback import UpstreamFeedback
 from router_proxy.resilience.rate_limits import RateLimits
@@ -52,6 +55,7 @@ class Runtime:
     in_flight: int = 0
     retired: bool = False
     _successor: Resources | None = field(default=None, repr=False)
+    _successor_sink: RecordSink | None = field(default=None, repr=False)
     _closing: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
@@ -82,19 +86,31 @@ class Runtime:
             resources.breakers, resources.latency, metrics.count_upstream_error
         )
         upstream = Upstream(config.models, providers)
+        pipeline = Pipeline.build(config, resources)
+        # Last: a policy that failed to build above leaves no writer thread behind.
+        records = build_recorder(
+            config.records,
+            Counters(metrics.count_records_written, metrics.count_records_dropped),
+            previous.engine.records if previous is not None else None,
+        )
         engine = Engine(
             settings=config.server,
             auth=ClientAuth(config.server.api_keys),
             limits=limits,
-            pipeline=Pipeline.build(config, resources),
+            pipeline=pipeline,
             dispatcher=Dispatcher(config.resilience.retries, feedback, limits, config.models),
             upstream=upstream,
             accounting=Accounting(
-                config.models, metrics, limits, log_requests=config.server.log_requests
+                config.models,
+                metrics,
+                limits,
+                log_requests=config.server.log_requests,
+                records=records,
             ),
             metrics=metrics,
             conversations=_conversations(config, resources, upstream, metrics),
             cache=cache,
+            records=records,
         )
         generation = previous.generation + 1 if previous is not None else 0
         return cls(
@@ -111,6 +127,12 @@ class Runtime:
     @property
     def pipeline(self) -> Pipeline:
         return self.engine.pipeline
+
+    @property
+    def record_sink(self) -> RecordSink | None:
+        """Where this config's decision records go (None: ``records:`` is absent). Shadow
+        records are written here too; a reload that keeps the sink's settings keeps it."""
+        return self.engine.records.sink if self.engine.records is not None else None
 
     @property
     def shared_state_up(self) -> bool:
@@ -133,6 +155,9 @@ class Runtime:
         self.started = False
         for provider in self.providers.values():
             await provider.aclose()
+        sink = self.record_sink
+        if sink is not None and sink is not self._successor_sink:
+            await asyncio.to_thread(sink.close)  # writes what is queued (blocking)
         await self.resources.close_unshared(self._successor)
 
     def acquire(self) -> None:
@@ -150,6 +175,7 @@ class Runtime:
         """No new requests will come; close once the last one in flight is done."""
         self.retired = True
         self._successor = successor.resources
+        self._successor_sink = successor.record_sink
         if self.in_flight == 0:
             self._close_soon()
 

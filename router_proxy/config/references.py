@@ -38,7 +38,20 @@ def check_references(config: Config) -> list[Problem]:
         problems += _check_route(config, i, decision)
     problems += parser.errors
     problems += _check_default(config.decisions)
+    problems += _check_records(config)
     return problems
+
+
+def _check_records(config: Config) -> list[Problem]:
+    """``records.decisions`` names decisions (or `direct`)."""
+    if config.records is None:
+        return []
+    known = {d.name for d in config.decisions} | {DIRECT}
+    return [
+        (("records", "decisions", name), f"unknown decision '{name}'")
+        for name in config.records.decisions
+        if name not in known
+    ]
 
 
 def _check_model_names(config: Config) -> list[Problem]:

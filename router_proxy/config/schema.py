@@ -18,6 +18,7 @@ from router_proxy.config.conversations import AffinityConfig, AffinityMode, Pref
 from router_proxy.embeddings.config import EmbeddingsConfig
 from router_proxy.plugins.registry import plugin_item_model
 from router_proxy.providers.registry import PROVIDER_TYPES
+from router_proxy.records.config import RecordsConfig
 from router_proxy.resilience.config import (
     LimitsConfig,
     ResilienceConfig,
@@ -297,6 +298,11 @@ class Config(StrictModel):
     cache: CacheConfig = Field(
         default_factory=CacheConfig,
         description="the response cache's store (decisions turn caching on)",
+    )
+    records: RecordsConfig | None = Field(
+        default=None,
+        description="decision records: sampled requests written to a JSONL file or "
+        "PostgreSQL (absent: nothing recorded)",
     )
 
     def upstream_name(self, model: str) -> str:

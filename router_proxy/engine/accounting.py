@@ -1,8 +1,9 @@
 """Accounting: what a finished request cost and how it went, written once per request.
 
 Cost comes from the answering model's price table; tokens and dollars are charged to the
-client's and the model's budgets; metrics and the JSON log line are written when the
-answer is complete (for a stream: when its last byte has gone or the client has left).
+client's and the model's budgets; metrics, the JSON log line and the decision record (when
+sampled) are written when the answer is complete (for a stream: when its last byte has
+gone or the client has left).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from router_proxy.engine.record import RequestRecord
 from router_proxy.observability.logging import log_request
 from router_proxy.observability.metrics import UNKNOWN, Metrics
 from router_proxy.protocol import Usage
+from router_proxy.records.recorder import Recorder
 from router_proxy.resilience.rate_limits import RateLimits
 
 logger = logging.getLogger("router_proxy.engine")
@@ -30,11 +32,13 @@ class Accounting:
         limits: RateLimits,
         *,
         log_requests: bool = True,
+        records: Recorder | None = None,
     ) -> None:
         self.models = models
         self.metrics = metrics
         self.limits = limits
         self.log_requests = log_requests
+        self.records = records  # None: the policy records nothing
         # Stream-end charges, held until done (the loop keeps only weak references).
         self._background: set[asyncio.Task[None]] = set()
 
@@ -89,6 +93,8 @@ class Accounting:
         self._count_attempts(record)
         if self.log_requests:
             self._log(record, status, cost, saved)
+        if self.records is not None:
+            self.records.served(record, status, cost, usage)
 
     def _count_attempts(self, record: RequestRecord) -> None:
         tried = record.attempts.tried

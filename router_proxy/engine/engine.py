@@ -29,6 +29,7 @@ from router_proxy.observability.metrics import Metrics
 from router_proxy.pipeline import Pipeline, RoutePlan
 from router_proxy.protocol import Endpoint
 from router_proxy.providers.base import ChatStream, Completion
+from router_proxy.records.recorder import Recorder
 from router_proxy.resilience.dispatch import Dispatcher
 from router_proxy.resilience.rate_limits import RateLimits
 
@@ -64,6 +65,7 @@ class Engine:
         metrics: Metrics,
         conversations: Conversations,
         cache: ResponseCache | None = None,
+        records: Recorder | None = None,
     ) -> None:
         self.settings = settings  # body and message limits the surfaces apply
         self.auth = auth
@@ -75,6 +77,7 @@ class Engine:
         self.metrics = metrics
         self.conversations = conversations
         self.cache = cache  # None: no decision caches, and no request pays for looking
+        self.records = records  # None: the policy records nothing (and pays nothing)
 
     def authenticate(self, record: RequestRecord, credential: str | None) -> None:
         """``credential``: the client's ``Authorization`` value (or the surface's own
@@ -103,6 +106,8 @@ class Engine:
             plan = preferences.apply(plan, ctx)
         record.plan = plan
         self.metrics.routing_seconds.observe(plan.routing_seconds)
+        if self.records is not None:
+            record.sample = self.records.sample(plan, ctx)
         return plan
 
     async def complete(self, ctx: RequestContext, record: RequestRecord) -> Completion:
@@ -111,7 +116,10 @@ class Engine:
         calls no model."""
         plan, upstream = self._plan(record), self.upstream
         if self.cache is not None and (hit := await self._cached(ctx, record, plan)):
-            return replayed_completion(hit)
+            cached = replayed_completion(hit)
+            if record.sample is not None and record.sample.content is not None:
+                record.sample.content.keep(cached.body, cached.native)
+            return cached
         out = await _outgoing(self.pipeline, plan, ctx)
         # The candidates tried, in order (context windows, session affinity): no await
         # when nothing applies.
@@ -134,6 +142,8 @@ class Engine:
         await self.accounting.charge(record)
         if self.cache is not None and record.cache is not None:
             self.cache.keep_whole(record.cache, outcome.result, outcome.model)
+        if record.sample is not None and record.sample.content is not None:
+            record.sample.content.keep(outcome.result.body, outcome.result.native)
         return outcome.result
 
     def answered(self, record: RequestRecord) -> None:
@@ -180,13 +190,19 @@ class Engine:
         as it goes, and stored only once it has ended normally."""
         stream = opened.stream
         tee = self.cache.tee(record.cache) if self.cache is not None else None
+        # A sampled record that keeps content: the answer's blocks, as relayed.
+        kept = _kept(record, stream.native) if record.sample is not None else None
         try:
             if tee is not None:
                 tee.add(opened.first)
+            if kept is not None:
+                kept.append(opened.first)
             yield opened.first
             async for chunk in stream.chunks:
                 if tee is not None:
                     tee.add(chunk)
+                if kept is not None:
+                    kept.append(chunk)
                 yield chunk
             if tee is not None and self.cache is not None and record.cache is not None:
                 self.cache.keep_stream(record.cache, tee, stream, record.model)
@@ -258,6 +274,15 @@ class Engine:
         if record.plan is None:
             raise RuntimeError("route() before calling an upstream")
         return record.plan
+
+
+def _kept(record: RequestRecord, native: bool) -> list[bytes] | None:
+    """Where a stream's blocks are kept for its decision record (None: not kept)."""
+    content = record.sample.content if record.sample is not None else None
+    if content is None:
+        return None
+    content.native = native
+    return content.answer
 
 
 async def _outgoing(pipeline: Pipeline, plan: RoutePlan, ctx: RequestContext) -> Outgoing:

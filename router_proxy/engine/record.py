@@ -12,6 +12,7 @@ from router_proxy.engine.turn_note import TurnNote
 from router_proxy.errors import GatewayError
 from router_proxy.pipeline import RoutePlan
 from router_proxy.protocol import Usage
+from router_proxy.records.recorder import Sample
 from router_proxy.resilience.dispatch import AttemptLog
 
 REQUEST_ID_HEADER = "x-router-request-id"
@@ -41,6 +42,12 @@ class RequestRecord:
     dropped: tuple[str, ...] = ()
     turn: TurnNote | None = None  # its conversation's session and model (affinity)
     cache: CacheUse | None = None  # None: the decision does not cache
+    # Decision records: whether this request is recorded (None: not drawn yet, or the
+    # policy records nothing), and its content kept for the record.
+    sample: Sample | None = None
+    # The request's trace (OpenTelemetry), set by tracing when it is on: the log line's
+    # and the decision record's trace_id.
+    trace_id: str | None = None
 
     @property
     def model(self) -> str | None:

@@ -86,6 +86,7 @@ class Metrics:
         self._add_policy_metrics(r)
         self._add_resilience_metrics(r)
         self._add_cache_metrics(r)
+        self._add_records_metrics(r)
         # Label sets come from the config and a few statuses: bounded.
         self._children: dict[tuple[str, str, int], tuple[Any, ...]] = {}
         self._attempt_children: dict[tuple[str, str], Any] = {}
@@ -186,6 +187,27 @@ class Metrics:
             ["decision"],
             registry=r,
         )
+
+    def _add_records_metrics(self, r: CollectorRegistry) -> None:
+        self.records_written = Counter(
+            "router_records_written",
+            "Decision records written by the sink (served and shadow)",
+            ["sink"],
+            registry=r,
+        )
+        self.records_dropped = Counter(
+            "router_records_dropped",
+            "Decision records dropped: overflow (the writer was behind), error (the write "
+            "failed), closed (written after the sink closed)",
+            ["sink", "reason"],
+            registry=r,
+        )
+
+    def count_records_written(self, sink: str, count: int) -> None:
+        self.records_written.labels(sink).inc(count)
+
+    def count_records_dropped(self, sink: str, reason: str, count: int) -> None:
+        self.records_dropped.labels(sink, reason).inc(count)
 
     def count_cache(self, decision: str, outcome: str, saved: float | None) -> None:
         self._cache_outcomes[outcome].labels(decision).inc()
