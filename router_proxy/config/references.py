@@ -36,9 +36,20 @@ def check_references(config: Config) -> list[Problem]:
     for i, decision in enumerate(config.decisions):
         parser.parse(decision.when, ("decisions", i, "when"))
         problems += _check_route(config, i, decision)
+        problems += _check_shadow(config, i, decision)
     problems += parser.errors
     problems += _check_default(config.decisions)
     return problems
+
+
+def _check_shadow(config: Config, i: int, decision: DecisionConfig) -> list[Problem]:
+    """A decision's shadow models are configured models."""
+    models = decision.shadow.models if decision.shadow is not None else None
+    return [
+        (("decisions", i, "shadow", "models", j), f"unknown model '{name}'")
+        for j, name in enumerate(models or ())
+        if name not in config.models
+    ]
 
 
 def _check_model_names(config: Config) -> list[Problem]:

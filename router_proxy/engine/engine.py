@@ -23,6 +23,7 @@ from router_proxy.engine.accounting import Accounting
 from router_proxy.engine.auth import ClientAuth
 from router_proxy.engine.conversation import Conversations
 from router_proxy.engine.record import RequestRecord
+from router_proxy.engine.shadow import ShadowSampler
 from router_proxy.engine.upstream import Outgoing, Upstream, unreadable
 from router_proxy.errors import GatewayError, InvalidRequestError
 from router_proxy.observability.metrics import Metrics
@@ -64,6 +65,7 @@ class Engine:
         metrics: Metrics,
         conversations: Conversations,
         cache: ResponseCache | None = None,
+        shadow: ShadowSampler | None = None,
     ) -> None:
         self.settings = settings  # body and message limits the surfaces apply
         self.auth = auth
@@ -75,6 +77,7 @@ class Engine:
         self.metrics = metrics
         self.conversations = conversations
         self.cache = cache  # None: no decision caches, and no request pays for looking
+        self.shadow = shadow  # None: no decision shadows
 
     def authenticate(self, record: RequestRecord, credential: str | None) -> None:
         """``credential``: the client's ``Authorization`` value (or the surface's own
@@ -131,6 +134,8 @@ class Engine:
         record.call_started = outcome.started
         record.first_byte_seconds = record.upstream_seconds = outcome.seconds
         record.usage = outcome.result.usage
+        if self.shadow is not None:
+            record.shadow = self.shadow.draw(plan.decision, ctx, out)
         await self.accounting.charge(record)
         if self.cache is not None and record.cache is not None:
             self.cache.keep_whole(record.cache, outcome.result, outcome.model)
@@ -138,8 +143,10 @@ class Engine:
 
     def answered(self, record: RequestRecord) -> None:
         """A whole answer has been sent: metrics and the log line. (After sending, not
-        before: the client does not wait for them.)"""
+        before: the client does not wait for them.) Then the shadow calls, if sampled."""
         self.accounting.finish(record, 200)
+        if record.shadow is not None and self.shadow is not None:
+            self.shadow.start(record.shadow, record.model)
 
     async def open_stream(self, ctx: RequestContext, record: RequestRecord) -> OpenedStream:
         """A stream from the first candidate whose first event arrives; ``relay`` then
@@ -169,6 +176,8 @@ class Engine:
         self.conversations.answered(turn, record)
         record.call_started = outcome.started
         record.first_byte_seconds = outcome.seconds
+        if self.shadow is not None:
+            record.shadow = self.shadow.draw(plan.decision, ctx, out)
         return OpenedStream(*outcome.result)
 
     async def relay(
@@ -219,6 +228,9 @@ class Engine:
                     record.upstream_seconds = time.perf_counter() - record.call_started
                 self.accounting.charge_later(record)
                 self.accounting.finish(record, 200)
+                # The stream's last byte has gone: shadow only a whole answer.
+                if record.shadow is not None and record.error is None and self.shadow is not None:
+                    self.shadow.start(record.shadow, record.model)
 
     def failed(self, record: RequestRecord, error: GatewayError) -> None:
         """The request ends with ``error`` before any answer was sent."""

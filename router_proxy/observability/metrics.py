@@ -86,6 +86,7 @@ class Metrics:
         self._add_policy_metrics(r)
         self._add_resilience_metrics(r)
         self._add_cache_metrics(r)
+        self._add_shadow_metrics(r)
         # Label sets come from the config and a few statuses: bounded.
         self._children: dict[tuple[str, str, int], tuple[Any, ...]] = {}
 
@@ -183,6 +184,27 @@ class Metrics:
             "router_cache_saved_dollars",
             "US$ not spent: cache hits priced at the stored answer's model and usage",
             ["decision"],
+            registry=r,
+        )
+
+    def _add_shadow_metrics(self, r: CollectorRegistry) -> None:
+        self.shadow_calls = Counter(
+            "router_shadow_calls",
+            "Shadow calls (engine/shadow.py) by decision, model and outcome (ok | error)",
+            ["decision", "model", "outcome"],
+            registry=r,
+        )
+        self.shadow_spend = Counter(
+            "router_shadow_spend_dollars",
+            "US$ spent on shadow calls, at the models' prices",
+            ["decision"],
+            registry=r,
+        )
+        self.shadow_dropped = Counter(
+            "router_shadow_dropped",
+            "Shadow calls not made: full (max_concurrent in flight), budget (the day's "
+            "spent), cancelled (shutdown or reload)",
+            ["decision", "reason"],
             registry=r,
         )
 
