@@ -1,4 +1,5 @@
-"""``router-proxy``: serve | validate | explain | schema | train | eval | calibrate | generate."""
+"""``router-proxy``: serve | validate | explain | schema | train | eval | calibrate | generate |
+promote."""
 
 from __future__ import annotations
 
@@ -82,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     from router_proxy.training.generate.command import register as register_generate
 
     register_generate(commands)
+    from router_proxy.training.promote import register as register_promote
+
+    register_promote(commands)
     return parser
 
 
