@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from router_proxy.cli import main
+from router_proxy.config.errors import ConfigError
 from router_proxy.config.load import load_config, load_config_text
 from router_proxy.context import RequestContext
 from router_proxy.pipeline import Pipeline
@@ -217,7 +218,7 @@ decisions:
       algorithm: split
       params: {arms: [{weight: 1, algorithm: nope}, {weight: 1, algorithm: weighted, params: {weights: {c: 1}}}]}
 """
-    with pytest.raises(Exception, match="arms.0") as info:
+    with pytest.raises(ConfigError, match=r"arms\.0") as info:
         load_config_text(policy)
     assert "arms.1.params" in str(info.value)
 

@@ -52,7 +52,7 @@ def test_consensus_labels_follow_the_majority() -> None:
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("records")
-    recs, labelled = records(240)
+    recs, _ = records(240)
     # Two record files, as a rotating sink leaves them; records of one request may be in
     # different files.
     write_jsonl(folder / "records" / "a.jsonl", recs[: len(recs) // 2])
