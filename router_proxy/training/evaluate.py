@@ -166,11 +166,19 @@ class Evaluation:
                 },
             },
             "aiq": {r.name: round(r.aiq, 6) for r in self.routers},
+            **self._judge_json(),
+        }
+
+    def _judge_json(self) -> dict[str, Any]:
+        """Only for a consensus judge (a labelled evaluation reads as it always has)."""
+        if self.judge == "labels":
+            return {}
+        return {
             "judge": {
                 "kind": self.judge,
                 "agreement_with_labels": self.judge_agreement,
                 "labelled_pairs": self.judge_labelled,
-            },
+            }
         }
 
 
