@@ -16,7 +16,7 @@ import pytest
 from router_proxy.config.load import load_config_text
 from router_proxy.config.schema import ModelConfig
 from router_proxy.config.shadow import ShadowConfig
-from router_proxy.context import RequestContext
+from router_proxy.context import Preferences, RequestContext
 from router_proxy.engine.shadow import ShadowSampler
 from router_proxy.engine.upstream import Outgoing
 from router_proxy.errors import UpstreamError
@@ -132,6 +132,26 @@ def test_configured_models_replace_the_candidates() -> None:
         shadow.start(job, answered_by="a")
         await settle(shadow)
         assert [m for m, _ in up.calls] == ["d"]
+
+    asyncio.run(run())
+
+
+def test_a_callers_excluded_models_are_never_shadowed() -> None:
+    async def run() -> None:
+        up = ScriptedUpstream()
+        shadow, _, _ = sampler(up)
+        ctx = RequestContext.from_prompt("hi")
+        ctx.preferences = Preferences(excluded=("c",))
+        job = shadow.draw("d1", ctx, body())
+        assert job is not None
+        assert job.models == ("a", "b", "d")
+        ctx.preferences = Preferences(allowed=("a",))
+        job = shadow.draw("d1", ctx, body())
+        assert job is not None
+        assert job.models == ("a",)
+        shadow.start(job, answered_by="a")  # only `a` allowed, and it answered: no call
+        await settle(shadow)
+        assert up.calls == []
 
     asyncio.run(run())
 

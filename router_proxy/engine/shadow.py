@@ -125,13 +125,25 @@ class ShadowSampler:
         return sum(len(tasks) for tasks in self._running.values())
 
     def draw(self, decision: str, ctx: RequestContext, body: Outgoing) -> ShadowJob | None:
-        """Whether this request is shadowed (its decision's ``share``), and with what
-        body: the chat body, never streamed. No await: it runs on the answering path."""
+        """Whether this request is shadowed (its decision's ``share``), to which models
+        (never one the caller's allowed/excluded models rule out), and with what body: the
+        chat body the answering model got, never streamed. No await: it runs on the
+        answering path."""
         policy = self.policies.get(decision)
         if policy is None or ctx.endpoint != "chat" or self._draw() >= policy.share:
             return None
+        models = self.pools[decision]
+        asked = ctx.preferences
+        if asked is not None:  # a caller who rules a model out rules out its shadow too
+            models = tuple(
+                m
+                for m in models
+                if (asked.allowed is None or m in asked.allowed) and m not in asked.excluded
+            )
+            if not models:
+                return None
         sent = {k: v for k, v in body.body.items() if k not in ("stream", "stream_options")}
-        return ShadowJob(decision, ctx.request_id, sent, self.pools[decision])
+        return ShadowJob(decision, ctx.request_id, sent, models)
 
     def start(self, job: ShadowJob, answered_by: str | None) -> None:
         """After the client's answer has been sent: one background call per shadow model.
