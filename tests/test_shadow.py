@@ -294,3 +294,24 @@ def test_client_answer_is_complete_while_a_shadow_call_is_blocked(
     registry = shadow.metrics.registry
     labels = {"decision": "default", "reason": "cancelled"}
     assert registry.get_sample_value("router_shadow_dropped_total", labels) == 2
+
+
+def test_a_reload_carries_the_days_spend_and_the_sink() -> None:
+    from router_proxy.engine.upstream import Upstream
+    from router_proxy.providers.registry import build_provider
+
+    policy = POLICY.replace("${UPSTREAM}", "http://127.0.0.1:9")
+    config, _ = load_config_text(policy)
+    metrics = Metrics()
+    providers = {name: build_provider(name, p) for name, p in config.providers.items()}
+    upstream = Upstream(config.models, providers)
+    first = ShadowSampler.build(config, upstream, metrics)
+    assert first is not None
+    first.sink = ListSink()
+    first.spend.today(time.time())["default"] = 3.0
+    second = ShadowSampler.build(config, upstream, metrics, previous=first)
+    assert second is not None
+    assert second.sink is first.sink
+    assert second.spend.today(time.time())["default"] == 3.0
+    unshadowed, _ = load_config_text(policy.replace("    shadow:", "    # shadow:"))
+    assert ShadowSampler.build(unshadowed, upstream, metrics, previous=second) is None
