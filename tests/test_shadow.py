@@ -195,8 +195,10 @@ def test_concurrency_bound_drops_and_counts_and_close_cancels() -> None:
         await shadow.aclose()
         assert shadow.in_flight == 0
         assert not sink.records
+        shadow.start(job, answered_by="a")  # closed (an answer sent after a reload)
+        assert shadow.in_flight == 0
         assert (
-            sample(metrics, "router_shadow_dropped_total", decision="d1", reason="cancelled") == 2
+            sample(metrics, "router_shadow_dropped_total", decision="d1", reason="cancelled") == 5
         )
 
     asyncio.run(run())

@@ -96,6 +96,7 @@ class ShadowSampler:
         self._draw = draw
         self._clock = clock
         self._running: dict[str, set[asyncio.Task[None]]] = {name: set() for name in policies}
+        self._closed = False
 
     @classmethod
     def build(
@@ -155,6 +156,10 @@ class ShadowSampler:
 
     def _start(self, job: ShadowJob, answered_by: str | None) -> None:
         policy, running = self.policies[job.decision], self._running[job.decision]
+        if self._closed:  # an answer sent after its runtime closed (a reload, shutdown)
+            calls = sum(m != answered_by for m in job.models)
+            self.metrics.shadow_dropped.labels(job.decision, "cancelled").inc(calls)
+            return
         spent = self.spend.today(self._clock())
         loop = asyncio.get_running_loop()
         for model in job.models:
@@ -231,7 +236,8 @@ class ShadowSampler:
             logger.exception("recording a shadow call failed (request %s)", job.request_id)
 
     async def aclose(self) -> None:
-        """Cancel every shadow call in flight and wait for them to end."""
+        """Cancel every shadow call in flight and wait for them to end; start no more."""
+        self._closed = True
         tasks = [t for running in self._running.values() for t in running]
         for task in tasks:
             task.cancel()
