@@ -1,5 +1,5 @@
 """``router-proxy``: serve | validate | explain | schema | train | eval | calibrate | generate |
-replay."""
+replay | promote."""
 
 from __future__ import annotations
 
@@ -86,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     from router_proxy.training.replay import register as register_replay
 
     register_replay(commands)
+    from router_proxy.training.promote import register as register_promote
+
+    register_promote(commands)
     return parser
 
 

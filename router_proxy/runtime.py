@@ -24,6 +24,7 @@ from router_proxy.engine.context_fit import ContextFit
 from router_proxy.engine.conversation import Conversations
 from router_proxy.engine.engine import Engine
 from router_proxy.engine.preferences import PreferencePolicies
+from router_proxy.engine.shadow import ShadowSampler
 from router_proxy.engine.upstream import Upstream
 from router_proxy.observability.metrics import Metrics
 from router_proxy.pipeline import Pipeline
@@ -111,6 +112,13 @@ class Runtime:
             conversations=_conversations(config, resources, upstream, metrics),
             cache=cache,
             records=records,
+            shadow=ShadowSampler.build(
+                config,
+                upstream,
+                metrics,
+                previous.engine.shadow if previous else None,
+                records.sink if records is not None else None,
+            ),
         )
         generation = previous.generation + 1 if previous is not None else 0
         return cls(
@@ -153,6 +161,8 @@ class Runtime:
         """Close providers, and the resources the next runtime does not share (all of
         them when there is none: shutdown)."""
         self.started = False
+        if self.engine.shadow is not None:  # before the providers they call close
+            await self.engine.shadow.aclose()
         for provider in self.providers.values():
             await provider.aclose()
         sink = self.record_sink

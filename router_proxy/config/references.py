@@ -36,6 +36,7 @@ def check_references(config: Config) -> list[Problem]:
     for i, decision in enumerate(config.decisions):
         parser.parse(decision.when, ("decisions", i, "when"))
         problems += _check_route(config, i, decision)
+        problems += _check_shadow(config, i, decision)
     problems += parser.errors
     problems += _check_default(config.decisions)
     problems += _check_records(config)
@@ -52,6 +53,33 @@ def _check_records(config: Config) -> list[Problem]:
         for name in config.records.decisions
         if name not in known
     ]
+
+
+def _check_shadow(config: Config, i: int, decision: DecisionConfig) -> list[Problem]:
+    """A decision's shadow models are configured models, and its requests are recorded
+    with their content: a shadow answer is worth its cost only beside the prompt."""
+    if decision.shadow is None:
+        return []
+    problems: list[Problem] = [
+        (("decisions", i, "shadow", "models", j), f"unknown model '{name}'")
+        for j, name in enumerate(decision.shadow.models or ())
+        if name not in config.models
+    ]
+    records = config.records
+    own = records.decisions.get(decision.name) if records is not None else None
+    content = records is not None and (
+        own.content if own is not None and own.content is not None else records.content
+    )
+    if not content:
+        problems.append(
+            (
+                ("decisions", i, "shadow"),
+                "shadow sampling needs decision records with content: add `records: "
+                "{content: true}` (or `records.decisions."
+                f"{decision.name}.content: true`)",
+            )
+        )
+    return problems
 
 
 def _check_model_names(config: Config) -> list[Problem]:

@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, WithJsonSchema, model_validator
 from router_proxy.cache.config import CacheConfig, DecisionCacheConfig
 from router_proxy.config.base import ProviderConfigBase, SignalConfigBase, StrictModel
 from router_proxy.config.conversations import AffinityConfig, AffinityMode, PreferencesConfig
+from router_proxy.config.shadow import ShadowConfig
 from router_proxy.embeddings.config import EmbeddingsConfig
 from router_proxy.plugins.registry import plugin_item_model
 from router_proxy.providers.registry import PROVIDER_TYPES
@@ -259,6 +260,12 @@ class DecisionConfig(StrictModel):
     cache: DecisionCacheConfig = Field(
         default_factory=DecisionCacheConfig,
         description="answer repeated requests from a cache (default: off)",
+    )
+    shadow: ShadowConfig | None = Field(
+        default=None,
+        description="also send a share of answered requests to other models, in the "
+        "background after the answer, and record their answers (label-free retraining; "
+        "needs the decision's records to keep prompt and answer)",
     )
 
 

@@ -23,6 +23,7 @@ from router_proxy.engine.accounting import Accounting
 from router_proxy.engine.auth import ClientAuth
 from router_proxy.engine.conversation import Conversations
 from router_proxy.engine.record import RequestRecord
+from router_proxy.engine.shadow import ShadowSampler
 from router_proxy.engine.upstream import Outgoing, Upstream, unreadable
 from router_proxy.errors import GatewayError, InvalidRequestError
 from router_proxy.observability.metrics import Metrics
@@ -66,6 +67,7 @@ class Engine:
         conversations: Conversations,
         cache: ResponseCache | None = None,
         records: Recorder | None = None,
+        shadow: ShadowSampler | None = None,
     ) -> None:
         self.settings = settings  # body and message limits the surfaces apply
         self.auth = auth
@@ -78,6 +80,7 @@ class Engine:
         self.conversations = conversations
         self.cache = cache  # None: no decision caches, and no request pays for looking
         self.records = records  # None: the policy records nothing (and pays nothing)
+        self.shadow = shadow  # None: no decision shadows
 
     def authenticate(self, record: RequestRecord, credential: str | None) -> None:
         """``credential``: the client's ``Authorization`` value (or the surface's own
@@ -139,6 +142,8 @@ class Engine:
         record.call_started = outcome.started
         record.first_byte_seconds = record.upstream_seconds = outcome.seconds
         record.usage = outcome.result.usage
+        if self.shadow is not None:
+            self._draw_shadow(plan, ctx, out, record)
         await self.accounting.charge(record)
         if self.cache is not None and record.cache is not None:
             self.cache.keep_whole(record.cache, outcome.result, outcome.model)
@@ -148,8 +153,10 @@ class Engine:
 
     def answered(self, record: RequestRecord) -> None:
         """A whole answer has been sent: metrics and the log line. (After sending, not
-        before: the client does not wait for them.)"""
+        before: the client does not wait for them.) Then the shadow calls, if sampled."""
         self.accounting.finish(record, 200)
+        if record.shadow is not None and self.shadow is not None:
+            self.shadow.start(record.shadow, record.model)
 
     async def open_stream(self, ctx: RequestContext, record: RequestRecord) -> OpenedStream:
         """A stream from the first candidate whose first event arrives; ``relay`` then
@@ -179,6 +186,8 @@ class Engine:
         self.conversations.answered(turn, record)
         record.call_started = outcome.started
         record.first_byte_seconds = outcome.seconds
+        if self.shadow is not None:
+            self._draw_shadow(plan, ctx, out, record)
         return OpenedStream(*outcome.result)
 
     async def relay(
@@ -235,6 +244,9 @@ class Engine:
                     record.upstream_seconds = time.perf_counter() - record.call_started
                 self.accounting.charge_later(record)
                 self.accounting.finish(record, 200)
+                # The stream's last byte has gone: shadow only a whole answer.
+                if record.shadow is not None and record.error is None and self.shadow is not None:
+                    self.shadow.start(record.shadow, record.model)
 
     def failed(self, record: RequestRecord, error: GatewayError) -> None:
         """The request ends with ``error`` before any answer was sent."""
@@ -253,6 +265,17 @@ class Engine:
         if hit is not None:
             record.usage = hit.usage
         return hit
+
+    def _draw_shadow(
+        self, plan: RoutePlan, ctx: RequestContext, out: Outgoing, record: RequestRecord
+    ) -> None:
+        """Whether this request is shadowed; a shadowed request's served record is kept
+        (with its content: the config requires it), so its shadow answers join a prompt."""
+        assert self.shadow is not None
+        record.shadow = self.shadow.draw(plan.decision, ctx, out)
+        recorded = record.sample is not None and record.sample.recorded
+        if record.shadow is not None and self.records is not None and not recorded:
+            record.sample = self.records.sample(plan, ctx, always=True)
 
     def _serving(self, plan: RoutePlan, endpoint: Endpoint) -> tuple[str, ...]:
         """The plan's candidates whose provider serves ``endpoint``, in order; a request

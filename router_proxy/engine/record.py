@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from router_proxy.cache.response_cache import CacheUse
 from router_proxy.engine.auth import ANONYMOUS
@@ -14,6 +15,9 @@ from router_proxy.pipeline import RoutePlan
 from router_proxy.protocol import Usage
 from router_proxy.records.recorder import Sample
 from router_proxy.resilience.dispatch import AttemptLog
+
+if TYPE_CHECKING:
+    from router_proxy.engine.shadow import ShadowJob
 
 REQUEST_ID_HEADER = "x-router-request-id"
 # The same id under the name the OpenAI SDK reads into ``response._request_id``.
@@ -48,6 +52,7 @@ class RequestRecord:
     # The request's trace (OpenTelemetry), set by tracing when it is on: the log line's
     # and the decision record's trace_id.
     trace_id: str | None = None
+    shadow: ShadowJob | None = None  # sampled for shadow calls, started once answered
 
     @property
     def model(self) -> str | None:

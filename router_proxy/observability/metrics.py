@@ -87,6 +87,7 @@ class Metrics:
         self._add_resilience_metrics(r)
         self._add_cache_metrics(r)
         self._add_records_metrics(r)
+        self._add_shadow_metrics(r)
         # Label sets come from the config and a few statuses: bounded.
         self._children: dict[tuple[str, str, int], tuple[Any, ...]] = {}
         self._attempt_children: dict[tuple[str, str], Any] = {}
@@ -208,6 +209,27 @@ class Metrics:
 
     def count_records_dropped(self, sink: str, reason: str, count: int) -> None:
         self.records_dropped.labels(sink, reason).inc(count)
+
+    def _add_shadow_metrics(self, r: CollectorRegistry) -> None:
+        self.shadow_calls = Counter(
+            "router_shadow_calls",
+            "Shadow calls (engine/shadow.py) by decision, model and outcome (ok | error)",
+            ["decision", "model", "outcome"],
+            registry=r,
+        )
+        self.shadow_spend = Counter(
+            "router_shadow_spend_dollars",
+            "US$ spent on shadow calls, at the models' prices",
+            ["decision"],
+            registry=r,
+        )
+        self.shadow_dropped = Counter(
+            "router_shadow_dropped",
+            "Shadow calls not made: full (max_concurrent in flight), budget (the day's "
+            "spent), cancelled (shutdown or reload)",
+            ["decision", "reason"],
+            registry=r,
+        )
 
     def count_cache(self, decision: str, outcome: str, saved: float | None) -> None:
         self._cache_outcomes[outcome].labels(decision).inc()

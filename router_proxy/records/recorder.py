@@ -99,10 +99,11 @@ class Recorder:
             for name, o in config.decisions.items()
         }
 
-    def sample(self, plan: RoutePlan, ctx: RequestContext) -> Sample:
-        """Whether this routed request is recorded, and with what."""
+    def sample(self, plan: RoutePlan, ctx: RequestContext, always: bool = False) -> Sample:
+        """Whether this routed request is recorded, and with what; ``always``: recorded
+        whatever the rate (a shadowed request, whose shadow records need it)."""
         policy = self.policies.get(plan.decision, self.default)
-        if not self._drawn(policy.rate):
+        if not always and not self._drawn(policy.rate):
             return SKIPPED
         if not policy.content:
             return Sample(True, ctx.request.model)

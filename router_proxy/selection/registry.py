@@ -11,6 +11,7 @@ from router_proxy.selection.cheapest import CheapestSelector
 from router_proxy.selection.knn import KnnSelector
 from router_proxy.selection.latency import LatencySelector
 from router_proxy.selection.mf import MfSelector
+from router_proxy.selection.split import SplitSelector
 from router_proxy.selection.static import StaticSelector
 from router_proxy.selection.weighted import WeightedSelector
 
@@ -19,6 +20,7 @@ SELECTORS: Registry[type[Selector[Any]]] = Registry(
     [
         ("static", StaticSelector),
         ("weighted", WeightedSelector),
+        ("split", SplitSelector),
         ("cheapest", CheapestSelector),
         ("latency", LatencySelector),
         ("knn", KnnSelector),

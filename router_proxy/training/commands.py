@@ -2,8 +2,10 @@
 
     router-proxy train --algorithm knn --data train.jsonl --out artifacts/knn \\
         [--option k=50 --option weights=uniform] [--backend static]
+    router-proxy train --algorithm cascal --records records/ --out artifacts/live \\
+        [--wide-out live.jsonl]      # recorded traffic (served + shadow answers), no labels
     router-proxy eval --router artifacts/knn [--router artifacts/mf] --data test.jsonl \\
-        [--json] [--plot curve.png]
+        [--json] [--plot curve.png] [--judge consensus [--labels true.jsonl]]
 
 Progress bars go to stderr; stdout carries only the result (one JSON object with --json).
 """
@@ -13,8 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
 from router_proxy.embeddings.config import Backend, EmbeddingsConfig
@@ -32,12 +36,23 @@ BACKENDS = get_args(Backend)
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     train = subparsers.add_parser("train", help="train a learned selector from routing data")
     train.add_argument("--algorithm", required=True, choices=sorted(TRAINERS))
-    train.add_argument(
+    source = train.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "--data",
         action="append",
-        required=True,
         metavar="JSONL",
         help="wide-format routing data (repeat for several files)",
+    )
+    source.add_argument(
+        "--records",
+        action="append",
+        metavar="DIR|FILE",
+        help="decision records (served + shadow answers, JSONL; a directory: every "
+        "*.jsonl under it), joined by request id into wide rows; knn and mf learn from "
+        "consensus labels (repeatable)",
+    )
+    train.add_argument(
+        "--wide-out", metavar="JSONL", help="with --records: also write the wide rows here"
     )
     train.add_argument("--out", required=True, metavar="DIR", help="artifact directory")
     train.add_argument(
@@ -69,6 +84,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="DIR",
         help="the encoder folder, for artifacts trained with a local model",
     )
+    ev.add_argument(
+        "--judge",
+        choices=("labels", "consensus"),
+        default="labels",
+        help="what scores the held-out rows: their `scores`, or consensus among their "
+        "`responses` (recorded traffic has no labels)",
+    )
+    ev.add_argument(
+        "--labels",
+        action="append",
+        default=[],
+        metavar="JSONL",
+        help="with --judge consensus: wide rows with true `scores` (joined by prompt) to "
+        "report the judge's agreement with",
+    )
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
     ev.set_defaults(handler=_eval)
 
@@ -92,6 +122,7 @@ def _train(args: argparse.Namespace) -> int:
     from router_proxy.embeddings.registry import build_encoder
     from router_proxy.training.data import TrainingData
 
+    scratch = tempfile.TemporaryDirectory(prefix="router-proxy-train-")
     try:
         options = parse_options(args.option)
         encoder = build_encoder(EmbeddingsConfig(backend=args.backend, model=args.embeddings_model))
@@ -99,7 +130,8 @@ def _train(args: argparse.Namespace) -> int:
         # Query-only trainers (CASCAL) learn from the models' responses and never read
         # `scores`; the others learn from `scores`.
         field = "responses" if args.algorithm in QUERY_ONLY else "scores"
-        data = TrainingData.load(args.data, encoder, field=field, progress=not args.quiet)
+        paths = args.data or _records_as_rows(args, scratch)
+        data = TrainingData.load(paths, encoder, field=field, progress=not args.quiet)
         if not data.models:
             raise ValueError(f"no model has `{field}` in every row: {args.algorithm} needs them")
         embedded = time.perf_counter()
@@ -111,6 +143,8 @@ def _train(args: argparse.Namespace) -> int:
     except (ArtifactError, DatasetError, ValueError, OSError) as exc:
         print(f"train: {exc}", file=sys.stderr)
         return 1
+    finally:
+        scratch.cleanup()
     chosen = {k: v for k, v in artifact.extra.items() if isinstance(v, str | int | float)}
     print(
         f"{args.algorithm}: {len(data.rows)} prompts, {len(data.models)} models, "
@@ -120,6 +154,34 @@ def _train(args: argparse.Namespace) -> int:
     print(f"time: embedding {embedded - started:.2f} s, training {trained - embedded:.2f} s")
     print(f"wrote {path}")
     return 0
+
+
+def _records_as_rows(
+    args: argparse.Namespace, scratch: tempfile.TemporaryDirectory[str]
+) -> list[str]:
+    """``--records`` joined into wide rows (written to ``--wide-out`` without scores);
+    the file the trainer reads: the same rows, with consensus labels for knn and mf."""
+    from router_proxy.training.records import (
+        consensus_labels,
+        join_records,
+        read_records,
+        write_rows,
+    )
+
+    rows, report = join_records(read_records(args.records))
+    for line in report.lines():
+        print(line, file=sys.stderr)
+    if len(report.models) < 2 or not rows:
+        raise ValueError(
+            "the records hold no requests answered by two or more models: enable shadow "
+            "sampling (with the decision's prompt and answer recorded) and record longer"
+        )
+    if args.wide_out:
+        write_rows(rows, args.wide_out)
+        print(f"wrote {len(rows)} wide rows to {args.wide_out}", file=sys.stderr)
+    if args.algorithm not in QUERY_ONLY:
+        rows = consensus_labels(rows, report.models)
+    return [str(write_rows(rows, Path(scratch.name) / "records.jsonl"))]
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -133,6 +195,8 @@ def _eval(args: argparse.Namespace) -> int:
             points=args.points,
             embeddings_model=args.embeddings_model,
             progress=not args.quiet,
+            judge=args.judge,
+            labels=args.labels,
         )
         if args.plot:
             from router_proxy.training.plot import plot
@@ -148,6 +212,16 @@ def _eval(args: argparse.Namespace) -> int:
 def format_table(result: Evaluation) -> str:
     low, high = result.axis
     lines = [f"{result.rows} held-out rows; AIQ on the shared cost axis ${low:.3f}-${high:.3f}"]
+    if result.judge == "consensus":
+        agreement = result.judge_agreement
+        lines.append(
+            "judge: consensus among the rows' answers; agreement with true labels "
+            + (
+                f"{agreement:.4f} over {result.judge_labelled} (row, model) pairs"
+                if agreement is not None
+                else "unknown (no labels)"
+            )
+        )
     for router in result.routers:
         lines += [
             "",

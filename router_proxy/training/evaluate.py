@@ -54,6 +54,7 @@ from router_proxy.training.aiq import (
 from router_proxy.training.cascade_eval import cascade_curve
 from router_proxy.training.data import embed_prompts
 from router_proxy.training.dataset import DatasetError, RoutingRow, models_of, read_rows
+from router_proxy.training.records import judge_by_consensus, labels_by_prompt
 
 BACKENDS = ("static", "sentence-transformers")
 
@@ -96,6 +97,8 @@ class HeldOut:
     models: list[str]  # models scored in every row
     scores: Matrix  # rows x models
     costs: Matrix  # rows x models, US$ per call, gaps filled
+    judge_agreement: float | None = None  # consensus judge vs true labels, where known
+    judge_labelled: int = 0  # (row, model) pairs with a true label
 
     @classmethod
     def read(cls, path: str | Path) -> HeldOut:
@@ -106,6 +109,20 @@ class HeldOut:
         scores = np.array([[r.scores[m] for m in models] for r in rows], dtype=np.float32)
         costs = np.array([[r.costs.get(m, np.nan) for m in models] for r in rows], np.float32)
         return cls(rows, models, scores, fill_costs(costs))
+
+    @classmethod
+    def by_consensus(cls, path: str | Path, labels: Sequence[str | Path] = ()) -> HeldOut:
+        """Rows without labels (recorded traffic): consensus among the rows' responses is
+        the judge (``training/records.py``); the judge's agreement with true labels, where
+        the rows or ``labels`` files have them, is kept beside."""
+        rows = read_rows(path)
+        models = models_of(rows, "responses")
+        if not rows or len(models) < 2:
+            raise DatasetError(f"{path}: consensus needs two models answering every row")
+        judged = judge_by_consensus(rows, models, labels_by_prompt(labels))
+        costs = np.array([[r.costs.get(m, np.nan) for m in models] for r in rows], np.float32)
+        scores = np.array(judged.scores, dtype=np.float32)
+        return cls(rows, models, scores, fill_costs(costs), judged.agreement, judged.labelled)
 
     def columns(self, names: Sequence[str]) -> npt.NDArray[np.intp]:
         missing = [n for n in names if n not in self.models]
@@ -132,6 +149,9 @@ class Evaluation:
     baselines: Baselines
     axis: tuple[float, float]  # the shared cost axis of AIQ (US$ per 1k queries)
     zero_router_aiq: float
+    judge: str = "labels"  # or "consensus": the rows' answers' consensus scored them
+    judge_agreement: float | None = None
+    judge_labelled: int = 0
 
     def to_json(self) -> dict[str, Any]:
         def pair(point: tuple[float, float]) -> dict[str, float]:
@@ -153,6 +173,19 @@ class Evaluation:
                 },
             },
             "aiq": {r.name: round(r.aiq, 6) for r in self.routers},
+            **self._judge_json(),
+        }
+
+    def _judge_json(self) -> dict[str, Any]:
+        """Only for a consensus judge (a labelled evaluation reads as it always has)."""
+        if self.judge == "labels":
+            return {}
+        return {
+            "judge": {
+                "kind": self.judge,
+                "agreement_with_labels": self.judge_agreement,
+                "labelled_pairs": self.judge_labelled,
+            }
         }
 
 
@@ -209,9 +242,12 @@ def evaluate(
     points: int = 48,
     embeddings_model: str | None = None,
     progress: bool = True,
+    judge: str = "labels",
+    labels: Sequence[str | Path] = (),
 ) -> Evaluation:
-    """Curves of ``routers`` (artifact directories) on ``data``, baselines, AIQ."""
-    test = HeldOut.read(data)
+    """Curves of ``routers`` (artifact directories) on ``data``, baselines, AIQ; scored by
+    the rows' ``scores`` (``judge="labels"``) or by consensus among their responses."""
+    test = HeldOut.read(data) if judge == "labels" else HeldOut.by_consensus(data, labels)
     prompts = [row.prompt for row in test.rows]
     shared: dict[str, Resources] = {}
     vectors: dict[str, Matrix] = {}
@@ -248,7 +284,16 @@ def evaluate(
         )
         for name, algorithm, curve in named
     ]
-    return Evaluation(len(test.rows), curves, base, (low, high), aiq(singles, low, high))
+    return Evaluation(
+        len(test.rows),
+        curves,
+        base,
+        (low, high),
+        aiq(singles, low, high),
+        judge,
+        test.judge_agreement,
+        test.judge_labelled,
+    )
 
 
 def _unique(name: str, taken: list[str]) -> str:
