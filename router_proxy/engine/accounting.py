@@ -50,6 +50,13 @@ class Accounting:
         usage, model = record.usage, record.model
         if record.cache is not None and record.cache.hit is not None:
             return  # a cached answer cost nothing
+        if record.calls is not None:  # a cascade's or aggregate's: each call to its model
+            if self.limits.enabled:
+                for call in record.calls.calls:
+                    if call.usage is not None:
+                        tokens, cost = call.usage.total_tokens, call.cost or 0.0
+                        await self.limits.charge(record.client, call.model, tokens, cost)
+            return
         if self.limits.enabled and usage is not None and model is not None:
             cost = self.cost(model, usage) or 0.0
             await self.limits.charge(record.client, model, usage.total_tokens, cost)
@@ -77,15 +84,32 @@ class Accounting:
             logger.exception("accounting failed (request %s)", record.request_id)
 
     def _finish(self, record: RequestRecord, status: int) -> None:
-        plan, cost = record.plan, self.cost(record.model, record.usage)
+        plan, calls = record.plan, record.calls
+        cost = self.cost(record.model, record.usage) if calls is None else calls.cost()
         decision, usage, saved = plan.decision if plan else UNKNOWN, record.usage, None
         if record.cache is not None:
             if record.cache.hit is not None:  # no model was paid: no tokens, no cost
                 saved, cost, usage = cost, 0.0, None
             self.metrics.count_cache(decision, record.cache.outcome, saved)
-        self.metrics.record(
-            decision, record.routed_model or UNKNOWN, status, record.upstream_seconds, usage, cost
-        )
+        if calls is not None:  # tokens and dollars per call's model; usage, cost: the sums
+            self.metrics.count_calls(decision, calls.calls, calls.stage_seconds)
+            self.metrics.record(
+                decision,
+                record.routed_model or UNKNOWN,
+                status,
+                record.upstream_seconds,
+                None,
+                None,
+            )
+        else:
+            self.metrics.record(
+                decision,
+                record.routed_model or UNKNOWN,
+                status,
+                record.upstream_seconds,
+                usage,
+                cost,
+            )
         self._count_attempts(record)
         if self.log_requests:
             self._log(record, status, cost, saved)
@@ -100,6 +124,8 @@ class Accounting:
         # cache hit made no attempt, so it is no fallback.
         first = turn.kept if turn is not None and turn.kept is not None else None
         answered = record.attempts.model
+        if record.calls is not None:
+            return  # a cascade's escalation is no fallback
         if plan is not None and answered is not None and answered != (first or plan.model):
             self.metrics.fallbacks.labels(plan.decision).inc()
 
@@ -134,6 +160,7 @@ class Accounting:
                 **(record.turn.log_fields() if record.turn is not None else {}),
                 cache=record.cache.outcome if record.cache is not None else None,
                 saved_usd=saved,
+                **(record.calls.log_fields() if record.calls is not None else {}),
             )
         )
 

@@ -22,6 +22,7 @@ from router_proxy.context import RequestContext
 from router_proxy.engine.accounting import Accounting
 from router_proxy.engine.auth import ClientAuth
 from router_proxy.engine.conversation import Conversations
+from router_proxy.engine.multi_call.runner import MultiCall
 from router_proxy.engine.record import RequestRecord
 from router_proxy.engine.upstream import Outgoing, Upstream, unreadable
 from router_proxy.errors import GatewayError, InvalidRequestError
@@ -75,6 +76,8 @@ class Engine:
         self.metrics = metrics
         self.conversations = conversations
         self.cache = cache  # None: no decision caches, and no request pays for looking
+        # Cascades and aggregates (RoutePlan.calls); a plan without them never looks here.
+        self.multi_call = MultiCall(dispatcher, upstream, accounting.cost)
 
     def authenticate(self, record: RequestRecord, credential: str | None) -> None:
         """``credential``: the client's ``Authorization`` value (or the surface's own
@@ -113,6 +116,12 @@ class Engine:
         if self.cache is not None and (hit := await self._cached(ctx, record, plan)):
             return replayed_completion(hit)
         out = await _outgoing(self.pipeline, plan, ctx)
+        if plan.calls is not None and ctx.endpoint == "chat":
+            completion = await self.multi_call.complete(
+                plan.calls, ctx, record, out, self._permitted(ctx)
+            )
+            await self.accounting.charge(record)
+            return completion
         # The candidates tried, in order (context windows, session affinity): no await
         # when nothing applies.
         candidates, conversations = self._serving(plan, ctx.endpoint), self.conversations
@@ -151,6 +160,11 @@ class Engine:
             deadline = asyncio.get_running_loop().time() + CACHED_STREAM_SECONDS
             return OpenedStream(stream, first, deadline)
         out = await _outgoing(self.pipeline, plan, ctx)
+        if plan.calls is not None and ctx.endpoint == "chat":
+            opened = await self.multi_call.open_stream(
+                plan.calls, ctx, record, out, self._permitted(ctx)
+            )
+            return OpenedStream(*opened)
         # The candidates tried, in order (context windows, session affinity): no await
         # when nothing applies.
         candidates, conversations = self._serving(plan, ctx.endpoint), self.conversations
@@ -252,6 +266,12 @@ class Engine:
                 code="unsupported_endpoint",
             )
         return serving
+
+    def _permitted(self, ctx: RequestContext) -> Callable[[str], bool] | None:
+        """The models a caller's preferences allow (None: any)."""
+        if ctx.preferences is None:
+            return None
+        return self.conversations.preferences.permitted(ctx)
 
     @staticmethod
     def _plan(record: RequestRecord) -> RoutePlan:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from router_proxy.cache.response_cache import CacheUse
 from router_proxy.engine.auth import ANONYMOUS
+from router_proxy.engine.multi_call.note import CALLS_HEADER, MultiCallNote
 from router_proxy.engine.turn_note import TurnNote
 from router_proxy.errors import GatewayError
 from router_proxy.pipeline import RoutePlan
@@ -41,6 +42,7 @@ class RequestRecord:
     dropped: tuple[str, ...] = ()
     turn: TurnNote | None = None  # its conversation's session and model (affinity)
     cache: CacheUse | None = None  # None: the decision does not cache
+    calls: MultiCallNote | None = None  # a cascade's or aggregate's calls; None: one call
 
     @property
     def model(self) -> str | None:
@@ -70,6 +72,8 @@ class RequestRecord:
                 headers["x-router-attempts"] = str(self.attempts.attempts)
             if self.cache is not None:
                 headers["x-router-cache"] = self.cache.outcome
+            if self.calls is not None:
+                headers[CALLS_HEADER] = self.calls.header()
         if self.turn is not None:
             headers.update(self.turn.headers())
         return headers
