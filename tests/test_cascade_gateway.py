@@ -32,6 +32,7 @@ models:
   judge: {provider: up, cost: {input_per_mtok: 500, output_per_mtok: 500}}
   refiner: {provider: up, cost: {input_per_mtok: 50000, output_per_mtok: 50000}}
   flaky: {provider: up, upstream_model: fail, fallbacks: [cheap-a]}
+  sleepy: {provider: up, upstream_model: hang, timeouts: {first_byte: 0.2, total: 1}}
 """
 DECISIONS = """\
 decisions:
@@ -41,6 +42,9 @@ decisions:
   - name: flaky-cascade
     when: false
     route: {algorithm: cascade, params: {stages: [[flaky, cheap-b], [expensive]]}}
+  - name: timely
+    when: false
+    route: {algorithm: cascade, params: {stages: [[cheap-a, cheap-b], [sleepy, expensive]]}}
   - name: confident
     when: false
     route:
@@ -223,6 +227,17 @@ def test_streaming_a_hard_question_streams_the_last_stage_live(
     line = log_line(caplog, answer.headers["x-router-request-id"])
     assert line["cost_usd"] == pytest.approx(2 * CHEAP_CALL + EXPENSIVE_CALL)
     assert line["calls"] == "cheap-a:agree-fail,cheap-b:agree-fail,expensive:answered"
+
+
+def test_a_live_last_stage_keeps_the_first_byte_timeout_and_falls_back(
+    client: httpx.Client, skilled: SkilledUpstream
+) -> None:
+    answer = chat(client, HARD, model="timely", stream=True)
+    # sleepy sent nothing within its first_byte timeout: the stage's next model answers.
+    assert answer.headers["x-router-model"] == "expensive"
+    assert streamed_text(events(answer)) == "The answer is 12."
+    assert "hang" in skilled.models_called()
+    assert answer.headers["x-router-calls"].endswith(",expensive:answered")
 
 
 def test_the_confidence_rule_asks_for_logprobs_and_escalates_on_doubt(

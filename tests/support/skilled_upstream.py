@@ -9,6 +9,7 @@ expensive   right on both ("12" on hard ones)
 judge       a verifier: "yes" when the proposed answer is right, else "no"
 refiner     reads the candidates and writes the right answer
 fail        500 on every call
+hang        answers only after HANG_SECONDS (first-byte timeouts)
 ==========  ==================================================================
 
 A question is hard when its text contains "hard". Answers read "The answer is N.";
@@ -19,6 +20,7 @@ send the answer word by word, then the finish, then usage when asked.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -34,6 +36,7 @@ from tests.support.serving import ServerThread
 EASY, HARD = "4", "12"
 WRONG = {"cheap-a": "7", "cheap-b": "9"}
 PROMPT_TOKENS = 10
+HANG_SECONDS = 3.0
 
 
 def truth(question: str) -> str:
@@ -80,6 +83,8 @@ class SkilledUpstream:
         self.requests.append((model, body))
         if model == "fail":
             return JSONResponse({"error": {"message": "boom", "type": "server_error"}}, 500)
+        if model == "hang":
+            await asyncio.sleep(HANG_SECONDS)
         text, right = answer_of(model, _last_user(body))
         words = text.split(" ")
         usage = {
