@@ -5,6 +5,7 @@ is right."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Iterator
@@ -33,6 +34,8 @@ models:
   refiner: {provider: up, cost: {input_per_mtok: 50000, output_per_mtok: 50000}}
   flaky: {provider: up, upstream_model: fail, fallbacks: [cheap-a]}
   sleepy: {provider: up, upstream_model: hang, timeouts: {first_byte: 0.2, total: 1}}
+  broken: {provider: up, upstream_model: fail}
+  wrecked: {provider: up, upstream_model: fail}
 """
 DECISIONS = """\
 decisions:
@@ -45,6 +48,15 @@ decisions:
   - name: timely
     when: false
     route: {algorithm: cascade, params: {stages: [[cheap-a, cheap-b], [sleepy, expensive]]}}
+  - name: doomed
+    when: false
+    route: {algorithm: cascade, params: {stages: [[cheap-a, cheap-b], [broken]]}}
+  - name: hopeless
+    when: false
+    route: {algorithm: aggregate, params: {models: [broken, flaky]}}
+  - name: lost
+    when: false
+    route: {algorithm: aggregate, params: {models: [broken, wrecked]}}
   - name: confident
     when: false
     route:
@@ -240,6 +252,29 @@ def test_a_live_last_stage_keeps_the_first_byte_timeout_and_falls_back(
     assert answer.headers["x-router-calls"].endswith(",expensive:answered")
 
 
+def test_a_failed_last_stage_returns_the_earliest_answer(client: httpx.Client) -> None:
+    for stream in (False, True):
+        answer = chat(client, HARD, model="doomed", stream=stream)
+        assert answer.headers["x-router-model"] == "cheap-a"
+        assert answer.headers["x-router-calls"] == (
+            "cheap-a:answered,cheap-b:agree-fail,broken:failed"
+        )
+
+
+def test_a_panel_answers_while_one_of_it_answers(client: httpx.Client) -> None:
+    # broken fails; flaky fails and its fallback cheap-a answers: the panel still answers.
+    answer = chat(client, EASY, model="hopeless")
+    assert answer.headers["x-router-calls"] == "broken:failed,cheap-a:answered"
+
+
+def test_a_panel_nobody_answers_is_an_error_that_names_the_calls(client: httpx.Client) -> None:
+    body = {"model": "lost", "messages": [{"role": "user", "content": EASY}]}
+    answer = client.post("/v1/chat/completions", json=body)
+    assert answer.status_code == 503
+    assert answer.json()["error"]["code"] == "all_candidates_failed"
+    assert answer.headers["x-router-calls"] == "broken:failed,wrecked:failed"
+
+
 def test_the_confidence_rule_asks_for_logprobs_and_escalates_on_doubt(
     client: httpx.Client, skilled: SkilledUpstream
 ) -> None:
@@ -390,3 +425,46 @@ def config_error(decisions: str) -> str:
 def test_config_errors_name_the_yaml_path(route: str, expected: str) -> None:
     message = config_error(f"decisions:\n  - {{name: d, when: true, route: {route}}}\n")
     assert expected in message
+
+
+# --- the stop rules' reading of answers, without HTTP ---------------------------------
+
+
+def judged(texts: list[str], question: str) -> str | None:
+    from router_proxy.engine.multi_call.calls import Call
+    from router_proxy.engine.multi_call.rules import Judging
+    from router_proxy.engine.multi_call.stop_agree import AgreeRule
+    from router_proxy.selection.multi_call import AgreeStop
+
+    calls = [Call(f"m{i}", 0, body={}, text=text) for i, text in enumerate(texts)]
+    # Agreement reads only the question: no caller, body or note.
+    judging = Judging(question, None, None, None)  # type: ignore[arg-type]
+    chosen = asyncio.run(AgreeRule(AgreeStop()).judge(calls, judging))
+    return chosen.model if chosen is not None else None
+
+
+def test_agreement_compares_final_answers_not_wording() -> None:
+    question = "Which is a prime?\nA) 4\nB) 7\nC) 9\nD) 12"
+    assert judged(["The answer is (B).", "B) 7 is prime"], question) == "m0"
+    assert judged(["The answer is B.", "C"], question) is None
+    assert judged(["So 1,000 in all. #### 1000", "The answer is 1000."], "How many?") == "m0"
+    code = "Write a python function that adds two numbers."
+    one = "```python\ndef add(a, b):\n    return a + b\n```"
+    two = "Here it is:\n```python\ndef plus(x, y):\n    # sum\n    return x + y\n```"
+    assert judged([one, two], code) == "m0"
+    assert judged(["The answer is 4.", "I cannot help with that."], "How many?") is None
+
+
+def test_verifier_replies_and_logprobs_are_read_plainly() -> None:
+    from router_proxy.engine.multi_call.calls import mean_logprob
+    from router_proxy.engine.multi_call.stop_verifier import accepted
+
+    assert accepted("Yes.")
+    assert accepted("  yes, it is right")
+    assert not accepted("No")
+    assert not accepted("The answer is yes")  # a verdict comes first, or it is no verdict
+    assert not accepted(None)
+    tokens = {"content": [{"logprob": -0.5}, {"logprob": -1.5}]}
+    assert mean_logprob(tokens) == -1.0
+    assert mean_logprob(None) is None
+    assert mean_logprob({"content": []}) is None

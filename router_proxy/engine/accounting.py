@@ -91,30 +91,18 @@ class Accounting:
             if record.cache.hit is not None:  # no model was paid: no tokens, no cost
                 saved, cost, usage = cost, 0.0, None
             self.metrics.count_cache(decision, record.cache.outcome, saved)
-        if calls is not None:  # tokens and dollars per call's model; usage, cost: the sums
+        model = record.routed_model or UNKNOWN
+        if calls is None:
+            self.metrics.record(decision, model, status, record.upstream_seconds, usage, cost)
+            self._count_attempts(record)
+        else:  # tokens and dollars under each call's own model; a cascade has no fallback
+            self.metrics.record(decision, model, status, record.upstream_seconds, None, None)
             self.metrics.count_calls(decision, calls.calls, calls.stage_seconds)
-            self.metrics.record(
-                decision,
-                record.routed_model or UNKNOWN,
-                status,
-                record.upstream_seconds,
-                None,
-                None,
-            )
-        else:
-            self.metrics.record(
-                decision,
-                record.routed_model or UNKNOWN,
-                status,
-                record.upstream_seconds,
-                usage,
-                cost,
-            )
-        self._count_attempts(record)
+            self._count_attempts(record, fallbacks=False)
         if self.log_requests:
             self._log(record, status, cost, saved)
 
-    def _count_attempts(self, record: RequestRecord) -> None:
+    def _count_attempts(self, record: RequestRecord, *, fallbacks: bool = True) -> None:
         tried = record.attempts.tried
         for i, (model, error) in enumerate(tried):
             outcome = "success" if error is None else "retry" if i + 1 < len(tried) else "failure"
@@ -124,9 +112,12 @@ class Accounting:
         # cache hit made no attempt, so it is no fallback.
         first = turn.kept if turn is not None and turn.kept is not None else None
         answered = record.attempts.model
-        if record.calls is not None:
-            return  # a cascade's escalation is no fallback
-        if plan is not None and answered is not None and answered != (first or plan.model):
+        if (
+            fallbacks
+            and plan is not None
+            and answered is not None
+            and answered != (first or plan.model)
+        ):
             self.metrics.fallbacks.labels(plan.decision).inc()
 
     def _log(

@@ -121,6 +121,8 @@ class Engine:
                 plan.calls, ctx, record, out, self._permitted(ctx)
             )
             await self.accounting.charge(record)
+            if self.cache is not None and record.cache is not None:
+                self.cache.keep_whole(record.cache, completion, record.model or plan.model)
             return completion
         # The candidates tried, in order (context windows, session affinity): no await
         # when nothing applies.

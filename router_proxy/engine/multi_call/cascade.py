@@ -48,7 +48,10 @@ async def run_stage(
 ) -> list[Call]:
     """The stage's models in parallel, each falling back within itself."""
     started = time.perf_counter()
-    calls = list(await asyncio.gather(*(caller.complete((m,), out, index) for m in models)))
+    # A task group: the client leaving (or a bug in one call) cancels the stage's others.
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(caller.complete((m,), out, index)) for m in models]
+    calls = [task.result() for task in tasks]
     note.calls += calls
     note.stage_seconds.append(time.perf_counter() - started)
     return calls
