@@ -367,6 +367,20 @@ def test_the_responses_and_messages_surfaces_get_their_own_shapes(
     assert stream.status_code == 200
     assert "event: message_stop" in stream.text
     assert "12." in stream.text
+    for question, expected in ((EASY, "The answer is 4."), (HARD, "The answer is 12.")):
+        streamed = client.post(
+            "/v1/responses", json={"model": "auto", "input": question, "stream": True}
+        )
+        assert streamed.status_code == 200
+        done = [
+            json.loads(line.removeprefix("data: "))
+            for line in streamed.text.splitlines()
+            if line.startswith("data: ") and "response.completed" in line
+        ]
+        (completed,) = done
+        output = completed["response"]["output"][0]["content"][0]["text"]
+        assert output == expected
+        assert completed["response"]["usage"]["input_tokens"] >= 2 * PROMPT_TOKENS
 
 
 def test_the_route_dry_run_shows_the_plan(client: httpx.Client) -> None:

@@ -162,6 +162,8 @@ def _check_multi_call(
         if model not in config.models:
             problems.append(((*at, "params", *where), f"unknown model '{model}'"))
     problems += [((*at, "params", *where), msg) for where, msg in selector.problems(params)]
+    known = tuple(m for m in selector.candidates_of(params) if m in config.models)
+    problems += [((*at, "params"), msg) for msg in selector.check(known, params, config)]
     return problems
 
 

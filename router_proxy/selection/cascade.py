@@ -14,8 +14,14 @@ The last stage is never second-guessed: its first model answers (the others in i
 that model's fallbacks). A one-model stage before the last can stop only under the
 confidence or verifier rule (under ``agree`` it has nobody to agree with).
 
-The stages are inline here; a trained artifact choosing them per prompt
-(``selection/cascade_artifact.py``) plugs in as another source of ``stages_for``.
+The stages are inline here. A trained artifact choosing them per prompt
+(``selection/cascade_artifact.py``, ``params: {artifact: DIR, budget_per_1k: X}``) plugs
+in as another source of stages: ``CascadeParams`` takes ``artifact`` and
+``budget_per_1k`` beside an optional ``stages`` (exactly one of the two), ``check``
+loads the artifact's metadata (its models, its encoder), ``models_named`` names the
+artifact's models (path ``("artifact",)``), ``build`` gets the shared encoder from the
+BuildContext, and ``plan`` embeds ``ctx.text("last_user")`` and asks
+``artifact.stages(embedding, budget_per_1k)``. The engine runs whatever plan it gets.
 """
 
 from __future__ import annotations
