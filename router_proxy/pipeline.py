@@ -81,23 +81,21 @@ class RoutePlan:
 
     def to_dict(self) -> dict[str, Any]:
         shown = {"preferences": self.preferences} if self.preferences is not None else {}
-        return (
-            {
-                "decision": self.decision,
-                "model": self.model,
-                "candidates": list(self.candidates),
-                "via": self.via,
-                "rule": self.rule,
-                "explanation": self.explanation,
-                "rejected": self.rejected(),
-                "signals": {name: result.to_dict() for name, result in self.signals.items()},
-                "routing_ms": round(self.routing_seconds * 1000, 4),
-                "timed_out": list(self.timed_out),
-                "plugins": [plugin.describe() for plugin in self.plugins],
-            }
-            | shown
-            | ({"calls": describe_plan(self.calls)} if self.calls is not None else {})
-        )
+        if self.calls is not None:
+            shown["calls"] = describe_plan(self.calls)
+        return {
+            "decision": self.decision,
+            "model": self.model,
+            "candidates": list(self.candidates),
+            "via": self.via,
+            "rule": self.rule,
+            "explanation": self.explanation,
+            "rejected": self.rejected(),
+            "signals": {name: result.to_dict() for name, result in self.signals.items()},
+            "routing_ms": round(self.routing_seconds * 1000, 4),
+            "timed_out": list(self.timed_out),
+            "plugins": [plugin.describe() for plugin in self.plugins],
+        } | shown
 
     def outgoing_body(self, ctx: RequestContext) -> dict[str, Any]:
         """The client's body after the decision's plugins."""

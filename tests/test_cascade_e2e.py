@@ -5,7 +5,9 @@ skills (tests/support/skilled_upstream.py)."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import openai
@@ -90,15 +92,24 @@ def test_aggregate_refines_and_the_log_line_shows_the_calls(
     request_id = raw.headers["x-router-request-id"]
     responses = sdk.responses.create(model="auto", input="hard: what is the twelfth number?")
     assert responses.output_text == "The answer is 12."
-    lines = [json.loads(line) for line in _log_lines(gateway) if request_id in line]
-    (line,) = [entry for entry in lines if entry.get("event") == "request"]
+    line = _request_line(gateway, request_id)
     assert line["calls"] == "cheap-a:candidate,cheap-b:candidate,refiner:answered"
     assert line["stages"] == 2
     assert line["calls_count"] == 3
 
 
-def _log_lines(gateway: GatewayProcess) -> list[str]:
-    return [line for line in gateway.output().splitlines() if line.startswith("{")]
+def _request_line(gateway: GatewayProcess, request_id: str) -> dict[str, Any]:
+    """The request's log line; the writer thread flushes lines within a moment, after the
+    answer has gone, so wait for it."""
+    deadline = time.monotonic() + 10
+    while True:
+        for text in gateway.output().splitlines():
+            if text.startswith("{") and request_id in text:
+                entry: dict[str, Any] = json.loads(text)
+                if entry.get("event") == "request":
+                    return entry
+        assert time.monotonic() < deadline, f"no log line for {request_id}"
+        time.sleep(0.05)
 
 
 def test_metrics_count_calls_per_request(sdk: openai.OpenAI, gateway: GatewayProcess) -> None:

@@ -36,6 +36,7 @@ models:
   sleepy: {provider: up, upstream_model: hang, timeouts: {first_byte: 0.2, total: 1}}
   broken: {provider: up, upstream_model: fail}
   wrecked: {provider: up, upstream_model: fail}
+  tooler: {provider: up}
 """
 DECISIONS = """\
 decisions:
@@ -57,6 +58,9 @@ decisions:
   - name: lost
     when: false
     route: {algorithm: aggregate, params: {models: [broken, wrecked]}}
+  - name: tools
+    when: false
+    route: {algorithm: cascade, params: {stages: [[cheap-a, cheap-b], [tooler]]}}
   - name: confident
     when: false
     route:
@@ -273,6 +277,15 @@ def test_a_panel_nobody_answers_is_an_error_that_names_the_calls(client: httpx.C
     assert answer.status_code == 503
     assert answer.json()["error"]["code"] == "all_candidates_failed"
     assert answer.headers["x-router-calls"] == "broken:failed,wrecked:failed"
+
+
+def test_a_last_stage_that_calls_a_tool_is_returned_as_it_is(client: httpx.Client) -> None:
+    answer = chat(client, HARD, model="tools")
+    assert answer.headers["x-router-model"] == "tooler"
+    choice = answer.json()["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"]["tool_calls"][0]["function"]["name"] == "lookup"
+    assert answer.json()["usage"]["completion_tokens"] == 4 + 4 + 5
 
 
 def test_the_confidence_rule_asks_for_logprobs_and_escalates_on_doubt(

@@ -10,6 +10,7 @@ judge       a verifier: "yes" when the proposed answer is right, else "no"
 refiner     reads the candidates and writes the right answer
 fail        500 on every call
 hang        answers only after HANG_SECONDS (first-byte timeouts)
+tooler      calls the tool ``lookup`` with ``{"q": 12}`` instead of answering in text
 ==========  ==================================================================
 
 A question is hard when its text contains "hard". Answers read "The answer is N.";
@@ -64,6 +65,23 @@ def answer_of(model: str, prompt: str) -> tuple[str, bool]:
     return f"The answer is {given}.", given == correct
 
 
+def _tool_call() -> dict[str, Any]:
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "lookup", "arguments": '{"q": 12}'},
+    }
+    message = {"role": "assistant", "content": None, "tool_calls": [call]}
+    return {
+        "id": "chatcmpl-tooler",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "tooler",
+        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": 5, "total_tokens": 15},
+    }
+
+
 class SkilledUpstream:
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict[str, Any]]] = []  # (model, body)
@@ -85,6 +103,8 @@ class SkilledUpstream:
             return JSONResponse({"error": {"message": "boom", "type": "server_error"}}, 500)
         if model == "hang":
             await asyncio.sleep(HANG_SECONDS)
+        if model == "tooler" and not body.get("stream"):
+            return JSONResponse(_tool_call())
         text, right = answer_of(model, _last_user(body))
         words = text.split(" ")
         usage = {

@@ -19,8 +19,10 @@ from router_proxy.selection.aggregate import AggregatePlan
 async def run_panel(
     plan: AggregatePlan, caller: Caller, out: Outgoing, note: MultiCallNote
 ) -> list[Call]:
-    """The panel's answers; raises when none answered."""
-    calls = mark_failed(await run_stage(caller, plan.panel, whole_body(out), 0, note))
+    """The panel's answers (only tool calls, when no model answered with text); raises
+    when none answered at all."""
+    panel = await run_stage(caller, plan.panel, whole_body(out), 0, note)
+    calls = mark_failed(panel) or [c for c in panel if c.returnable]
     if not calls:
         raise none_answered(note)
     return calls
@@ -60,6 +62,7 @@ def none_answered(note: MultiCallNote) -> GatewayError:
     if len(errors) == 1:
         return errors[0]
     failures = "; ".join(f"'{c.model}': {c.error.message}" for c in note.calls if c.error)
+    failures = failures or "no answer could be read"
     return ServiceUnavailableError(
         f"Every model of the panel failed: {failures}", code="all_candidates_failed"
     )

@@ -40,8 +40,13 @@ class Call:
 
     @property
     def answered(self) -> bool:
-        """It answered the client's question (whole)."""
+        """It answered the client's question with text (what rules and votes compare)."""
         return self.text is not None and self.body is not None and not self.judges
+
+    @property
+    def returnable(self) -> bool:
+        """Its completion can go to the client as it is (text, tool calls or both)."""
+        return self.body is not None and not self.judges
 
 
 def whole_body(out: Outgoing, *, logprobs: bool = False) -> Outgoing:

@@ -116,7 +116,7 @@ class MultiCall:
             return aggregate.vote(plan, calls, question)
         asked = whole_body(aggregate.refining(plan, calls, question, out))
         refined = await self._stage(caller, (plan.refiner.model,), asked, 1, note)
-        if refined.answered:
+        if refined.returnable:
             return refined
         return aggregate.vote(plan, calls, question)  # the refiner failed: the panel decides
 
@@ -133,7 +133,7 @@ class MultiCall:
         call = await caller.complete(models, out, index)
         note.calls.append(call)
         note.stage_seconds.append(call.seconds)
-        call.reason = "answered" if call.answered else "failed"
+        call.reason = "answered" if call.returnable else "failed"
         return call
 
     async def _live(
@@ -175,7 +175,7 @@ class MultiCall:
 
 def _answer_or_earlier(call: Call, note: MultiCallNote) -> Call:
     """The last stage's answer; when it failed, the earliest answer a stage gave."""
-    if call.answered:
+    if call.returnable:
         return call
     earlier = cascade.earliest(note)
     if earlier is None:
