@@ -495,3 +495,18 @@ def test_verifier_replies_and_logprobs_are_read_plainly() -> None:
     assert mean_logprob(tokens) == -1.0
     assert mean_logprob(None) is None
     assert mean_logprob({"content": []}) is None
+
+
+def test_every_call_is_charged_to_its_models_budget(skilled: SkilledUpstream) -> None:
+    """cheap-b's answer is discarded on a hard question, yet its tokens count against its
+    own limit: the next request finds it spent and goes on without it."""
+    limited = MODELS + "limits: {per_model: {cheap-b: {tokens_per_minute: 10}}}\n" + DECISIONS
+    config, _ = load_config_text(limited, env={"UPSTREAM": skilled.base_url})
+    with ServerThread(create_app(config)) as server, httpx.Client(base_url=server.base_url) as c:
+        first = chat(c, HARD)
+        assert first.headers["x-router-calls"].startswith("cheap-a:agree-fail,cheap-b:agree-fail")
+        second = chat(c, EASY)
+        # cheap-b is over its budget: the pair cannot agree, so even an easy one escalates.
+        assert second.headers["x-router-calls"] == (
+            "cheap-a:agree-fail,cheap-b:failed,expensive:answered"
+        )

@@ -50,14 +50,14 @@ class Accounting:
         usage, model = record.usage, record.model
         if record.cache is not None and record.cache.hit is not None:
             return  # a cached answer cost nothing
-        if record.calls is not None:  # a cascade's or aggregate's: each call to its model
-            if self.limits.enabled:
-                for call in record.calls.calls:
-                    if call.usage is not None:
-                        tokens, cost = call.usage.total_tokens, call.cost or 0.0
-                        await self.limits.charge(record.client, call.model, tokens, cost)
+        if not self.limits.enabled:
             return
-        if self.limits.enabled and usage is not None and model is not None:
+        if record.calls is not None:  # a cascade's or aggregate's: each call to its model
+            for call in record.calls.calls:
+                if call.usage is not None:
+                    tokens, cost = call.usage.total_tokens, call.cost or 0.0
+                    await self.limits.charge(record.client, call.model, tokens, cost)
+        elif usage is not None and model is not None:
             cost = self.cost(model, usage) or 0.0
             await self.limits.charge(record.client, model, usage.total_tokens, cost)
 

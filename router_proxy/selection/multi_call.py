@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Iterable
 from dataclasses import fields, is_dataclass
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field, field_validator
 
@@ -114,9 +114,6 @@ class MultiCallPlan:
     models: tuple[str, ...]
 
 
-PlanT = TypeVar("PlanT", bound=MultiCallPlan)
-
-
 class MultiCallSelector(Selector[Any]):
     """A selector whose decision calls several models. ``order`` (used where one model
     is wanted, e.g. a text completion) returns the plan's models."""
@@ -133,6 +130,7 @@ class MultiCallSelector(Selector[Any]):
 
     @classmethod
     def candidates_of(cls, params: Any) -> tuple[str, ...]:
+        """The decision's candidates: every model named, once, in order."""
         return tuple(dict.fromkeys(model for model, _ in cls.models_named(params)))
 
     @abstractmethod
