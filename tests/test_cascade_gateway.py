@@ -435,8 +435,16 @@ def config_error(decisions: str) -> str:
             "decisions[0].route.candidates: cascade names its models in params",
         ),
         (
+            "{algorithm: cascade, params: {stages: [[cheap-a]], stop: {rule: verifier, model: judge, prompt: hi}}}",
+            "decisions[0].route.params.stop.prompt: the prompt must contain {question}, {answer}",
+        ),
+        (
+            "{algorithm: cascade, params: {stages: [[cheap-a]], stop: {rule: guess}}}",
+            "decisions[0].route.params.stop: Input tag 'guess' found using 'rule' does not match",
+        ),
+        (
             "{algorithm: aggregate, params: {models: [cheap-a, cheap-b], combine: refine}}",
-            "decisions[0].route.params: Value error, combine: refine needs a refiner",
+            "decisions[0].route.params: combine: refine needs a refiner",
         ),
         (
             "{algorithm: aggregate, params: {models: [cheap-a, ghost]}}",

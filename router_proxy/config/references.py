@@ -131,7 +131,8 @@ def _check_route(config: Config, i: int, decision: DecisionConfig) -> list[Probl
             params = selector.config_model.model_validate(route.params)
         except ValidationError as exc:
             for err in exc.errors():
-                problems.append(((*at, *err["loc"]), err["msg"]))
+                where = _in_data(tuple(err["loc"]), route.params)
+                problems.append(((*at, *where), err["msg"].removeprefix("Value error, ")))
         else:
             if issubclass(selector, MultiCallSelector):
                 return problems + _check_multi_call(config, i, selector, params)
@@ -141,6 +142,32 @@ def _check_route(config: Config, i: int, decision: DecisionConfig) -> list[Probl
     if not route.candidates and not multi:
         problems.append((("decisions", i, "route", "candidates"), "name at least one model"))
     return problems
+
+
+def _in_data(loc: tuple[int | str, ...], data: object) -> tuple[int | str, ...]:
+    """Pydantic's ``loc`` without the tags it inserts for a tagged union (a ``rule:`` or
+    ``type:`` value), so it names a place in the YAML."""
+    path: list[int | str] = []
+    node = data
+    for part in loc:
+        if (
+            isinstance(node, dict)
+            and part not in node
+            and part
+            in (
+                node.get("rule"),
+                node.get("type"),
+            )
+        ):
+            continue
+        path.append(part)
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return tuple(path)
 
 
 def _check_multi_call(
