@@ -210,6 +210,8 @@ def _explain(args: argparse.Namespace) -> int:
         print(f"not {name}: {why}")
     print(f"model:      {plan.model}")
     print(f"candidates: {', '.join(plan.candidates)}")
+    if plan.calls is not None:
+        print(f"calls:      {json.dumps(plan.to_dict()['calls'])}")
     for name, result in plan.signals.items():
         mark = "fired" if result.fired else "quiet"
         print(f"signal {name}: {mark} ({result.detail})")

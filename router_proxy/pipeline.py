@@ -30,6 +30,7 @@ from router_proxy.plugins.registry import build_plugin
 from router_proxy.resources import BuildContext, CpuPool, Resources
 from router_proxy.selection.artifact import ArtifactError
 from router_proxy.selection.base import Selector
+from router_proxy.selection.multi_call import MultiCallPlan, MultiCallSelector, describe_plan
 from router_proxy.selection.registry import SELECTORS
 from router_proxy.signals.base import CpuSignal, Signal, SignalResult
 from router_proxy.signals.registry import SIGNAL_TYPES
@@ -46,6 +47,8 @@ class CompiledDecision:
     rule: Rule
     selector: Selector[Any]
     plugins: tuple[Plugin, ...] = ()
+    # Set for a decision that calls several models (cascade, aggregate): it plans calls.
+    planner: MultiCallSelector | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class RoutePlan:
     timed_out: tuple[str, ...] = ()  # signals that had not answered within the budget
     # What the caller asked of routing and what it did (engine/preferences.py).
     preferences: dict[str, Any] | None = None
+    # Several calls for one answer (cascade, aggregate: engine/multi_call/); None: one.
+    calls: MultiCallPlan | None = None
 
     @property
     def explanation(self) -> str:
@@ -76,6 +81,8 @@ class RoutePlan:
 
     def to_dict(self) -> dict[str, Any]:
         shown = {"preferences": self.preferences} if self.preferences is not None else {}
+        if self.calls is not None:
+            shown["calls"] = describe_plan(self.calls)
         return {
             "decision": self.decision,
             "model": self.model,
@@ -138,7 +145,8 @@ class Pipeline:
             selector = _build_selector(config, index, build)
             rule = parser.parse(d.when, ("decisions", index, "when"))
             plugins = tuple(build_plugin(item, build) for item in d.plugins)
-            decision = CompiledDecision(d.name, d.priority, rule, selector, plugins)
+            planner = selector if isinstance(selector, MultiCallSelector) else None
+            decision = CompiledDecision(d.name, d.priority, rule, selector, plugins, planner)
             compiled.append((-d.priority, index, decision))
         if parser.errors:  # load_config refuses these; reaching here is a caller's bug
             raise ValueError(f"unchecked config: {parser.errors}")
@@ -185,7 +193,11 @@ class Pipeline:
                 param="model",
                 code="model_not_found",
             )
-        order = await decision.selector.order(ctx)
+        if decision.planner is None:
+            order, calls = await decision.selector.order(ctx), None
+        else:
+            calls = await decision.planner.plan(ctx)
+            order = calls.models
         return RoutePlan(
             decision.name,
             order[0],
@@ -197,6 +209,7 @@ class Pipeline:
             decision.plugins,
             tried,
             tuple(timed_out),
+            calls=calls,
         )
 
     async def _within_budget(
@@ -240,8 +253,11 @@ def _build_selector(config: Config, index: int, build: BuildContext) -> Selector
     route = config.decisions[index].route
     selector_cls = SELECTORS[route.algorithm]
     params = selector_cls.config_model.model_validate(route.params)
+    candidates = tuple(route.candidates)
+    if issubclass(selector_cls, MultiCallSelector):  # its models are named in its params
+        candidates = selector_cls.candidates_of(params)
     try:
-        return selector_cls.build(tuple(route.candidates), params, build)
+        return selector_cls.build(candidates, params, build)
     except ArtifactError as exc:  # e.g. the artifact changed on disk since the check
         path = ("decisions", index, "route", "params", "artifact")
         raise ConfigError([ConfigIssue(path, str(exc))]) from exc

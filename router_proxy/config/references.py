@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from router_proxy.config.errors import Path
 from router_proxy.config.schema import Config, DecisionConfig
 from router_proxy.decisions.rules import RuleParser
-from router_proxy.selection.registry import SELECTORS
+from router_proxy.selection.registry import SELECTORS, MultiCallSelector
 
 Problem = tuple[Path, str]
 AUTO = "auto"
@@ -172,10 +172,66 @@ def _check_route(config: Config, i: int, decision: DecisionConfig) -> list[Probl
             params = selector.config_model.model_validate(route.params)
         except ValidationError as exc:
             for err in exc.errors():
-                problems.append(((*at, *err["loc"]), err["msg"]))
+                where = _in_data(tuple(err["loc"]), route.params)
+                problems.append(((*at, *where), err["msg"].removeprefix("Value error, ")))
         else:
+            if issubclass(selector, MultiCallSelector):
+                return problems + _check_multi_call(config, i, selector, params)
             known = tuple(c for c in route.candidates if c in config.models)
             problems += [(at, msg) for msg in selector.check(known, params, config)]
+    multi = selector is not None and issubclass(selector, MultiCallSelector)
+    if not route.candidates and not multi:
+        problems.append((("decisions", i, "route", "candidates"), "name at least one model"))
+    return problems
+
+
+def _in_data(loc: tuple[int | str, ...], data: object) -> tuple[int | str, ...]:
+    """Pydantic's ``loc`` without the tags it inserts for a tagged union (a ``rule:`` or
+    ``type:`` value), so it names a place in the YAML."""
+    path: list[int | str] = []
+    node = data
+    for part in loc:
+        if (
+            isinstance(node, dict)
+            and part not in node
+            and part
+            in (
+                node.get("rule"),
+                node.get("type"),
+            )
+        ):
+            continue
+        path.append(part)
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return tuple(path)
+
+
+def _check_multi_call(
+    config: Config, i: int, selector: type[MultiCallSelector], params: object
+) -> list[Problem]:
+    """A cascade or aggregate names its models in its params, each a configured model;
+    ``candidates`` stays empty (they would say nothing the params do not)."""
+    route = config.decisions[i].route
+    at: Path = ("decisions", i, "route")
+    problems: list[Problem] = []
+    if route.candidates:
+        problems.append(
+            (
+                (*at, "candidates"),
+                f"{route.algorithm} names its models in params; leave candidates out",
+            )
+        )
+    for model, where in selector.models_named(params):
+        if model not in config.models:
+            problems.append(((*at, "params", *where), f"unknown model '{model}'"))
+    problems += [((*at, "params", *where), msg) for where, msg in selector.problems(params)]
+    known = tuple(m for m in selector.candidates_of(params) if m in config.models)
+    problems += [((*at, "params"), msg) for msg in selector.check(known, params, config)]
     return problems
 
 

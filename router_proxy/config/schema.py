@@ -10,7 +10,14 @@ import functools
 import operator
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import Field, SecretStr, WithJsonSchema, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from router_proxy.cache.config import CacheConfig, DecisionCacheConfig
 from router_proxy.config.base import ProviderConfigBase, SignalConfigBase, StrictModel
@@ -230,9 +237,23 @@ WhenExpr = Annotated[
 
 
 class RouteConfig(StrictModel):
-    candidates: list[str] = Field(min_length=1, description="model names, best first")
+    # (params before candidates: the candidates' check reads them)
     algorithm: str = Field(default="static", description="selection algorithm")
     params: dict[str, Any] = Field(default_factory=dict, description="the algorithm's params")
+    candidates: list[str] = Field(
+        default_factory=list,
+        validate_default=True,
+        description="model names, best first (cascade and aggregate name theirs in params)",
+    )
+
+    @field_validator("candidates")
+    @classmethod
+    def _some_candidates(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        # Only an algorithm that names its models in params (cascade, aggregate) goes
+        # without; config/references.py checks which one it is.
+        if not value and not info.data.get("params"):
+            raise ValueError("List should have at least 1 item after validation, not 0")
+        return value
 
 
 class DecisionConfig(StrictModel):

@@ -54,7 +54,14 @@ class Accounting:
         usage, model = record.usage, record.model
         if record.cache is not None and record.cache.hit is not None:
             return  # a cached answer cost nothing
-        if self.limits.enabled and usage is not None and model is not None:
+        if not self.limits.enabled:
+            return
+        if record.calls is not None:  # a cascade's or aggregate's: each call to its model
+            for call in record.calls.calls:
+                if call.usage is not None:
+                    tokens, cost = call.usage.total_tokens, call.cost or 0.0
+                    await self.limits.charge(record.client, call.model, tokens, cost)
+        elif usage is not None and model is not None:
             cost = self.cost(model, usage) or 0.0
             await self.limits.charge(record.client, model, usage.total_tokens, cost)
 
@@ -81,22 +88,27 @@ class Accounting:
             logger.exception("accounting failed (request %s)", record.request_id)
 
     def _finish(self, record: RequestRecord, status: int) -> None:
-        plan, cost = record.plan, self.cost(record.model, record.usage)
+        plan, calls = record.plan, record.calls
+        cost = self.cost(record.model, record.usage) if calls is None else calls.cost()
         decision, usage, saved = plan.decision if plan else UNKNOWN, record.usage, None
         if record.cache is not None:
             if record.cache.hit is not None:  # no model was paid: no tokens, no cost
                 saved, cost, usage = cost, 0.0, None
             self.metrics.count_cache(decision, record.cache.outcome, saved)
-        self.metrics.record(
-            decision, record.routed_model or UNKNOWN, status, record.upstream_seconds, usage, cost
-        )
-        self._count_attempts(record)
+        model = record.routed_model or UNKNOWN
+        if calls is None:
+            self.metrics.record(decision, model, status, record.upstream_seconds, usage, cost)
+            self._count_attempts(record)
+        else:  # tokens and dollars under each call's own model; a cascade has no fallback
+            self.metrics.record(decision, model, status, record.upstream_seconds, None, None)
+            self.metrics.count_calls(decision, calls.calls, calls.stage_seconds)
+            self._count_attempts(record, fallbacks=False)
         if self.log_requests:
             self._log(record, status, cost, saved)
         if self.records is not None:
             self.records.served(record, status, cost, usage)
 
-    def _count_attempts(self, record: RequestRecord) -> None:
+    def _count_attempts(self, record: RequestRecord, *, fallbacks: bool = True) -> None:
         tried = record.attempts.tried
         for i, (model, error) in enumerate(tried):
             outcome = "success" if error is None else "retry" if i + 1 < len(tried) else "failure"
@@ -106,7 +118,12 @@ class Accounting:
         # cache hit made no attempt, so it is no fallback.
         first = turn.kept if turn is not None and turn.kept is not None else None
         answered = record.attempts.model
-        if plan is not None and answered is not None and answered != (first or plan.model):
+        if (
+            fallbacks
+            and plan is not None
+            and answered is not None
+            and answered != (first or plan.model)
+        ):
             self.metrics.fallbacks.labels(plan.decision).inc()
 
     def _log(
@@ -140,6 +157,7 @@ class Accounting:
                 **(record.turn.log_fields() if record.turn is not None else {}),
                 cache=record.cache.outcome if record.cache is not None else None,
                 saved_usd=saved,
+                **(record.calls.log_fields() if record.calls is not None else {}),
             )
         )
 

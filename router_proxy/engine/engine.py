@@ -22,6 +22,7 @@ from router_proxy.context import RequestContext
 from router_proxy.engine.accounting import Accounting
 from router_proxy.engine.auth import ClientAuth
 from router_proxy.engine.conversation import Conversations
+from router_proxy.engine.multi_call.runner import MultiCall
 from router_proxy.engine.record import RequestRecord
 from router_proxy.engine.shadow import ShadowSampler
 from router_proxy.engine.upstream import Outgoing, Upstream, unreadable
@@ -81,6 +82,8 @@ class Engine:
         self.cache = cache  # None: no decision caches, and no request pays for looking
         self.records = records  # None: the policy records nothing (and pays nothing)
         self.shadow = shadow  # None: no decision shadows
+        # Cascades and aggregates (RoutePlan.calls); a plan without them never looks here.
+        self.multi_call = MultiCall(dispatcher, upstream, accounting.cost)
 
     def authenticate(self, record: RequestRecord, credential: str | None) -> None:
         """``credential``: the client's ``Authorization`` value (or the surface's own
@@ -124,6 +127,16 @@ class Engine:
                 record.sample.content.keep(cached.body, cached.native)
             return cached
         out = await _outgoing(self.pipeline, plan, ctx)
+        if plan.calls is not None and ctx.endpoint == "chat":
+            completion = await self.multi_call.complete(
+                plan.calls, ctx, record, out, self._permitted(ctx)
+            )
+            await self.accounting.charge(record)
+            if self.cache is not None and record.cache is not None:
+                self.cache.keep_whole(record.cache, completion, record.model or plan.model)
+            if record.sample is not None and record.sample.content is not None:
+                record.sample.content.keep(completion.body, completion.native)
+            return completion
         # The candidates tried, in order (context windows, session affinity): no await
         # when nothing applies.
         candidates, conversations = self._serving(plan, ctx.endpoint), self.conversations
@@ -168,6 +181,11 @@ class Engine:
             deadline = asyncio.get_running_loop().time() + CACHED_STREAM_SECONDS
             return OpenedStream(stream, first, deadline)
         out = await _outgoing(self.pipeline, plan, ctx)
+        if plan.calls is not None and ctx.endpoint == "chat":
+            opened = await self.multi_call.open_stream(
+                plan.calls, ctx, record, out, self._permitted(ctx)
+            )
+            return OpenedStream(*opened)
         # The candidates tried, in order (context windows, session affinity): no await
         # when nothing applies.
         candidates, conversations = self._serving(plan, ctx.endpoint), self.conversations
@@ -291,6 +309,12 @@ class Engine:
                 code="unsupported_endpoint",
             )
         return serving
+
+    def _permitted(self, ctx: RequestContext) -> Callable[[str], bool] | None:
+        """The models a caller's preferences allow (None: any)."""
+        if ctx.preferences is None:
+            return None
+        return self.conversations.preferences.permitted(ctx)
 
     @staticmethod
     def _plan(record: RequestRecord) -> RoutePlan:

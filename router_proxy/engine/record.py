@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from router_proxy.cache.response_cache import CacheUse
 from router_proxy.engine.auth import ANONYMOUS
+from router_proxy.engine.multi_call.note import CALLS_HEADER, MultiCallNote
 from router_proxy.engine.turn_note import TurnNote
 from router_proxy.errors import GatewayError
 from router_proxy.pipeline import RoutePlan
@@ -53,6 +54,7 @@ class RequestRecord:
     # and the decision record's trace_id.
     trace_id: str | None = None
     shadow: ShadowJob | None = None  # sampled for shadow calls, started once answered
+    calls: MultiCallNote | None = None  # a cascade's or aggregate's calls; None: one call
 
     @property
     def model(self) -> str | None:
@@ -82,6 +84,8 @@ class RequestRecord:
                 headers["x-router-attempts"] = str(self.attempts.attempts)
             if self.cache is not None:
                 headers["x-router-cache"] = self.cache.outcome
+            if self.calls is not None:
+                headers[CALLS_HEADER] = self.calls.header()
         if self.turn is not None:
             headers.update(self.turn.headers())
         return headers

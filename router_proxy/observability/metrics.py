@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -36,7 +36,21 @@ _collect_workers: Callable[[CollectorRegistry, str], object] = multiprocess.Mult
 mark_process_dead: Callable[[int, str], None] = multiprocess.mark_process_dead
 
 ROUTING_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
+CALL_COUNT_BUCKETS = (1, 2, 3, 4, 5, 6, 8, 12, 16)
 UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class CallLike(Protocol):
+    """One call of a multi-call request (engine/multi_call/calls.py), as counted here."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def usage(self) -> Usage | None: ...
+    @property
+    def cost(self) -> float | None: ...
 
 
 class Metrics:
@@ -88,6 +102,7 @@ class Metrics:
         self._add_cache_metrics(r)
         self._add_records_metrics(r)
         self._add_shadow_metrics(r)
+        self._add_multi_call_metrics(r)
         # Label sets come from the config and a few statuses: bounded.
         self._children: dict[tuple[str, str, int], tuple[Any, ...]] = {}
         self._attempt_children: dict[tuple[str, str], Any] = {}
@@ -230,6 +245,56 @@ class Metrics:
             ["decision", "reason"],
             registry=r,
         )
+
+    def _add_multi_call_metrics(self, r: CollectorRegistry) -> None:
+        self.multi_call_calls = Histogram(
+            "router_multicall_calls",
+            "Model calls per request of cascade and aggregate decisions (verifiers included)",
+            ["decision"],
+            buckets=CALL_COUNT_BUCKETS,
+            registry=r,
+        )
+        self.multi_call_stage = Counter(
+            "router_multicall_stage_reached",
+            "Requests of cascade and aggregate decisions by the last stage they reached "
+            "(1 = the first)",
+            ["decision", "stage"],
+            registry=r,
+        )
+        self.multi_call_stage_seconds = Histogram(
+            "router_multicall_stage_seconds",
+            "Time of one stage (its calls in parallel; a streamed last stage: to its "
+            "first event): the latency a cascade adds per stage",
+            ["decision", "stage"],
+            buckets=UPSTREAM_BUCKETS,
+            registry=r,
+        )
+        self.multi_call_outcomes = Counter(
+            "router_multicall_call_outcomes",
+            "Calls of cascade and aggregate decisions by model and what became of their "
+            "answer (answered, agree-fail, low-confidence, verified-no, outvoted, failed, ...)",
+            ["decision", "model", "outcome"],
+            registry=r,
+        )
+
+    def count_calls(
+        self, decision: str, calls: Sequence[CallLike], stage_seconds: Sequence[float]
+    ) -> None:
+        """One multi-call request's calls: each one's tokens and dollars under its own
+        model, what became of it, and each stage's time."""
+        self.multi_call_calls.labels(decision).observe(len(calls))
+        self.multi_call_stage.labels(decision, str(len(stage_seconds))).inc()
+        for i, seconds in enumerate(stage_seconds, start=1):
+            self.multi_call_stage_seconds.labels(decision, str(i)).observe(seconds)
+        for call in calls:
+            self.multi_call_outcomes.labels(decision, call.model, call.reason).inc()
+            if call.usage is not None:
+                self.tokens.labels(call.model, "prompt").inc(max(call.usage.prompt_tokens, 0))
+                self.tokens.labels(call.model, "completion").inc(
+                    max(call.usage.completion_tokens, 0)
+                )
+            if call.cost is not None and call.cost > 0:
+                self.cost.labels(call.model).inc(call.cost)
 
     def count_cache(self, decision: str, outcome: str, saved: float | None) -> None:
         self._cache_outcomes[outcome].labels(decision).inc()

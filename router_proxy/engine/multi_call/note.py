@@ -1,0 +1,51 @@
+"""What a multi-call request did, for its headers, log line and metrics: each call with
+why the plan went on past it, and each stage's time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from router_proxy.protocol import Usage
+
+if TYPE_CHECKING:
+    from router_proxy.engine.multi_call.calls import Call
+
+CALLS_HEADER = "x-router-calls"
+
+
+@dataclass(eq=False, slots=True)
+class MultiCallNote:
+    kind: str  # cascade | aggregate
+    calls: list[Call] = field(default_factory=list)
+    stage_seconds: list[float] = field(default_factory=list)  # each stage, calls in parallel
+
+    @property
+    def stages(self) -> int:
+        """Stages reached (aggregate: the panel is one stage, a refiner another)."""
+        return len(self.stage_seconds)
+
+    def usage(self) -> Usage:
+        """Every call's tokens, discarded answers included."""
+        used = [c.usage for c in self.calls if c.usage is not None]
+        return Usage(
+            prompt_tokens=sum(u.prompt_tokens for u in used),
+            completion_tokens=sum(u.completion_tokens for u in used),
+        )
+
+    def cost(self) -> float | None:
+        """US$ of every call priced; None when none could be."""
+        costs = [c.cost for c in self.calls if c.cost is not None]
+        return sum(costs) if costs else None
+
+    def header(self) -> str:
+        """``a:agree-fail,b:agree-fail,c:answered``."""
+        return ",".join(f"{c.model}:{c.reason}" for c in self.calls)
+
+    def log_fields(self) -> dict[str, Any]:
+        return {
+            "calls": self.header(),
+            "calls_count": len(self.calls),
+            "stages": self.stages,
+            "stages_ms": [round(s * 1000, 3) for s in self.stage_seconds],
+        }

@@ -1,0 +1,37 @@
+"""``stop: agree``: the stage answers when all its models give the same final answer
+(router_proxy/answers/extract.py: option letter, number, canonical code, normalised
+text; the gateway compares code, never runs it). The stage's first model answers."""
+
+from __future__ import annotations
+
+from router_proxy.answers.extract import CODE_SIMILARITY, detect_format, extract, group_code
+from router_proxy.engine.multi_call.calls import Call
+from router_proxy.engine.multi_call.rules import Judging, mark_failed
+from router_proxy.selection.multi_call import AgreeStop, AnswerFormat
+
+
+def final_answers(texts: list[str], question: str, fmt: AnswerFormat) -> list[str | None]:
+    """Each text's final answer, comparable with ``==`` (code grouped by similarity)."""
+    found = detect_format(question, texts) if fmt == "auto" else fmt
+    answers = [extract(text, found, question) for text in texts]
+    return group_code(answers, CODE_SIMILARITY) if found == "code" else answers
+
+
+class AgreeRule:
+    logprobs = False
+
+    def __init__(self, config: AgreeStop) -> None:
+        self.format: AnswerFormat = config.format
+
+    async def judge(self, calls: list[Call], judging: Judging) -> Call | None:
+        answered = mark_failed(calls)
+        if len(calls) > 1 and len(answered) == len(calls):
+            answers = final_answers([c.text or "" for c in calls], judging.question, self.format)
+            if answers[0] is not None and all(a == answers[0] for a in answers):
+                for call in calls[1:]:
+                    call.reason = "agreed"
+                calls[0].reason = "answered"
+                return calls[0]
+        for call in answered:
+            call.reason = "agree-fail"
+        return None

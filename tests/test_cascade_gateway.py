@@ -1,0 +1,520 @@
+"""Cascades and aggregates in the gateway (issue 15), against a real upstream on a
+loopback port whose models have known skills (tests/support/skilled_upstream.py): two
+cheap models that agree on easy questions and split on hard ones, an expensive one that
+is right."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from router_proxy.config.errors import ConfigError
+from router_proxy.config.load import load_config_text
+from router_proxy.observability.logging import ACCESS_LOGGER
+from router_proxy.server.app import create_app
+from tests.support.logs import log_line
+from tests.support.serving import ServerThread
+from tests.support.skilled_upstream import PROMPT_TOKENS, SkilledUpstream
+
+MODELS = """\
+providers:
+  up: {type: openai, base_url: "${UPSTREAM}/v1"}
+models:
+  cheap-a: {provider: up, cost: {input_per_mtok: 1000, output_per_mtok: 2000}}
+  cheap-b: {provider: up, cost: {input_per_mtok: 1000, output_per_mtok: 2000}}
+  cheap-c: {provider: up, cost: {input_per_mtok: 1000, output_per_mtok: 2000}}
+  expensive: {provider: up, cost: {input_per_mtok: 100000, output_per_mtok: 200000}}
+  judge: {provider: up, cost: {input_per_mtok: 500, output_per_mtok: 500}}
+  refiner: {provider: up, cost: {input_per_mtok: 50000, output_per_mtok: 50000}}
+  flaky: {provider: up, upstream_model: fail, fallbacks: [cheap-a]}
+  sleepy: {provider: up, upstream_model: hang, timeouts: {first_byte: 0.2, total: 1}}
+  broken: {provider: up, upstream_model: fail}
+  wrecked: {provider: up, upstream_model: fail}
+  tooler: {provider: up}
+"""
+DECISIONS = """\
+decisions:
+  - name: cascade
+    when: true
+    route: {algorithm: cascade, params: {stages: [[cheap-a, cheap-b], [expensive]]}}
+  - name: flaky-cascade
+    when: false
+    route: {algorithm: cascade, params: {stages: [[flaky, cheap-b], [expensive]]}}
+  - name: timely
+    when: false
+    route: {algorithm: cascade, params: {stages: [[cheap-a, cheap-b], [sleepy, expensive]]}}
+  - name: doomed
+    when: false
+    route: {algorithm: cascade, params: {stages: [[cheap-a, cheap-b], [broken]]}}
+  - name: hopeless
+    when: false
+    route: {algorithm: aggregate, params: {models: [broken, flaky]}}
+  - name: lost
+    when: false
+    route: {algorithm: aggregate, params: {models: [broken, wrecked]}}
+  - name: tools
+    when: false
+    route: {algorithm: cascade, params: {stages: [[cheap-a, cheap-b], [tooler]]}}
+  - name: confident
+    when: false
+    route:
+      algorithm: cascade
+      params: {stages: [[cheap-a], [expensive]], stop: {rule: confidence, min_mean_logprob: -0.5}}
+  - name: verified
+    when: false
+    route:
+      algorithm: cascade
+      params: {stages: [[cheap-a], [expensive]], stop: {rule: verifier, model: judge}}
+  - name: thrifty
+    when: false
+    route:
+      algorithm: cascade
+      params: {stages: [[cheap-a, cheap-b], [expensive]], budget: {max_cost_usd: 0.00001}}
+  - name: vote
+    when: false
+    route: {algorithm: aggregate, params: {models: [cheap-a, cheap-c, expensive]}}
+  - name: refine
+    when: false
+    route:
+      algorithm: aggregate
+      params:
+        models: [cheap-a, cheap-b]
+        combine: refine
+        refiner: {model: refiner, prompt: "Judge these. Q: {question}\\n{candidates}\\nA:"}
+"""
+EASY = "easy: what is 2 + 2?"
+HARD = "hard: what is the twelfth number?"
+# US$ of one call: 10 prompt tokens and 4 completion tokens ("The answer is N.").
+CHEAP_CALL = (PROMPT_TOKENS * 1000 + 4 * 2000) / 1e6
+EXPENSIVE_CALL = (PROMPT_TOKENS * 100000 + 4 * 200000) / 1e6
+
+
+@pytest.fixture(scope="module")
+def skilled() -> Iterator[SkilledUpstream]:
+    with SkilledUpstream() as up:
+        yield up
+
+
+@pytest.fixture(scope="module")
+def gateway(skilled: SkilledUpstream) -> Iterator[str]:
+    config, _ = load_config_text(MODELS + DECISIONS, env={"UPSTREAM": skilled.base_url})
+    with ServerThread(create_app(config)) as server:
+        yield server.base_url
+
+
+@pytest.fixture
+def client(
+    gateway: str, skilled: SkilledUpstream, caplog: pytest.LogCaptureFixture
+) -> Iterator[httpx.Client]:
+    skilled.requests.clear()
+    caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
+    with httpx.Client(base_url=gateway, timeout=30) as c:
+        yield c
+
+
+def chat(client: httpx.Client, question: str, model: str = "auto", **extra: Any) -> httpx.Response:
+    body = {"model": model, "messages": [{"role": "user", "content": question}]} | extra
+    answer = client.post("/v1/chat/completions", json=body)
+    assert answer.status_code == 200, answer.text
+    return answer
+
+
+def content(answer: httpx.Response) -> str:
+    text: str = answer.json()["choices"][0]["message"]["content"]
+    return text
+
+
+def events(answer: httpx.Response) -> list[dict[str, Any]]:
+    """A chat stream's events; it must end with [DONE]."""
+    blocks = [b for b in answer.text.split("\n\n") if b.strip()]
+    assert blocks[-1] == "data: [DONE]"
+    return [json.loads(b.removeprefix("data: ")) for b in blocks[:-1]]
+
+
+def streamed_text(chunks: list[dict[str, Any]]) -> str:
+    return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+
+
+def metric(client: httpx.Client, name: str, **labels: str) -> float:
+    """The sum of ``name``'s series that carry ``labels``."""
+    total = 0.0
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_an_easy_question_is_answered_by_the_cheap_stage(
+    client: httpx.Client, skilled: SkilledUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    answer = chat(client, EASY)
+    assert content(answer) == "The answer is 4."
+    assert answer.headers["x-router-model"] == "cheap-a"
+    assert answer.headers["x-router-calls"] == "cheap-a:answered,cheap-b:agreed"
+    assert sorted(skilled.models_called()) == ["cheap-a", "cheap-b"]
+    usage = answer.json()["usage"]
+    assert usage["prompt_tokens"] == 2 * PROMPT_TOKENS
+    assert usage["completion_tokens"] == 8
+    line = log_line(caplog, answer.headers["x-router-request-id"])
+    assert line["cost_usd"] == pytest.approx(2 * CHEAP_CALL)
+    assert line["stages"] == 1
+    assert line["calls_count"] == 2
+    assert line["calls"] == "cheap-a:answered,cheap-b:agreed"
+    # The stage's calls went out whole (the client did not stream here, but they never do).
+    assert all(not body.get("stream") for _, body in skilled.requests)
+
+
+def test_a_hard_question_escalates_and_every_call_is_paid_for(
+    client: httpx.Client, skilled: SkilledUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    spent_before = metric(client, "router_cost_dollars_total", model="cheap-b")
+    answer = chat(client, HARD)
+    assert content(answer) == "The answer is 12."
+    assert answer.headers["x-router-model"] == "expensive"
+    assert (
+        answer.headers["x-router-calls"]
+        == "cheap-a:agree-fail,cheap-b:agree-fail,expensive:answered"
+    )
+    assert answer.json()["usage"]["prompt_tokens"] == 3 * PROMPT_TOKENS
+    line = log_line(caplog, answer.headers["x-router-request-id"])
+    assert line["cost_usd"] == pytest.approx(2 * CHEAP_CALL + EXPENSIVE_CALL)
+    assert line["model"] == "expensive"
+    assert line["stages"] == 2
+    assert len(line["stages_ms"]) == 2
+    # The discarded cheap answer is charged to its own model in the metrics.
+    spent = metric(client, "router_cost_dollars_total", model="cheap-b") - spent_before
+    assert spent == pytest.approx(CHEAP_CALL)
+    assert (
+        metric(client, "router_multicall_stage_reached_total", decision="cascade", stage="2") >= 1
+    )
+    assert metric(client, "router_multicall_calls_count", decision="cascade") >= 1
+    assert (
+        metric(
+            client,
+            "router_multicall_call_outcomes_total",
+            decision="cascade",
+            model="cheap-a",
+            outcome="agree-fail",
+        )
+        >= 1
+    )
+
+
+def test_a_failing_stage_model_falls_back_inside_its_stage(
+    client: httpx.Client, skilled: SkilledUpstream
+) -> None:
+    answer = chat(client, EASY, model="flaky-cascade")
+    # flaky's upstream fails; its fallback cheap-a answers in its place and agrees.
+    assert answer.headers["x-router-calls"] == "cheap-a:answered,cheap-b:agreed"
+    assert answer.headers["x-router-model"] == "cheap-a"
+    assert "fail" in skilled.models_called()
+    assert int(answer.headers["x-router-attempts"]) >= 3
+
+
+def test_streaming_an_easy_question_replays_the_decided_answer(client: httpx.Client) -> None:
+    answer = chat(client, EASY, stream=True, stream_options={"include_usage": True})
+    assert answer.headers["content-type"].startswith("text/event-stream")
+    assert answer.headers["x-router-calls"] == "cheap-a:answered,cheap-b:agreed"
+    chunks = events(answer)
+    assert streamed_text(chunks) == "The answer is 4."
+    assert chunks[-1]["usage"]["prompt_tokens"] == 2 * PROMPT_TOKENS
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "stop"
+
+
+def test_streaming_a_hard_question_streams_the_last_stage_live(
+    client: httpx.Client, skilled: SkilledUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    answer = chat(client, HARD, stream=True, stream_options={"include_usage": True})
+    assert answer.headers["x-router-model"] == "expensive"
+    chunks = events(answer)
+    assert streamed_text(chunks) == "The answer is 12."
+    # Word by word, as the upstream sent it: the last stage is relayed, not replayed.
+    assert len([c for c in chunks if c["choices"]]) > 3
+    assert chunks[-1]["usage"]["prompt_tokens"] == 3 * PROMPT_TOKENS  # every call's
+    model, body = skilled.requests[-1]
+    assert model == "expensive"
+    assert body["stream"] is True
+    line = log_line(caplog, answer.headers["x-router-request-id"])
+    assert line["cost_usd"] == pytest.approx(2 * CHEAP_CALL + EXPENSIVE_CALL)
+    assert line["calls"] == "cheap-a:agree-fail,cheap-b:agree-fail,expensive:answered"
+
+
+def test_a_live_last_stage_keeps_the_first_byte_timeout_and_falls_back(
+    client: httpx.Client, skilled: SkilledUpstream
+) -> None:
+    answer = chat(client, HARD, model="timely", stream=True)
+    # sleepy sent nothing within its first_byte timeout: the stage's next model answers.
+    assert answer.headers["x-router-model"] == "expensive"
+    assert streamed_text(events(answer)) == "The answer is 12."
+    assert "hang" in skilled.models_called()
+    assert answer.headers["x-router-calls"].endswith(",expensive:answered")
+
+
+def test_a_failed_last_stage_returns_the_earliest_answer(client: httpx.Client) -> None:
+    for stream in (False, True):
+        answer = chat(client, HARD, model="doomed", stream=stream)
+        assert answer.headers["x-router-model"] == "cheap-a"
+        assert answer.headers["x-router-calls"] == (
+            "cheap-a:answered,cheap-b:agree-fail,broken:failed"
+        )
+
+
+def test_a_panel_answers_while_one_of_it_answers(client: httpx.Client) -> None:
+    # broken fails; flaky fails and its fallback cheap-a answers: the panel still answers.
+    answer = chat(client, EASY, model="hopeless")
+    assert answer.headers["x-router-calls"] == "broken:failed,cheap-a:answered"
+
+
+def test_a_panel_nobody_answers_is_an_error_that_names_the_calls(client: httpx.Client) -> None:
+    body = {"model": "lost", "messages": [{"role": "user", "content": EASY}]}
+    answer = client.post("/v1/chat/completions", json=body)
+    assert answer.status_code == 503
+    assert answer.json()["error"]["code"] == "all_candidates_failed"
+    assert answer.headers["x-router-calls"] == "broken:failed,wrecked:failed"
+
+
+def test_a_last_stage_that_calls_a_tool_is_returned_as_it_is(client: httpx.Client) -> None:
+    answer = chat(client, HARD, model="tools")
+    assert answer.headers["x-router-model"] == "tooler"
+    choice = answer.json()["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"]["tool_calls"][0]["function"]["name"] == "lookup"
+    assert answer.json()["usage"]["completion_tokens"] == 4 + 4 + 5
+
+
+def test_the_confidence_rule_asks_for_logprobs_and_escalates_on_doubt(
+    client: httpx.Client, skilled: SkilledUpstream
+) -> None:
+    easy = chat(client, EASY, model="confident")
+    assert easy.headers["x-router-calls"] == "cheap-a:answered"
+    assert skilled.requests[-1][1]["logprobs"] is True
+    hard = chat(client, HARD, model="confident")
+    assert hard.headers["x-router-calls"] == "cheap-a:low-confidence,expensive:answered"
+    assert content(hard) == "The answer is 12."
+    assert "logprobs" not in skilled.requests[-1][1]  # the last stage is not judged
+
+
+def test_the_verifier_rule_asks_a_model_and_counts_its_call(
+    client: httpx.Client, skilled: SkilledUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    easy = chat(client, EASY, model="verified")
+    assert easy.headers["x-router-calls"] == "cheap-a:answered,judge:verified-yes"
+    hard = chat(client, HARD, model="verified")
+    assert hard.headers["x-router-calls"] == "cheap-a:rejected,judge:verified-no,expensive:answered"
+    judged = [body for model, body in skilled.requests if model == "judge"][-1]
+    assert "Proposed answer:\nThe answer is 7." in judged["messages"][0]["content"]
+    assert hard.json()["usage"]["prompt_tokens"] == 3 * PROMPT_TOKENS
+    line = log_line(caplog, hard.headers["x-router-request-id"])
+    judge_call = (PROMPT_TOKENS * 500 + 1 * 500) / 1e6
+    assert line["cost_usd"] == pytest.approx(CHEAP_CALL + judge_call + EXPENSIVE_CALL)
+
+
+def test_a_spent_budget_stops_escalating(client: httpx.Client, skilled: SkilledUpstream) -> None:
+    answer = chat(client, HARD, model="thrifty")
+    assert answer.headers["x-router-calls"] == "cheap-a:budget-answered,cheap-b:agree-fail"
+    assert "expensive" not in skilled.models_called()
+
+
+def test_aggregate_by_majority_vote(client: httpx.Client, skilled: SkilledUpstream) -> None:
+    answer = chat(client, HARD, model="vote")
+    assert content(answer) == "The answer is 12."
+    assert answer.headers["x-router-model"] == "cheap-c"  # the earliest backing the winner
+    assert answer.headers["x-router-calls"] == "cheap-a:outvoted,cheap-c:answered,expensive:voted"
+    streamed = chat(client, HARD, model="vote", stream=True)
+    assert streamed_text(events(streamed)) == "The answer is 12."
+
+
+def test_aggregate_with_a_refiner(
+    client: httpx.Client, skilled: SkilledUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    answer = chat(client, HARD, model="refine")
+    assert content(answer) == "The answer is 12."
+    assert answer.headers["x-router-model"] == "refiner"
+    assert (
+        answer.headers["x-router-calls"] == "cheap-a:candidate,cheap-b:candidate,refiner:answered"
+    )
+    asked = [body for model, body in skilled.requests if model == "refiner"][-1]
+    prompt = asked["messages"][0]["content"]
+    assert prompt.startswith("Judge these. Q: hard: what is the twelfth number?")
+    assert "Answer 1:\nThe answer is 7." in prompt
+    assert "Answer 2:\nThe answer is 9." in prompt
+    line = log_line(caplog, answer.headers["x-router-request-id"])
+    assert line["stages"] == 2
+    assert line["calls_count"] == 3
+    streamed = chat(client, HARD, model="refine", stream=True)
+    assert streamed_text(events(streamed)) == "The answer is 12."
+    model, body = skilled.requests[-1]
+    assert model == "refiner"
+    assert body["stream"] is True  # the refiner streams live
+
+
+def test_the_responses_and_messages_surfaces_get_their_own_shapes(
+    client: httpx.Client,
+) -> None:
+    response = client.post("/v1/responses", json={"model": "auto", "input": HARD})
+    assert response.status_code == 200, response.text
+    assert response.headers["x-router-model"] == "expensive"
+    assert response.json()["output"][0]["content"][0]["text"] == "The answer is 12."
+    message = client.post(
+        "/v1/messages",
+        json={"model": "auto", "max_tokens": 50, "messages": [{"role": "user", "content": EASY}]},
+    )
+    assert message.status_code == 200, message.text
+    assert message.json()["content"][0]["text"] == "The answer is 4."
+    assert message.headers["x-router-calls"] == "cheap-a:answered,cheap-b:agreed"
+    stream = client.post(
+        "/v1/messages",
+        json={
+            "model": "auto",
+            "max_tokens": 50,
+            "stream": True,
+            "messages": [{"role": "user", "content": HARD}],
+        },
+    )
+    assert stream.status_code == 200
+    assert "event: message_stop" in stream.text
+    assert "12." in stream.text
+    for question, expected in ((EASY, "The answer is 4."), (HARD, "The answer is 12.")):
+        streamed = client.post(
+            "/v1/responses", json={"model": "auto", "input": question, "stream": True}
+        )
+        assert streamed.status_code == 200
+        done = [
+            json.loads(line.removeprefix("data: "))
+            for line in streamed.text.splitlines()
+            if line.startswith("data: ") and "response.completed" in line
+        ]
+        (completed,) = done
+        output = completed["response"]["output"][0]["content"][0]["text"]
+        assert output == expected
+        assert completed["response"]["usage"]["input_tokens"] >= 2 * PROMPT_TOKENS
+
+
+def test_the_route_dry_run_shows_the_plan(client: httpx.Client) -> None:
+    plan = client.post(
+        "/v1/route", json={"model": "auto", "messages": [{"role": "user", "content": EASY}]}
+    ).json()
+    assert plan["calls"]["kind"] == "cascade"
+    assert plan["calls"]["stages"] == [["cheap-a", "cheap-b"], ["expensive"]]
+    assert plan["candidates"] == ["cheap-a", "cheap-b", "expensive"]
+
+
+def config_error(decisions: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_config_text(MODELS + decisions, env={"UPSTREAM": "http://127.0.0.1:9"})
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("route", "expected"),
+    [
+        (
+            "{algorithm: cascade, params: {stages: [[cheap-a, nope], [expensive]]}}",
+            "decisions[0].route.params.stages[0][1]: unknown model 'nope'",
+        ),
+        (
+            "{algorithm: cascade, params: {stages: [[cheap-a], []]}}",
+            "decisions[0].route.params.stages[1]: List should have at least 1 item",
+        ),
+        (
+            "{algorithm: cascade, params: {stages: [[cheap-a, cheap-a]]}}",
+            "decisions[0].route.params.stages[0][1]: model 'cheap-a' is listed twice",
+        ),
+        (
+            "{algorithm: cascade, params: {stages: [[cheap-a]], stop: {rule: verifier, model: x}}}",
+            "decisions[0].route.params.stop.model: unknown model 'x'",
+        ),
+        (
+            "{algorithm: cascade, candidates: [cheap-a], params: {stages: [[cheap-a]]}}",
+            "decisions[0].route.candidates: cascade names its models in params",
+        ),
+        (
+            "{algorithm: cascade, params: {stages: [[cheap-a]], stop: {rule: verifier, model: judge, prompt: hi}}}",
+            "decisions[0].route.params.stop.prompt: the prompt must contain {question}, {answer}",
+        ),
+        (
+            "{algorithm: cascade, params: {stages: [[cheap-a]], stop: {rule: guess}}}",
+            "decisions[0].route.params.stop: Input tag 'guess' found using 'rule' does not match",
+        ),
+        (
+            "{algorithm: aggregate, params: {models: [cheap-a, cheap-b], combine: refine}}",
+            "decisions[0].route.params: combine: refine needs a refiner",
+        ),
+        (
+            "{algorithm: aggregate, params: {models: [cheap-a, ghost]}}",
+            "decisions[0].route.params.models[1]: unknown model 'ghost'",
+        ),
+        ("{algorithm: static}", "decisions[0].route.candidates: list should have at least 1 item"),
+        (
+            "{algorithm: cheapest, params: {expected_output_tokens: 5}}",
+            "decisions[0].route.candidates: name at least one model",
+        ),
+    ],
+)
+def test_config_errors_name_the_yaml_path(route: str, expected: str) -> None:
+    message = config_error(f"decisions:\n  - {{name: d, when: true, route: {route}}}\n")
+    assert expected in message
+
+
+# --- the stop rules' reading of answers, without HTTP ---------------------------------
+
+
+def judged(texts: list[str], question: str) -> str | None:
+    from router_proxy.engine.multi_call.calls import Call
+    from router_proxy.engine.multi_call.rules import Judging
+    from router_proxy.engine.multi_call.stop_agree import AgreeRule
+    from router_proxy.selection.multi_call import AgreeStop
+
+    calls = [Call(f"m{i}", 0, body={}, text=text) for i, text in enumerate(texts)]
+    # Agreement reads only the question: no caller, body or note.
+    judging = Judging(question, None, None, None)  # type: ignore[arg-type]
+    chosen = asyncio.run(AgreeRule(AgreeStop()).judge(calls, judging))
+    return chosen.model if chosen is not None else None
+
+
+def test_agreement_compares_final_answers_not_wording() -> None:
+    question = "Which is a prime?\nA) 4\nB) 7\nC) 9\nD) 12"
+    assert judged(["The answer is (B).", "B) 7 is prime"], question) == "m0"
+    assert judged(["The answer is B.", "C"], question) is None
+    assert judged(["So 1,000 in all. #### 1000", "The answer is 1000."], "How many?") == "m0"
+    code = "Write a python function that adds two numbers."
+    one = "```python\ndef add(a, b):\n    return a + b\n```"
+    two = "Here it is:\n```python\ndef plus(x, y):\n    # sum\n    return x + y\n```"
+    assert judged([one, two], code) == "m0"
+    assert judged(["The answer is 4.", "I cannot help with that."], "How many?") is None
+
+
+def test_verifier_replies_and_logprobs_are_read_plainly() -> None:
+    from router_proxy.engine.multi_call.calls import mean_logprob
+    from router_proxy.engine.multi_call.stop_verifier import accepted
+
+    assert accepted("Yes.")
+    assert accepted("  yes, it is right")
+    assert not accepted("No")
+    assert not accepted("The answer is yes")  # a verdict comes first, or it is no verdict
+    assert not accepted(None)
+    tokens = {"content": [{"logprob": -0.5}, {"logprob": -1.5}]}
+    assert mean_logprob(tokens) == -1.0
+    assert mean_logprob(None) is None
+    assert mean_logprob({"content": []}) is None
+
+
+def test_every_call_is_charged_to_its_models_budget(skilled: SkilledUpstream) -> None:
+    """cheap-b's answer is discarded on a hard question, yet its tokens count against its
+    own limit: the next request finds it spent and goes on without it."""
+    limited = MODELS + "limits: {per_model: {cheap-b: {tokens_per_minute: 10}}}\n" + DECISIONS
+    config, _ = load_config_text(limited, env={"UPSTREAM": skilled.base_url})
+    with ServerThread(create_app(config)) as server, httpx.Client(base_url=server.base_url) as c:
+        first = chat(c, HARD)
+        assert first.headers["x-router-calls"].startswith("cheap-a:agree-fail,cheap-b:agree-fail")
+        second = chat(c, EASY)
+        # cheap-b is over its budget: the pair cannot agree, so even an easy one escalates.
+        assert second.headers["x-router-calls"] == (
+            "cheap-a:agree-fail,cheap-b:failed,expensive:answered"
+        )
