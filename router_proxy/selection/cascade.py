@@ -14,25 +14,35 @@ The last stage is never second-guessed: its first model answers (the others in i
 that model's fallbacks). A one-model stage before the last can stop only under the
 confidence or verifier rule (under ``agree`` it has nobody to agree with).
 
-The stages are inline here. A trained artifact choosing them per prompt
-(``selection/cascade_artifact.py``, ``params: {artifact: DIR, budget_per_1k: X}``) plugs
-in as another source of stages: ``CascadeParams`` takes ``artifact`` and
-``budget_per_1k`` beside an optional ``stages`` (exactly one of the two), ``check``
-loads the artifact's metadata (its models, its encoder), ``models_named`` names the
-artifact's models (path ``("artifact",)``), ``build`` gets the shared encoder from the
-BuildContext, and ``plan`` embeds ``ctx.text("last_user")`` and asks
-``artifact.stages(embedding, budget_per_1k)``. The engine runs whatever plan it gets.
+Or the stages come per prompt from a trained artifact (``router-proxy train --algorithm
+cascade``; ``selection/cascade_artifact.py``): the prompt's embedding picks its kind,
+and ``budget_per_1k`` (US$ per 1,000 requests, the trade-off the trainer swept) the
+stage set for that kind:
+
+    route:
+      algorithm: cascade
+      params: {artifact: artifacts/cascade, budget_per_1k: 2.5}
+
+Every model the artifact's plans call must be a configured model; the artifact is
+checked at load like the other learned selectors' (its encoder, its models).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Self
 
-from pydantic import Field
+import numpy as np
+from pydantic import Field, model_validator
 
 from router_proxy.config.base import StrictModel
 from router_proxy.context import RequestContext
+from router_proxy.embeddings.registry import encoder_name
+from router_proxy.embeddings.shared import SharedEncoder
+from router_proxy.selection.artifact import META, ArtifactError
+from router_proxy.selection.cascade_artifact import CascadeArtifact, Stages
 from router_proxy.selection.multi_call import (
     AgreeStop,
     BudgetConfig,
@@ -46,17 +56,40 @@ from router_proxy.selection.multi_call import (
     repeated,
 )
 
+if TYPE_CHECKING:
+    from router_proxy.config.schema import Config
+    from router_proxy.resources import BuildContext
+
 
 class CascadeParams(StrictModel):
-    stages: list[Annotated[list[str], Field(min_length=1)]] = Field(
+    stages: list[Annotated[list[str], Field(min_length=1)]] | None = Field(
+        default=None,
         min_length=1,
         description="stages of model names, cheapest first; one stage's "
         "models are called in parallel",
+    )
+    artifact: Path | None = Field(
+        default=None,
+        description="a trained cascade (`router-proxy train --algorithm cascade`) that "
+        "picks the stages per prompt, instead of `stages`",
+    )
+    budget_per_1k: float | None = Field(
+        default=None,
+        ge=0,
+        description="with `artifact`: the US$ per 1,000 requests its stage sets may cost",
     )
     stop: StopConfig = Field(default_factory=AgreeStop, description="when a stage answers")
     budget: BudgetConfig = Field(
         default_factory=BudgetConfig, description="stop escalating once this is spent"
     )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CascadeParams:
+        if (self.stages is None) == (self.artifact is None):
+            raise ValueError("give either `stages` or `artifact` (with `budget_per_1k`)")
+        if self.artifact is not None and self.budget_per_1k is None:
+            raise ValueError("`artifact` needs `budget_per_1k`")
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,18 +104,27 @@ class CascadePlan(MultiCallPlan):
 class CascadeSelector(MultiCallSelector):
     config_model = CascadeParams
 
-    def __init__(self, candidates: tuple[str, ...], models: Any, params: CascadeParams) -> None:
+    def __init__(
+        self,
+        candidates: tuple[str, ...],
+        models: Any,
+        params: CascadeParams,
+        learned: tuple[CascadeArtifact, SharedEncoder] | None = None,
+    ) -> None:
         super().__init__(candidates, models, params)
-        stages = tuple(tuple(stage) for stage in params.stages)
-        self._plan = CascadePlan(stages, params.stop, params.budget, candidates)
+        self.learned = learned
+        self._plans: dict[Stages, CascadePlan] = {}  # one plan object per stage set
+        self._plan = self._plan_of(tuple(tuple(s) for s in params.stages or ()))
 
     @classmethod
     def models_named(cls, params: CascadeParams) -> list[tuple[str, tuple[str | int, ...]]]:
         named: list[tuple[str, tuple[str | int, ...]]] = [
             (model, ("stages", i, j))
-            for i, stage in enumerate(params.stages)
+            for i, stage in enumerate(params.stages or ())
             for j, model in enumerate(stage)
         ]
+        if params.artifact is not None:
+            named += [(model, ("artifact",)) for model in _artifact_models(params.artifact)]
         if isinstance(params.stop, VerifierStop):
             named.append((params.stop.model, ("stop", "model")))
         return named
@@ -90,13 +132,71 @@ class CascadeSelector(MultiCallSelector):
     @classmethod
     def problems(cls, params: CascadeParams) -> list[ParamProblem]:
         found: list[ParamProblem] = []
-        for i, stage in enumerate(params.stages):
+        for i, stage in enumerate(params.stages or ()):
             found += repeated(stage, ("stages", i))
         return found
 
-    def stages_for(self, ctx: RequestContext) -> CascadePlan:
-        """This request's stages: the same for every request with inline stages."""
-        return self._plan
+    @classmethod
+    def check(cls, candidates: tuple[str, ...], params: Any, config: Config) -> list[str]:
+        if params.artifact is None:
+            return []
+        try:
+            _load(params.artifact).check_fit(encoder_name(config.embeddings), candidates)
+        except ArtifactError as exc:
+            return [f"artifact: {exc}"]
+        return []
+
+    @classmethod
+    def build(cls, candidates: tuple[str, ...], params: CascadeParams, ctx: BuildContext) -> Self:
+        if params.artifact is None:
+            return cls(candidates, ctx.models, params)
+        encoder = ctx.resources.encoder
+        artifact = CascadeArtifact.load(
+            params.artifact, encoder=encoder.get().name, candidates=candidates
+        )
+        return cls(candidates, ctx.models, params, (artifact, encoder))
+
+    def _plan_of(self, stages: Stages) -> CascadePlan:
+        plan = self._plans.get(stages)
+        if plan is None:
+            models = tuple(dict.fromkeys(m for stage in stages for m in stage))
+            plan = CascadePlan(stages, self.params.stop, self.params.budget, models)
+            self._plans[stages] = plan
+        return plan
+
+    async def stages_for(self, ctx: RequestContext) -> CascadePlan:
+        """This request's stages: the inline ones, or the artifact's for its prompt."""
+        if self.learned is None:
+            return self._plan
+        artifact, encoder = self.learned
+        embedding = await encoder.get().embed(ctx.text("last_user"))
+        budget = self.params.budget_per_1k
+        assert budget is not None  # the params model requires it with an artifact
+        return self._plan_of(artifact.stages(np.asarray(embedding, dtype=np.float32), budget))
 
     async def plan(self, ctx: RequestContext) -> MultiCallPlan:
-        return self.stages_for(ctx)
+        return await self.stages_for(ctx)
+
+
+def _artifact_models(directory: Path) -> list[str]:
+    """The models the artifact's plans call (none when it cannot be read: ``check``
+    then says why)."""
+    try:
+        artifact = _load(directory)
+    except ArtifactError:
+        return []
+    return list(dict.fromkeys(m for plan in artifact.plans for stage in plan for m in stage))
+
+
+def _load(directory: Path) -> CascadeArtifact:
+    """The artifact, read once per version of its files while a config is checked."""
+    try:
+        stamp = (directory / META).stat().st_mtime_ns
+    except OSError:
+        stamp = 0  # load() says what is missing
+    return _load_cached(str(directory), stamp)
+
+
+@lru_cache(maxsize=8)
+def _load_cached(directory: str, stamp: int) -> CascadeArtifact:
+    return CascadeArtifact.load(directory)
