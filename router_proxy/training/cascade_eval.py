@@ -1,7 +1,8 @@
 """A trained cascade's quality-cost curve on held-out rows (``router-proxy eval``).
 
 The knob is ``budget_per_1k``: one point per frontier entry of the artifact (thinned to
-``points``; the knob that buys the entry outright, its margin added). At each budget
+``points``; the knob that buys the entry outright, its margin added), or for a filled
+artifact (whose knob mixes entries) one per hull entry and ``points`` knobs between. At each budget
 every row gets the stages ``CascadeArtifact.stages`` gives its prompt's embedding (its
 kind from the prompt alone: no row's ``task`` is read; its share of a filled budget from
 a hash of the embedding), and
@@ -33,7 +34,13 @@ class CascadeCurve:
 
 
 def budgets_of(artifact: CascadeArtifact, points: int) -> list[float]:
-    """The knobs that buy the frontier entries, at most ``points`` of them evenly spread."""
+    """The knobs that buy the frontier entries, at most ``points`` of them evenly spread;
+    a filled artifact's knob is continuous: the hull entries' knobs and ``points`` knobs
+    spread evenly (log scale) between the cheapest and the dearest."""
+    if artifact.hull is not None:
+        vertices = [artifact.knob_for(e) for e in artifact.hull]
+        between = np.geomspace(max(vertices[0], 1e-9), vertices[-1], max(points, 2))
+        return sorted({*vertices, *between.tolist()})
     entries = np.arange(len(artifact.frontier_cost))
     if len(entries) > points > 1:
         entries = np.unique(np.linspace(0, len(entries) - 1, points).round().astype(int))
