@@ -133,7 +133,7 @@ def cv_summary(directory: Path) -> dict[str, Any]:
     return {"chosen": chosen, "families": rows}
 
 
-def figure(result: Evaluation, path: Path) -> None:
+def figure(result: Evaluation, knob: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -165,7 +165,16 @@ def figure(result: Evaluation, path: Path) -> None:
     _draw_baselines(ax, result)
     style = {"marker": "D", "s": 60, "facecolors": "none", "edgecolors": "darkgreen", "zorder": 6}
     ax.scatter(list(TARGETS), list(TARGETS.values()), linewidths=1.5, **style)
-    ax.scatter([], [], label="targets: 0.855 at $1.50, 0.875 at $2.50", **style)
+    ax.scatter([], [], label=r"targets: 0.855 at \$1.50, 0.875 at \$2.50", **style)
+    ax.scatter(
+        [k["dev_cost_per_1k"] for k in knob],
+        [k["dev_quality"] for k in knob],
+        marker="X",
+        s=70,
+        color="black",
+        zorder=7,
+        label="cascade, knob set to exactly " + ", ".join(f"\\${k['budget_per_1k']}" for k in knob),
+    )
     ax.set_xscale("log")
     ax.set_ylim(0.5, 1.0)
     ax.set_xlabel("US$ per 1,000 queries (every call paid)")
@@ -219,7 +228,7 @@ def main() -> None:
     results = HERE / "results"
     results.mkdir(exist_ok=True)
     (results / "cascade.json").write_text(json.dumps(report, indent=1) + "\n")
-    figure(result, results / "cascade.png")
+    figure(result, knob, results / "cascade.png")
     print(f"GPT-4 alone on dev: {gpt4[1]:.4f} at ${gpt4[0]:.2f} per 1k")
     print(f"{'router':<10} {'AIQ':>7} " + " ".join(f"{'<=$' + str(b):>8}" for b in BUDGETS))
     for name, row in summary.items():
