@@ -381,3 +381,17 @@ def test_draw_is_a_fixed_number_of_the_embedding() -> None:
     assert 0.0 <= draw(vector) < 1.0
     assert draw(vector) == draw(vector.copy()) == draw(vector.astype(np.float64))
     assert draw(vector) != draw(_vector("Is a verbal lease enforceable in court?"))
+
+
+def test_artifacts_without_fill_keys_load_as_one_entry_knobs(artifact_dir: Path) -> None:
+    meta_path = artifact_dir / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["extra"]["fill"] is True
+    old = {k: v for k, v in meta["extra"].items() if k not in ("fill", "budget_margin")}
+    meta_path.write_text(json.dumps({**meta, "extra": old}))
+    artifact = CascadeArtifact.load(artifact_dir)
+    assert artifact.hull is None
+    assert artifact.budget_margin == 0.0
+    meta_path.write_text(json.dumps({**meta, "extra": {**meta["extra"], "budget_margin": 1.5}}))
+    with pytest.raises(ArtifactError, match="budget_margin"):
+        CascadeArtifact.load(artifact_dir)
