@@ -71,8 +71,9 @@ class KindIndex:
 
 def draw(embedding: npt.NDArray[np.floating]) -> float:
     """A number in [0, 1) fixed by the prompt's embedding: which prompts get the dearer
-    plans when the budget is filled. Rounded first, so that float noise in the last digits
-    (another BLAS, another batch) does not move a prompt across the share."""
+    plans when the budget is filled. Rounded to 3 decimals first, so that float noise in
+    the last digits (another BLAS, another batch) almost never changes it (a component
+    would have to sit within ~1e-7 of a rounding boundary)."""
     rounded = np.round(np.asarray(embedding, dtype=np.float32), 3) + np.float32(0.0)  # -0 -> 0
     return zlib.crc32(rounded.astype(np.float32).tobytes()) / 2**32
 
