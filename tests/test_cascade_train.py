@@ -21,7 +21,13 @@ import pytest
 from router_proxy.embeddings.config import EmbeddingsConfig
 from router_proxy.embeddings.static import StaticEncoder
 from router_proxy.selection.artifact import ArtifactError
-from router_proxy.selection.cascade_artifact import CascadeArtifact
+from router_proxy.selection.cascade_artifact import (
+    CascadeArtifact,
+    Mix,
+    draw,
+    fill,
+    hull_entries,
+)
 from router_proxy.training import commands
 from router_proxy.training.cascade_eval import cascade_curve
 from router_proxy.training.cascade_sim import AnswerTable, replay, table_agreement
@@ -170,8 +176,9 @@ def test_stages_route_held_out_rows_as_the_search_predicted(
         budget = point.cost_weight
         quality = cost = 0.0
         for r, (row, vector) in enumerate(zip(test.rows, vectors, strict=True)):
-            # The kind the prompt alone gives is the kind the search learned from labels.
-            plan = artifact.plan_of(kinds[row.task], budget)
+            # The kind the prompt alone gives is the kind the search learned from labels;
+            # its share of a filled budget is fixed by its embedding.
+            plan = artifact.plan_of(kinds[row.task], budget, draw(vector))
             assert artifact.stages(vector, budget) == plan
             out = replay(plan, table_agreement(table), [r], test.scores, test.costs, column)
             quality, cost = quality + out.quality[0], cost + out.cost[0]
@@ -239,6 +246,9 @@ def test_bad_options_are_refused() -> None:
         {"neighbours": 0},
         {"stage_cost_share": 2},
         {"code_cascades": "yes"},
+        {"fill": "yes"},
+        {"budget_margin": 1},
+        {"budget_margin": -0.1},
         {"colour": 1},
     ):
         with pytest.raises(ValueError, match="cascade"):
@@ -304,3 +314,84 @@ def test_code_kinds_get_single_models_unless_asked(tmp_path: Path) -> None:
     allowed = train_cascade(data, {"families": "single,pair", "code_cascades": True})
     assert allowed.extra["code_kinds"] == ["code"]
     assert allowed.params["code_cascades"] is True
+
+
+def test_hull_and_fill_mix_the_entries_around_the_budget() -> None:
+    cost = np.array([1.0, 2.0, 3.0, 4.0])
+    quality = np.array([0.5, 0.6, 0.8, 0.85])  # (2, 0.6) lies under the hull 1 -> 3
+    hull = hull_entries(cost, quality)
+    assert hull == [0, 2, 3]
+    assert fill(cost, hull, 0.5) == Mix(0, 0, 0.0)  # below the cheapest: the cheapest
+    assert fill(cost, hull, 9.0) == Mix(3, 3, 0.0)  # above the dearest: the dearest
+    mix = fill(cost, hull, 2.5)
+    assert (mix.low, mix.high) == (0, 2)
+    assert mix.share == pytest.approx(0.75)  # 0.25 * 1.0 + 0.75 * 3.0 = 2.5
+    # The mix beats the Pareto entry it replaces at the same cost: 0.7 at 2.0 vs 0.6.
+    half = fill(cost, hull, 2.0)
+    assert (1 - half.share) * quality[0] + half.share * quality[2] == pytest.approx(0.65)
+
+
+def _filled_artifact(tmp_path: Path, options: dict[str, Any]) -> tuple[CascadeArtifact, Any]:
+    data = TrainingData.load([write_rows(tmp_path / "train.jsonl", 120, 1)], encoder())
+    return CascadeArtifact.from_artifact(train_cascade(data, options)), data
+
+
+def test_a_filled_budget_spends_what_it_is_given(tmp_path: Path) -> None:
+    artifact, data = _filled_artifact(tmp_path, {"budget_margin": 0.1})
+    assert artifact.hull is not None
+    assert artifact.budget_margin == 0.1
+    hull = list(artifact.hull)
+    low, high = hull[-2], hull[-1]
+    lo_cost, hi_cost = artifact.frontier_cost[low], artifact.frontier_cost[high]
+    target = (lo_cost + hi_cost) / 2
+    knob = target / (1 - artifact.budget_margin)  # the margin is kept back
+    mix = artifact.mix(knob)
+    assert (mix.low, mix.high) == (low, high)
+    assert mix.share == pytest.approx(0.5)
+    # Prompts split by their embeddings' draw, about half each; the same prompt always
+    # gets the same plan.
+    vectors = data.embeddings / np.linalg.norm(data.embeddings, axis=1, keepdims=True)
+    plans = [artifact.stages(v.astype(np.float32), knob) for v in vectors]
+    assert plans == [artifact.stages(v.astype(np.float32), knob) for v in vectors]
+    dearer = [artifact.plan_of(artifact.kind(v), knob, 0.0) for v in vectors]
+    cheaper = [artifact.plan_of(artifact.kind(v), knob, 1.0) for v in vectors]
+    differ = [d != c for d, c in zip(dearer, cheaper, strict=True)]
+    took = [p == d for p, d, x in zip(plans, dearer, differ, strict=True) if x]
+    assert took
+    assert 0.35 < sum(took) / len(took) < 0.65
+    # At a vertex's knob the artifact buys the vertex outright.
+    vertex = artifact.mix(artifact.knob_for(high))
+    assert vertex.high == high
+    assert vertex.share == 0 or vertex.low == high
+
+
+def test_without_fill_the_knob_picks_one_entry(tmp_path: Path) -> None:
+    artifact, _ = _filled_artifact(tmp_path, {"fill": False})
+    assert artifact.hull is None
+    assert artifact.budget_margin == 0.0
+    between = (artifact.frontier_cost[-2] + artifact.frontier_cost[-1]) / 2
+    assert artifact.mix(between) == Mix(
+        len(artifact.frontier_cost) - 2, len(artifact.frontier_cost) - 2, 0.0
+    )
+    assert artifact.entry(between) == len(artifact.frontier_cost) - 2
+
+
+def test_draw_is_a_fixed_number_of_the_embedding() -> None:
+    vector = _vector("What is 12 plus 30?")
+    assert 0.0 <= draw(vector) < 1.0
+    assert draw(vector) == draw(vector.copy()) == draw(vector.astype(np.float64))
+    assert draw(vector) != draw(_vector("Is a verbal lease enforceable in court?"))
+
+
+def test_artifacts_without_fill_keys_load_as_one_entry_knobs(artifact_dir: Path) -> None:
+    meta_path = artifact_dir / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["extra"]["fill"] is True
+    old = {k: v for k, v in meta["extra"].items() if k not in ("fill", "budget_margin")}
+    meta_path.write_text(json.dumps({**meta, "extra": old}))
+    artifact = CascadeArtifact.load(artifact_dir)
+    assert artifact.hull is None
+    assert artifact.budget_margin == 0.0
+    meta_path.write_text(json.dumps({**meta, "extra": {**meta["extra"], "budget_margin": 1.5}}))
+    with pytest.raises(ArtifactError, match="budget_margin"):
+        CascadeArtifact.load(artifact_dir)

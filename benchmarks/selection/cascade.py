@@ -30,7 +30,7 @@ from typing import Any
 
 from router_proxy.embeddings.config import EmbeddingsConfig
 from router_proxy.embeddings.registry import build_encoder
-from router_proxy.selection.cascade_artifact import CascadeArtifact
+from router_proxy.selection.cascade_artifact import CascadeArtifact, draws
 from router_proxy.training.aiq import best_under, hull_at
 from router_proxy.training.cascade_eval import run_at
 from router_proxy.training.cascade_sim import AnswerTable
@@ -65,22 +65,35 @@ def knob_points(directory: Path, dev: Path) -> list[dict[str, Any]]:
     test = HeldOut.read(dev)
     vectors = embed_prompts([r.prompt for r in test.rows], build_encoder(EmbeddingsConfig()))
     kinds = artifact.index.of_batch(vectors)
+    draw = draws(vectors)
     table = AnswerTable(test.rows)
     out = []
     for budget in BUDGETS:
-        result = run_at(artifact, kinds, budget, test, table)
-        entry = artifact.entry(budget)
+        result = run_at(artifact, kinds, budget, test, table, draw)
+        mix = artifact.mix(budget)
+        share = mix.share  # of prompts on the dearer entry: the expected training figures
+        cost, quality = artifact.frontier_cost, artifact.frontier_quality
         out.append(
             {
                 "budget_per_1k": budget,
-                "train_cost_per_1k": round(float(artifact.frontier_cost[entry]), 4),
-                "train_quality": round(float(artifact.frontier_quality[entry]), 4),
+                "train_cost_per_1k": round(
+                    float((1 - share) * cost[mix.low] + share * cost[mix.high]), 4
+                ),
+                "train_quality": round(
+                    float((1 - share) * quality[mix.low] + share * quality[mix.high]), 4
+                ),
+                "dearer_share": round(share, 4),
                 "dev_cost_per_1k": round(float(result.cost.mean() * 1000), 4),
                 "dev_quality": round(float(result.quality.mean()), 4),
                 "calls_per_request": round(float(result.calls.mean()), 3),
                 "plans": {
                     name: [list(s) for s in artifact.plan_of(k, budget)]
                     for k, name in enumerate(artifact.kind_names)
+                },
+                "dearer_plans": {
+                    name: [list(s) for s in artifact.plan_of(k, budget, 0.0)]
+                    for k, name in enumerate(artifact.kind_names)
+                    if artifact.plan_of(k, budget, 0.0) != artifact.plan_of(k, budget)
                 },
             }
         )
@@ -120,7 +133,7 @@ def cv_summary(directory: Path) -> dict[str, Any]:
     return {"chosen": chosen, "families": rows}
 
 
-def figure(result: Evaluation, path: Path) -> None:
+def figure(result: Evaluation, knob: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -152,7 +165,16 @@ def figure(result: Evaluation, path: Path) -> None:
     _draw_baselines(ax, result)
     style = {"marker": "D", "s": 60, "facecolors": "none", "edgecolors": "darkgreen", "zorder": 6}
     ax.scatter(list(TARGETS), list(TARGETS.values()), linewidths=1.5, **style)
-    ax.scatter([], [], label="targets: 0.855 at $1.50, 0.875 at $2.50", **style)
+    ax.scatter([], [], label=r"targets: 0.855 at \$1.50, 0.875 at \$2.50", **style)
+    ax.scatter(
+        [k["dev_cost_per_1k"] for k in knob],
+        [k["dev_quality"] for k in knob],
+        marker="X",
+        s=70,
+        color="black",
+        zorder=7,
+        label="cascade, knob set to exactly " + ", ".join(f"\\${k['budget_per_1k']}" for k in knob),
+    )
     ax.set_xscale("log")
     ax.set_ylim(0.5, 1.0)
     ax.set_xlabel("US$ per 1,000 queries (every call paid)")
@@ -206,7 +228,7 @@ def main() -> None:
     results = HERE / "results"
     results.mkdir(exist_ok=True)
     (results / "cascade.json").write_text(json.dumps(report, indent=1) + "\n")
-    figure(result, results / "cascade.png")
+    figure(result, knob, results / "cascade.png")
     print(f"GPT-4 alone on dev: {gpt4[1]:.4f} at ${gpt4[0]:.2f} per 1k")
     print(f"{'router':<10} {'AIQ':>7} " + " ".join(f"{'<=$' + str(b):>8}" for b in BUDGETS))
     for name, row in summary.items():
@@ -217,7 +239,8 @@ def main() -> None:
             f"cascade knob ${point['budget_per_1k']}: dev ${point['dev_cost_per_1k']:.3f} "
             f"q {point['dev_quality']:.4f}, {point['calls_per_request']} calls/request "
             f"(train ${point['train_cost_per_1k']:.3f} q {point['train_quality']:.4f}); "
-            f"{json.dumps(point['plans'])}"
+            f"{json.dumps(point['plans'])}; {point['dearer_share']:.0%} of prompts: "
+            f"{json.dumps(point['dearer_plans'])}"
         )
     print(f"train 5-fold CV (chosen: {cv['chosen']}):")
     for row in cv["families"]:

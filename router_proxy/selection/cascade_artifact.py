@@ -12,14 +12,23 @@ The artifact holds (``meta.json`` + ``arrays.npz``, no pickle):
   (``frontier_policy``, entries x kinds). ``budget_per_1k`` picks the last entry whose
   training cost fits it (the cheapest entry when none does).
 
+Budget filling (``extra.fill``, on in artifacts trained since issue 15's tuning): the knob,
+less a safety margin (``extra.budget_margin``: the share kept back because per-prompt costs
+vary on new prompts), falls between two vertices of the frontier's upper convex hull; a
+share of prompts, chosen by a hash of the prompt's embedding (the same prompt always gets
+the same plans), gets the dearer vertex's plans so that the expected training cost meets
+the budget. The knob then spends what it is given, on the hull (which beats every entry
+costing less). Artifacts without ``fill`` pick one entry as above.
+
 ``stages()`` is one matrix-vector product over the training prompts, an argpartition and
 two lookups: numpy only, no sklearn, tens of microseconds.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +69,65 @@ class KindIndex:
         return out
 
 
+def draw(embedding: npt.NDArray[np.floating]) -> float:
+    """A number in [0, 1) fixed by the prompt's embedding: which prompts get the dearer
+    plans when the budget is filled. Rounded to 3 decimals first, so that float noise in
+    the last digits (another BLAS, another batch) almost never changes it (a component
+    would have to sit within ~1e-7 of a rounding boundary)."""
+    rounded = np.round(np.asarray(embedding, dtype=np.float32), 3) + np.float32(0.0)  # -0 -> 0
+    return zlib.crc32(rounded.astype(np.float32).tobytes()) / 2**32
+
+
+def draws(embeddings: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+    return np.array([draw(e) for e in embeddings], dtype=np.float64)
+
+
+def hull_entries(cost: npt.NDArray[np.float64], quality: npt.NDArray[np.float64]) -> list[int]:
+    """The frontier entries on its non-decreasing upper convex hull, cheapest first."""
+    hull: list[int] = []
+    for i in np.lexsort((-quality, cost)).tolist():
+        if hull and cost[i] == cost[hull[-1]]:
+            continue  # the better of equal costs came first
+        while len(hull) >= 2:
+            a, b = hull[-2], hull[-1]
+            cross = (cost[b] - cost[a]) * (quality[i] - quality[a]) - (quality[b] - quality[a]) * (
+                cost[i] - cost[a]
+            )
+            if cross < 0:
+                break
+            hull.pop()  # b lies on or under the segment a -> i
+        hull.append(i)
+    rising: list[int] = []
+    for i in hull:
+        if not rising or quality[i] > quality[rising[-1]]:
+            rising.append(i)
+    return rising
+
+
+@dataclass(frozen=True)
+class Mix:
+    """What a budget buys: entry ``low``, and entry ``high`` for a ``share`` of prompts."""
+
+    low: int
+    high: int
+    share: float
+
+    def pick(self, draw: float) -> int:
+        return self.high if draw < self.share else self.low
+
+
+def fill(cost: npt.NDArray[np.float64], hull: Sequence[int], budget_per_1k: float) -> Mix:
+    """Mix the two hull entries around ``budget_per_1k`` so their expected cost meets it."""
+    costs = cost[list(hull)]
+    j = int(np.searchsorted(costs, budget_per_1k, side="right")) - 1
+    if j < 0:
+        return Mix(hull[0], hull[0], 0.0)
+    if j >= len(hull) - 1:
+        return Mix(hull[-1], hull[-1], 0.0)
+    share = (budget_per_1k - costs[j]) / (costs[j + 1] - costs[j])
+    return Mix(hull[j], hull[j + 1], float(share))
+
+
 @dataclass(frozen=True)
 class CascadeArtifact:
     models: tuple[str, ...]
@@ -70,6 +138,8 @@ class CascadeArtifact:
     frontier_cost: npt.NDArray[np.float64]  # entries, ascending
     frontier_quality: npt.NDArray[np.float64]
     frontier_policy: npt.NDArray[np.int32]  # entries x kinds, into ``plans``
+    budget_margin: float = 0.0  # share of the knob kept back (filling only)
+    hull: tuple[int, ...] | None = field(default=None)  # None: no filling, one entry
 
     @classmethod
     def load(
@@ -98,6 +168,8 @@ class CascadeArtifact:
             chosen = np.asarray(arrays["frontier_policy"], dtype=np.int32)
             names = tuple(str(k) for k in extra["kinds"])
             neighbours = int(extra["neighbours"])
+            filled = bool(extra.get("fill", False))
+            margin = float(extra.get("budget_margin", 0.0))
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"{where}: not a usable cascade artifact (missing {exc})") from None
         models = tuple(artifact.models)
@@ -115,6 +187,8 @@ class CascadeArtifact:
             problems.append("a frontier policy out of range or costs not ascending")
         if neighbours < 1:
             problems.append(f"neighbours={neighbours}")
+        if not 0 <= margin < 1:
+            problems.append(f"budget_margin={margin}")
         if problems:
             raise ArtifactError(f"{where}: cascade artifact does not fit: {'; '.join(problems)}")
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -128,6 +202,8 @@ class CascadeArtifact:
             frontier_cost=cost,
             frontier_quality=quality,
             frontier_policy=chosen,
+            budget_margin=margin,
+            hull=tuple(hull_entries(cost, quality)) if filled else None,
         )
 
     def check_fit(self, encoder: str | None, candidates: Sequence[str] | None) -> None:
@@ -145,9 +221,23 @@ class CascadeArtifact:
                 )
 
     def entry(self, budget_per_1k: float) -> int:
-        """The frontier entry the budget buys (the cheapest when none fits)."""
+        """The frontier entry the budget buys (the cheapest when none fits); with filling,
+        the dearer of the two it mixes."""
+        if self.hull is not None:
+            return self.mix(budget_per_1k).high
         fits = int(np.searchsorted(self.frontier_cost, budget_per_1k, side="right")) - 1
         return max(fits, 0)
+
+    def mix(self, budget_per_1k: float) -> Mix:
+        """The entries the budget buys and the share of prompts on the dearer one."""
+        if self.hull is None:
+            one = self.entry(budget_per_1k)
+            return Mix(one, one, 0.0)
+        return fill(self.frontier_cost, self.hull, budget_per_1k * (1.0 - self.budget_margin))
+
+    def knob_for(self, entry: int) -> float:
+        """The smallest ``budget_per_1k`` that buys ``entry`` outright (the margin added)."""
+        return float(self.frontier_cost[entry]) / (1.0 - self.budget_margin)
 
     def kind(self, embedding: npt.NDArray[np.float32]) -> int:
         return self.index.of(embedding)
@@ -159,10 +249,14 @@ class CascadeArtifact:
                 f"embedding of shape {embedding.shape}; the cascade artifact has "
                 f"{self.index.embeddings.shape[1]} dimensions (encoder {self.encoder})"
             )
-        return self.plans[self.frontier_policy[self.entry(budget_per_1k), self.kind(embedding)]]
+        mix = self.mix(budget_per_1k)
+        entry = mix.pick(draw(embedding)) if mix.share > 0 else mix.low
+        return self.plans[self.frontier_policy[entry, self.kind(embedding)]]
 
-    def plan_of(self, kind: int, budget_per_1k: float) -> Stages:
-        return self.plans[self.frontier_policy[self.entry(budget_per_1k), kind]]
+    def plan_of(self, kind: int, budget_per_1k: float, draw: float = 1.0) -> Stages:
+        """The plan of a prompt of ``kind`` whose ``draw`` (``draw(embedding)``) is given;
+        the default draw gets the cheaper entry of a mix."""
+        return self.plans[self.frontier_policy[self.mix(budget_per_1k).pick(draw), kind]]
 
 
 def _decode(policy: npt.NDArray[np.int64], models: tuple[str, ...], where: str) -> Stages:
