@@ -95,6 +95,7 @@ class Runtime:
             metrics=metrics,
             conversations=_conversations(config, resources, upstream, metrics),
             cache=cache,
+            tracing=resources.tracing,
         )
         generation = previous.generation + 1 if previous is not None else 0
         return cls(

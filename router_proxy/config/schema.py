@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, WithJsonSchema, model_validator
 from router_proxy.cache.config import CacheConfig, DecisionCacheConfig
 from router_proxy.config.base import ProviderConfigBase, SignalConfigBase, StrictModel
 from router_proxy.config.conversations import AffinityConfig, AffinityMode, PreferencesConfig
+from router_proxy.config.tracing import TracingConfig
 from router_proxy.embeddings.config import EmbeddingsConfig
 from router_proxy.plugins.registry import plugin_item_model
 from router_proxy.providers.registry import PROVIDER_TYPES
@@ -297,6 +298,10 @@ class Config(StrictModel):
     cache: CacheConfig = Field(
         default_factory=CacheConfig,
         description="the response cache's store (decisions turn caching on)",
+    )
+    tracing: TracingConfig | None = Field(
+        default=None,
+        description="OpenTelemetry spans over OTLP (default: off, and nothing imported)",
     )
 
     def upstream_name(self, model: str) -> str:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 
 from router_proxy.config.schema import ModelConfig
+from router_proxy.engine import traced
 from router_proxy.engine.record import RequestRecord
 from router_proxy.observability.logging import log_request
 from router_proxy.observability.metrics import UNKNOWN, Metrics
@@ -89,6 +90,8 @@ class Accounting:
         self._count_attempts(record)
         if self.log_requests:
             self._log(record, status, cost, saved)
+        if record.trace is not None:
+            traced.end(record, status, cost)
 
     def _count_attempts(self, record: RequestRecord) -> None:
         tried = record.attempts.tried
@@ -134,6 +137,7 @@ class Accounting:
                 **(record.turn.log_fields() if record.turn is not None else {}),
                 cache=record.cache.outcome if record.cache is not None else None,
                 saved_usd=saved,
+                **({"trace_id": record.trace.trace_id} if record.trace is not None else {}),
             )
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from router_proxy.cache.response_cache import CacheUse
 from router_proxy.engine.auth import ANONYMOUS
@@ -13,6 +14,9 @@ from router_proxy.errors import GatewayError
 from router_proxy.pipeline import RoutePlan
 from router_proxy.protocol import Usage
 from router_proxy.resilience.dispatch import AttemptLog
+
+if TYPE_CHECKING:
+    from router_proxy.observability.tracing import RequestTrace
 
 REQUEST_ID_HEADER = "x-router-request-id"
 # The same id under the name the OpenAI SDK reads into ``response._request_id``.
@@ -41,6 +45,12 @@ class RequestRecord:
     dropped: tuple[str, ...] = ()
     turn: TurnNote | None = None  # its conversation's session and model (affinity)
     cache: CacheUse | None = None  # None: the decision does not cache
+    trace: RequestTrace | None = None  # None: not traced (tracing off, or not sampled)
+
+    @property
+    def trace_id(self) -> str | None:
+        """The request's OpenTelemetry trace id (32 hex digits) when it was traced."""
+        return self.trace.trace_id if self.trace is not None else None
 
     @property
     def model(self) -> str | None:
