@@ -177,6 +177,7 @@ def test_schema_cli_prints_json_schema(capsys) -> None:  # type: ignore[no-untyp
         "affinity",
         "state",
         "cache",
+        "tracing",
     }
     assert schema["additionalProperties"] is False
 

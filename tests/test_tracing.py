@@ -377,3 +377,34 @@ def test_grpc_without_its_exporter_is_refused_at_load() -> None:
     )
     with pytest.raises(ConfigError, match="opentelemetry-exporter-otlp-proto-grpc"):
         load_config_text(policy)
+
+
+def test_cache_lookups_and_conversations_are_spans(
+    upstream: FakeUpstream, receiver: OtlpReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    policy = POLICY.replace(
+        "route: {candidates: [good]}}", "route: {candidates: [good]}, cache: {mode: exact}}"
+    )
+    env = {"UPSTREAM": upstream.base_url, "OTLP": receiver.endpoint}
+    config, _ = load_config_text(policy + TRACING + "affinity: {enabled: true}\n", env=env)
+    with ServerThread(create_app(config)) as server:
+        client = _client(server.base_url, **{"x-session-id": "conversation-1"})
+        traces = []
+        for _ in range(2):
+            raw = client.chat.completions.with_raw_response.create(
+                model="auto", messages=[{"role": "user", "content": "cache me"}]
+            )
+            traces.append(log_line(caplog, raw.headers["x-router-request-id"])["trace_id"])
+        root = "POST /v1/chat/completions"
+        first = _trace(receiver, traces[0], root, "cache lookup", "conversation", "upstream good")
+        second = _trace(receiver, traces[1], root, "cache lookup")
+    assert first["cache lookup"].attributes["router.cache.outcome"] == "miss"
+    _inside(first["cache lookup"], first[root])
+    conversation = first["conversation"]
+    _inside(conversation, first[root])
+    assert conversation.attributes["router.session"] == "conversation-1"
+    assert first["cache lookup"].end <= conversation.start <= first["upstream good"].start
+    assert first[root].attributes["router.affinity"] == "miss"
+    assert second["cache lookup"].attributes["router.cache.outcome"] == "hit"
+    assert second[root].attributes["router.cache.outcome"] == "hit"
+    assert not any(name.startswith("upstream ") for name in second)
