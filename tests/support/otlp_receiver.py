@@ -34,6 +34,13 @@ STATUS_ERROR = 2
 
 
 @dataclass
+class ReceivedEvent:
+    name: str
+    time: int  # ns since the epoch
+    attributes: dict[str, Any]
+
+
+@dataclass
 class ReceivedSpan:
     name: str
     trace_id: str
@@ -44,6 +51,7 @@ class ReceivedSpan:
     end: int
     attributes: dict[str, Any]
     status: int
+    events: list[ReceivedEvent] = field(default_factory=list)
     resource: dict[str, Any] = field(default_factory=dict)
 
 
@@ -91,6 +99,10 @@ class OtlpReceiver:
                             end=span.end_time_unix_nano,
                             attributes=_attributes(span.attributes),
                             status=span.status.code,
+                            events=[
+                                ReceivedEvent(e.name, e.time_unix_nano, _attributes(e.attributes))
+                                for e in span.events
+                            ],
                             resource=resource,
                         )
                     )
