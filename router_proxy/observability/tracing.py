@@ -143,8 +143,8 @@ class RequestTrace:
         span costs the SDK about twice an event's CPU, made and exported."""
         span = self.child("route", started, attributes)
         for kind, name, start, end in self.signal_times:
-            step = dict(signals.get(name, {})) if kind == "signal" else {"router.algorithm": name}
-            step["router.duration_ms"] = (end - start) / 1e6
+            step: dict[str, AttributeValue] = {"router.duration_ms": (end - start) / 1e6}
+            step.update(signals.get(name, {}) if kind == "signal" else {"router.algorithm": name})
             span.add_event(f"{kind} {name}", step, start)
         span.end(ended)
 
