@@ -407,3 +407,19 @@ def test_cache_lookups_and_conversations_are_spans(
     assert second["cache lookup"].attributes["router.cache.outcome"] == "hit"
     assert second[root].attributes["router.cache.outcome"] == "hit"
     assert not any(name.startswith("upstream ") for name in second)
+
+
+def test_an_unreachable_collector_never_reaches_the_client(upstream: FakeUpstream) -> None:
+    """Nothing listens on port 9 of loopback: exports fail in the exporter's thread, and
+    requests are answered as ever."""
+    tracing = (
+        "tracing: {endpoint: 'http://127.0.0.1:9/v1/traces', timeout: 0.5, batch_delay_ms: 10}\n"
+    )
+    config, _ = load_config_text(POLICY + tracing, env={"UPSTREAM": upstream.base_url})
+    with ServerThread(create_app(config)) as server:
+        client = _client(server.base_url)
+        for _ in range(3):
+            answer = client.chat.completions.create(
+                model="auto", messages=[{"role": "user", "content": "hello"}]
+            )
+            assert answer.choices[0].message.content == "echo: hello"
