@@ -39,7 +39,8 @@ from router_proxy.config.tracing import TracingConfig
 from router_proxy.errors import GatewayError
 
 INSTRUMENTATION = "router_proxy"
-# (kind, name, start, end): kind "signal" or "select"; times from time.time_ns().
+# (kind, name, start, end): kind "signal" or "select"; times from time.time_ns(). Spelled
+# out again as pipeline.Timing: the pipeline must not import this module (the SDK).
 Timing = tuple[str, str, int, int]
 AttributeValue = str | bool | int | float | Sequence[str]
 
