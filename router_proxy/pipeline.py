@@ -36,6 +36,8 @@ from router_proxy.signals.base import CpuSignal, Signal, SignalResult
 from router_proxy.signals.registry import SIGNAL_TYPES
 
 Via = Literal["auto", "decision", "model"]
+# A traced request's routing steps: (kind "signal" | "select", name, start ns, end ns).
+Timing = tuple[str, str, int, int]
 # Signals at or above this cost call a model (embedding, domain): they get the budget too.
 MODEL_COST_RANK = 100
 
@@ -153,7 +155,9 @@ class Pipeline:
         compiled.sort(key=lambda item: (item[0], item[1]))
         return cls(config, signals, [c for _, _, c in compiled], resources.cpu)
 
-    async def route(self, ctx: RequestContext) -> RoutePlan:
+    async def route(self, ctx: RequestContext, timings: list[Timing] | None = None) -> RoutePlan:
+        """``timings``: a traced request's list, given each signal's and the selector's
+        (kind, name, start, end) in ``time.time_ns()``; None (untraced) times nothing."""
         started = time.perf_counter()
         requested = ctx.request.model
         results: dict[str, SignalResult] = {}
@@ -169,10 +173,12 @@ class Pipeline:
                 results[name] = found
             return found
 
+        resolver: Resolve = resolve if timings is None else _timed(resolve, results, timings)
+
         via: Via
         if requested == AUTO:
             via = "auto"
-            tried = await self._first_match(resolve)
+            tried = await self._first_match(resolver)
             decision = tried[-1]
         elif requested in self._by_name:
             via, decision = "decision", self._by_name[requested]
@@ -193,11 +199,13 @@ class Pipeline:
                 param="model",
                 code="model_not_found",
             )
-        if decision.planner is None:
-            order, calls = await decision.selector.order(ctx), None
-        else:
+        if decision.planner is not None:
             calls = await decision.planner.plan(ctx)
             order = calls.models
+        elif timings is None:
+            order, calls = await decision.selector.order(ctx), None
+        else:
+            order, calls = await _timed_order(decision, ctx, timings), None
         return RoutePlan(
             decision.name,
             order[0],
@@ -247,6 +255,30 @@ class Pipeline:
                 return tuple(self.decisions[: i + 1])
         # Unreachable: load_config requires a `when: true` default.
         return tuple(self.decisions)
+
+
+def _timed(resolve: Resolve, results: dict[str, SignalResult], timings: list[Timing]) -> Resolve:
+    """``resolve`` noting each signal's evaluation time (not a value already known)."""
+
+    async def timed(name: str) -> SignalResult:
+        found = results.get(name)
+        if found is not None:
+            return found
+        start = time.time_ns()
+        found = await resolve(name)
+        timings.append(("signal", name, start, time.time_ns()))
+        return found
+
+    return timed
+
+
+async def _timed_order(
+    decision: CompiledDecision, ctx: RequestContext, timings: list[Timing]
+) -> tuple[str, ...]:
+    start = time.time_ns()
+    order = await decision.selector.order(ctx)
+    timings.append(("select", type(decision.selector).__name__, start, time.time_ns()))
+    return order
 
 
 def _build_selector(config: Config, index: int, build: BuildContext) -> Selector[Any]:

@@ -28,6 +28,8 @@ from router_proxy.resilience.shared_state import SharedState
 
 if TYPE_CHECKING:
     from router_proxy.config.schema import Config, ModelConfig
+    from router_proxy.config.tracing import TracingConfig
+    from router_proxy.observability.tracing import Tracing
 
 T = TypeVar("T")
 DEFAULT_CPU_WORKERS = 2
@@ -84,6 +86,9 @@ class Resources:
     cpu: CpuPool = field(default_factory=CpuPool)
     # This process's session bindings (session affinity), whatever the shared state.
     sessions: SessionMemory = field(default_factory=SessionMemory)
+    # OpenTelemetry's tracer and exporter; None (and the SDK never imported) without a
+    # ``tracing:`` section.
+    tracing: Tracing | None = None
 
     @classmethod
     def for_config(cls, config: Config) -> Resources:
@@ -95,23 +100,29 @@ class Resources:
             config.state,
             CpuPool(config.server.cpu_workers),
             SessionMemory(config.affinity.ttl, config.affinity.max_sessions),
+            _tracing(config.tracing),
         )
 
     def carried_into(self, config: Config) -> Resources:
         """The resources a reload to ``config`` serves with: latencies and breakers always
         carry over; the encoder (model and cache) while ``embeddings`` is unchanged; the
         shared state (and its limit counters) while ``state`` is unchanged; the CPU pool
-        while ``server.cpu_workers`` is."""
+        while ``server.cpu_workers`` is; the tracer while ``tracing`` is."""
         self.breakers.configure(config.resilience.breaker)
         self.sessions.configure(config.affinity.ttl, config.affinity.max_sessions)
         encoder = self.encoder.for_config(config.embeddings)
         workers = config.server.cpu_workers
         cpu = self.cpu if self.cpu.workers == workers else CpuPool(workers)
+        tracing = self.tracing
+        if tracing is None or tracing.config != config.tracing:
+            tracing = _tracing(config.tracing)
         if self.shared.config == config.state:
-            return Resources(encoder, self.latency, self.breakers, self.shared, cpu, self.sessions)
+            return Resources(
+                encoder, self.latency, self.breakers, self.shared, cpu, self.sessions, tracing
+            )
         self.breakers.listeners.clear()  # the old shared state's listeners go with it
         return self._assemble(
-            encoder, self.latency, self.breakers, config.state, cpu, self.sessions
+            encoder, self.latency, self.breakers, config.state, cpu, self.sessions, tracing
         )
 
     @classmethod
@@ -123,12 +134,13 @@ class Resources:
         state: StateConfig,
         cpu: CpuPool,
         sessions: SessionMemory,
+        tracing: Tracing | None,
     ) -> Resources:
         shared = SharedState(state)
         if shared.shared:  # breakers and latencies sync through it
             SharedBreakers(breakers, shared)
             SharedLatency(latency, shared)
-        return cls(encoder, latency, breakers, shared, cpu, sessions)
+        return cls(encoder, latency, breakers, shared, cpu, sessions, tracing)
 
     def start(self) -> None:
         self.shared.start()
@@ -151,13 +163,27 @@ class Resources:
 
     async def close_unshared(self, successor: Resources | None) -> None:
         """Close what ``successor`` (the next config's resources; None at shutdown) does
-        not share: the encoder, the shared state, the CPU pool."""
+        not share: the encoder, the shared state, the CPU pool, the tracer (its last
+        spans exported first)."""
         if successor is None or successor.encoder is not self.encoder:
             self.encoder.close()
         if successor is None or successor.cpu is not self.cpu:
             self.cpu.close()
         if successor is None or successor.shared is not self.shared:
             await self.shared.aclose()
+        tracing = self.tracing
+        if tracing is not None and (successor is None or successor.tracing is not tracing):
+            await asyncio.to_thread(tracing.shutdown)  # flushes over the network
+
+
+def _tracing(config: TracingConfig | None) -> Tracing | None:
+    """The tracer a ``tracing:`` section asks for. Imported here, only then: a gateway
+    that does not trace never loads the OpenTelemetry SDK."""
+    if config is None:
+        return None
+    from router_proxy.observability.tracing import Tracing
+
+    return Tracing(config)
 
 
 @dataclass(frozen=True, slots=True)

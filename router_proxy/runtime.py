@@ -119,6 +119,7 @@ class Runtime:
                 previous.engine.shadow if previous else None,
                 records.sink if records is not None else None,
             ),
+            tracing=resources.tracing,
         )
         generation = previous.generation + 1 if previous is not None else 0
         return cls(

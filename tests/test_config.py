@@ -178,6 +178,7 @@ def test_schema_cli_prints_json_schema(capsys) -> None:  # type: ignore[no-untyp
         "state",
         "cache",
         "records",
+        "tracing",
     }
     assert schema["additionalProperties"] is False
 

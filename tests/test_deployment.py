@@ -88,7 +88,8 @@ def test_image_is_multi_stage_non_root_offline_and_healthchecked() -> None:
     assert env["HF_HUB_OFFLINE"] == "1"
     assert env["XDG_CACHE_HOME"].startswith("/tmp/")  # a read-only root needs writable caches
     installs = " ".join(a for stage in docker.stages for a in stage.args("RUN") if "pip" in a)
-    assert "pip install --no-cache-dir ." in installs
+    # The package itself (not editable), with the tracing extra (docs/tracing.md).
+    assert 'pip install --no-cache-dir "./[tracing]"' in installs
     assert "torch" not in installs
     assert "transformer" not in installs
     assert final.args("EXPOSE") == [env["ROUTER_PORT"]]

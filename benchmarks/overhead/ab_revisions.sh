@@ -4,7 +4,9 @@
 #   benchmarks/overhead/ab_revisions.sh OLD_CHECKOUT NEW_CHECKOUT [ROUNDS]
 # e.g. git worktree add /tmp/old b46a392 && benchmarks/overhead/ab_revisions.sh /tmp/old "$PWD"
 # Prints req/s at 32 connections and p50 at 1 connection per round, the floor's
-# (floor.py) beside them; needs wrk.
+# (floor.py) beside them; needs wrk. OLD_POLICY / NEW_POLICY (paths in each checkout) set
+# each side's policy: one checkout under two policies measures a feature's cost, e.g.
+#   NEW_POLICY=benchmarks/overhead/policy_tracing.yaml ab_revisions.sh "$PWD" "$PWD"
 set -euo pipefail
 OLD=$(cd "$1" && pwd); NEW=$(cd "$2" && pwd); ROUNDS=${3:-3}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -17,10 +19,11 @@ trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT
 # The floor beside them (benchmarks/overhead/floor.py), so each is also a ratio to it.
 (cd "$HERE/../.." && exec "$PY" -m benchmarks.overhead.floor --port "$FLOOR_PORT" \
   --upstream "http://127.0.0.1:$UP_PORT" >/dev/null 2>&1) & PIDS+=($!)
-for side in "$OLD:$OLD_PORT" "$NEW:$NEW_PORT"; do
-  root=${side%:*}; port=${side##*:}
+POLICY=benchmarks/overhead/policy.yaml
+for side in "$OLD:$OLD_PORT:${OLD_POLICY:-$POLICY}" "$NEW:$NEW_PORT:${NEW_POLICY:-$POLICY}"; do
+  IFS=: read -r root port policy <<<"$side"
   (cd "$root" && UPSTREAM_URL="http://127.0.0.1:$UP_PORT/v1" PYTHONPATH="$root" \
-    exec "$PY" -m router_proxy serve --config benchmarks/overhead/policy.yaml \
+    exec "$PY" -m router_proxy serve --config "$policy" \
     --host 127.0.0.1 --port "$port" >/dev/null 2>&1) & PIDS+=($!)
 done
 for port in "$FLOOR_PORT" "$OLD_PORT" "$NEW_PORT"; do  # ready, then warm

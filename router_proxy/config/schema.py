@@ -23,6 +23,7 @@ from router_proxy.cache.config import CacheConfig, DecisionCacheConfig
 from router_proxy.config.base import ProviderConfigBase, SignalConfigBase, StrictModel
 from router_proxy.config.conversations import AffinityConfig, AffinityMode, PreferencesConfig
 from router_proxy.config.shadow import ShadowConfig
+from router_proxy.config.tracing import TracingConfig
 from router_proxy.embeddings.config import EmbeddingsConfig
 from router_proxy.plugins.registry import plugin_item_model
 from router_proxy.providers.registry import PROVIDER_TYPES
@@ -331,6 +332,10 @@ class Config(StrictModel):
         default=None,
         description="decision records: sampled requests written to a JSONL file or "
         "PostgreSQL (absent: nothing recorded)",
+    )
+    tracing: TracingConfig | None = Field(
+        default=None,
+        description="OpenTelemetry spans over OTLP (default: off, and nothing imported)",
     )
 
     def upstream_name(self, model: str) -> str:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 
 from router_proxy.config.schema import ModelConfig
+from router_proxy.engine import traced
 from router_proxy.engine.record import RequestRecord
 from router_proxy.observability.logging import log_request
 from router_proxy.observability.metrics import UNKNOWN, Metrics
@@ -107,6 +108,8 @@ class Accounting:
             self._log(record, status, cost, saved)
         if self.records is not None:
             self.records.served(record, status, cost, usage)
+        if record.trace is not None:
+            traced.end(record, status, cost)
 
     def _count_attempts(self, record: RequestRecord, *, fallbacks: bool = True) -> None:
         tried = record.attempts.tried
@@ -158,6 +161,7 @@ class Accounting:
                 cache=record.cache.outcome if record.cache is not None else None,
                 saved_usd=saved,
                 **(record.calls.log_fields() if record.calls is not None else {}),
+                **({"trace_id": record.trace.trace_id} if record.trace is not None else {}),
             )
         )
 

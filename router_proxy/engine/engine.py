@@ -14,14 +14,16 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 from router_proxy.cache.entry import CachedAnswer
 from router_proxy.cache.response_cache import ResponseCache, replayed_completion, replayed_stream
 from router_proxy.config.schema import ServerConfig
 from router_proxy.context import RequestContext
+from router_proxy.engine import traced
 from router_proxy.engine.accounting import Accounting
 from router_proxy.engine.auth import ClientAuth
-from router_proxy.engine.conversation import Conversations
+from router_proxy.engine.conversation import Conversations, Turn
 from router_proxy.engine.multi_call.runner import MultiCall
 from router_proxy.engine.record import RequestRecord
 from router_proxy.engine.shadow import ShadowSampler
@@ -32,11 +34,15 @@ from router_proxy.pipeline import Pipeline, RoutePlan
 from router_proxy.protocol import Endpoint
 from router_proxy.providers.base import ChatStream, Completion
 from router_proxy.records.recorder import Recorder
-from router_proxy.resilience.dispatch import Dispatcher
+from router_proxy.resilience.dispatch import Attempt, Dispatcher
 from router_proxy.resilience.rate_limits import RateLimits
+
+if TYPE_CHECKING:
+    from router_proxy.observability.tracing import Tracing
 
 logger = logging.getLogger("router_proxy.engine")
 
+T = TypeVar("T")
 # Renders an error as the surface's own last stream event (headers are gone by then).
 ErrorEvent = Callable[[GatewayError], bytes]
 
@@ -69,6 +75,7 @@ class Engine:
         cache: ResponseCache | None = None,
         records: Recorder | None = None,
         shadow: ShadowSampler | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings  # body and message limits the surfaces apply
         self.auth = auth
@@ -84,6 +91,8 @@ class Engine:
         self.shadow = shadow  # None: no decision shadows
         # Cascades and aggregates (RoutePlan.calls); a plan without them never looks here.
         self.multi_call = MultiCall(dispatcher, upstream, accounting.cost)
+        # None: not traced; else the surfaces begin each request's trace (record.trace).
+        self.tracing = tracing
 
     def authenticate(self, record: RequestRecord, credential: str | None) -> None:
         """``credential``: the client's ``Authorization`` value (or the surface's own
@@ -107,7 +116,10 @@ class Engine:
         record.stream = ctx.request.stream
         preferences = self.conversations.preferences
         ctx.preferences = preferences.read(ctx, record.client)  # before selectors read it
-        plan = await self.pipeline.route(ctx)
+        if record.trace is None:
+            plan = await self.pipeline.route(ctx)
+        else:
+            plan = await traced.route(self.pipeline, ctx, record.trace)
         if ctx.preferences is not None:
             plan = preferences.apply(plan, ctx)
         record.plan = plan
@@ -140,7 +152,7 @@ class Engine:
         # The candidates tried, in order (context windows, session affinity): no await
         # when nothing applies.
         candidates, conversations = self._serving(plan, ctx.endpoint), self.conversations
-        turn = conversations.plain(ctx, candidates) or await conversations.prepare(
+        turn = conversations.plain(ctx, candidates) or await self._prepare(
             plan, ctx, record, candidates
         )
 
@@ -149,7 +161,11 @@ class Engine:
             return await upstream.complete(outgoing, model, left, record.request_id)
 
         outcome = await self.dispatcher.run(
-            turn.candidates, attempt, record.attempts, turn.overflow, turn.permitted
+            turn.candidates,
+            attempt if record.trace is None else self._traced(attempt, record),
+            record.attempts,
+            turn.overflow,
+            turn.permitted,
         )
         self.conversations.answered(turn, record)
         record.call_started = outcome.started
@@ -189,7 +205,7 @@ class Engine:
         # The candidates tried, in order (context windows, session affinity): no await
         # when nothing applies.
         candidates, conversations = self._serving(plan, ctx.endpoint), self.conversations
-        turn = conversations.plain(ctx, candidates) or await conversations.prepare(
+        turn = conversations.plain(ctx, candidates) or await self._prepare(
             plan, ctx, record, candidates
         )
 
@@ -199,7 +215,11 @@ class Engine:
             )
 
         outcome = await self.dispatcher.run(
-            turn.candidates, attempt, record.attempts, turn.overflow, turn.permitted
+            turn.candidates,
+            attempt if record.trace is None else self._traced(attempt, record),
+            record.attempts,
+            turn.overflow,
+            turn.permitted,
         )
         self.conversations.answered(turn, record)
         record.call_started = outcome.started
@@ -279,7 +299,10 @@ class Engine:
         use = record.cache = self.cache.begin(ctx, plan.decision, record.client)
         if use is None:
             return None
-        hit = await self.cache.lookup(use)
+        if record.trace is None:
+            hit = await self.cache.lookup(use)
+        else:
+            hit = await traced.lookup(self.cache, use, record.trace)
         if hit is not None:
             record.usage = hit.usage
         return hit
@@ -294,6 +317,25 @@ class Engine:
         recorded = record.sample is not None and record.sample.recorded
         if record.shadow is not None and self.records is not None and not recorded:
             record.sample = self.records.sample(plan, ctx, always=True)
+
+    def _traced(self, attempt: Attempt[T], record: RequestRecord) -> Attempt[T]:
+        assert record.trace is not None
+        return traced.attempts(attempt, record.trace, record.attempts, self.dispatcher.models)
+
+    async def _prepare(
+        self,
+        plan: RoutePlan,
+        ctx: RequestContext,
+        record: RequestRecord,
+        candidates: tuple[str, ...],
+    ) -> Turn:
+        """The conversation's step when it has work (affinity, context windows)."""
+        prepare = self.conversations.prepare
+        if record.trace is None:
+            return await prepare(plan, ctx, record, candidates)
+        return await traced.conversation(
+            lambda: prepare(plan, ctx, record, candidates), record, record.trace
+        )
 
     def _serving(self, plan: RoutePlan, endpoint: Endpoint) -> tuple[str, ...]:
         """The plan's candidates whose provider serves ``endpoint``, in order; a request

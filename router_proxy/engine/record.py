@@ -19,6 +19,7 @@ from router_proxy.resilience.dispatch import AttemptLog
 
 if TYPE_CHECKING:
     from router_proxy.engine.shadow import ShadowJob
+    from router_proxy.observability.tracing import RequestTrace
 
 REQUEST_ID_HEADER = "x-router-request-id"
 # The same id under the name the OpenAI SDK reads into ``response._request_id``.
@@ -50,11 +51,14 @@ class RequestRecord:
     # Decision records: whether this request is recorded (None: not drawn yet, or the
     # policy records nothing), and its content kept for the record.
     sample: Sample | None = None
-    # The request's trace (OpenTelemetry), set by tracing when it is on: the log line's
-    # and the decision record's trace_id.
-    trace_id: str | None = None
     shadow: ShadowJob | None = None  # sampled for shadow calls, started once answered
     calls: MultiCallNote | None = None  # a cascade's or aggregate's calls; None: one call
+    trace: RequestTrace | None = None  # None: not traced (tracing off, or not sampled)
+
+    @property
+    def trace_id(self) -> str | None:
+        """The request's OpenTelemetry trace id (32 hex digits) when it was traced."""
+        return self.trace.trace_id if self.trace is not None else None
 
     @property
     def model(self) -> str | None:

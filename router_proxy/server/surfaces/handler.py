@@ -36,6 +36,10 @@ async def serve(surface: Surface, runtime: Runtime, request: Request) -> Respons
     """Answer one request: admitted, routed, called, accounted. A client that leaves
     before its answer cancels the work (the upstream call included) and is logged 499."""
     engine, record = runtime.engine, _record(surface, request)
+    if engine.tracing is not None:
+        record.trace = engine.tracing.begin(
+            record.method, record.path, record.surface, record.request_id, request.headers
+        )
     runtime.acquire()  # held until the last byte, even across a reload
     streaming = False
     connection = connection_of(request.scope)
