@@ -144,10 +144,7 @@ class Engine:
                 plan.calls, ctx, record, out, self._permitted(ctx)
             )
             await self.accounting.charge(record)
-            if self.cache is not None and record.cache is not None:
-                self.cache.keep_whole(record.cache, completion, record.model or plan.model)
-            if record.sample is not None and record.sample.content is not None:
-                record.sample.content.keep(completion.body, completion.native)
+            self._keep(record, completion, record.model or plan.model)
             return completion
         # The candidates tried, in order (context windows, session affinity): no await
         # when nothing applies.
@@ -174,10 +171,7 @@ class Engine:
         if self.shadow is not None:
             self._draw_shadow(plan, ctx, out, record)
         await self.accounting.charge(record)
-        if self.cache is not None and record.cache is not None:
-            self.cache.keep_whole(record.cache, outcome.result, outcome.model)
-        if record.sample is not None and record.sample.content is not None:
-            record.sample.content.keep(outcome.result.body, outcome.result.native)
+        self._keep(record, outcome.result, outcome.model)
         return outcome.result
 
     def answered(self, record: RequestRecord) -> None:
@@ -306,6 +300,14 @@ class Engine:
         if hit is not None:
             record.usage = hit.usage
         return hit
+
+    def _keep(self, record: RequestRecord, completion: Completion, model: str) -> None:
+        """A whole answer, for the cache (its decision caches) and for the decision
+        record (it is sampled with content)."""
+        if self.cache is not None and record.cache is not None:
+            self.cache.keep_whole(record.cache, completion, model)
+        if record.sample is not None and record.sample.content is not None:
+            record.sample.content.keep(completion.body, completion.native)
 
     def _draw_shadow(
         self, plan: RoutePlan, ctx: RequestContext, out: Outgoing, record: RequestRecord
