@@ -25,6 +25,8 @@ records and shadow sampling, in the same run.
    cascal --records`, on the gateway's record lines for those requests and every
    unshadowed one), the last 20% are the held-out live slice (`router-proxy eval --judge
    consensus`, the judge checked against train's true labels; `router-proxy promote`).
+   The control: CASCAL trained (`--data`) on train.jsonl's own rows for the same
+   prompts, without scores: the same answers and costs (counted) give the same model.
 5. `router-proxy eval` on dev.jsonl with its true scores: every router's quality at
    <= $0.50 and <= $2.50 per 1k, AIQ.
 
@@ -277,6 +279,21 @@ def split_records(folder: Path, held: set[str], out: Path) -> None:
                     (kept if rid in held else train).write(line)
 
 
+def same_rows(live: Path, data: Path, out: Path) -> dict[str, int]:
+    """``data``'s rows for the prompts of the wide rows ``live`` (made from records),
+    without scores, written to ``out``; and how many answers and costs differ."""
+    by_prompt = {row["prompt"]: row for row in map(orjson.loads, data.read_bytes().splitlines())}
+    rows = [orjson.loads(line) for line in live.read_bytes().splitlines()]
+    answers = costs = 0
+    with out.open("wb") as fh:
+        for row in rows:
+            truth = by_prompt[row["prompt"]]
+            answers += sum(a != truth["responses"][m] for m, a in row["responses"].items())
+            costs += sum(abs(c - truth["costs"][m]) > 1e-6 for m, c in row["costs"].items())
+            fh.write(orjson.dumps({k: v for k, v in truth.items() if k != "scores"}) + b"\n")
+    return {"rows": len(rows), "answers_differing": answers, "costs_differing": costs}
+
+
 def percentiles(latencies: list[float]) -> dict[str, float]:
     values = np.array(latencies)
     return {
@@ -422,9 +439,25 @@ def main() -> None:
         "--quiet",
     )
     live_rows = len(read_rows(work / "live-train.jsonl"))
+    # The control: CASCAL on the dataset's own rows for the same prompts (its answers,
+    # costs and task; no scores). Equal answers and costs say the records lost nothing on
+    # the way; the control's curve says what CASCAL makes of that sample of prompts.
+    fidelity = same_rows(work / "live-train.jsonl", train, work / "same-rows.jsonl")
+    quiet_cli(
+        "train",
+        "--algorithm",
+        "cascal",
+        "--data",
+        str(work / "same-rows.jsonl"),
+        "--out",
+        str(art / "same-rows-cascal"),
+        "--quiet",
+    )
 
     say("5. the held-out live slice, judged by consensus (judge checked on train's labels)")
-    routers = [str(art / n) for n in ("offline-knn", "live-cascal", "offline-cascal")]
+    routers = [
+        str(art / n) for n in ("offline-knn", "live-cascal", "same-rows-cascal", "offline-cascal")
+    ]
     consensus_eval = evaluate(
         routers, work / "live-held.jsonl", progress=False, judge="consensus", labels=[train]
     )
@@ -462,6 +495,7 @@ def main() -> None:
             "train_join": train_report.lines(),
             "held_join": held_report.lines(),
         },
+        "records_vs_dataset": fidelity,
         "dev": summary(dev_eval),
         "live_held_consensus": summary(consensus_eval)
         | {
