@@ -26,11 +26,15 @@ records and shadow sampling, in the same run.
    unshadowed one), the last 20% are the held-out live slice (`router-proxy eval --judge
    consensus`, the judge checked against train's true labels; `router-proxy promote`).
    The control: CASCAL trained (`--data`) on train.jsonl's own rows for the same
-   prompts, without scores: the same answers and costs (counted) give the same model.
+   prompts (answers, costs and task; no scores). The records' answers and costs are
+   compared with the dataset's, counted; the two curves differ only by what records
+   lack (`task`), so the control says what is CASCAL on that sample of prompts and
+   what is the records' path.
 5. `router-proxy eval` on dev.jsonl with its true scores: every router's quality at
    <= $0.50 and <= $2.50 per 1k, AIQ.
 
     PYTHONPATH=$PWD .venv/bin/python -m benchmarks.live.run [--data /work/shared/data/routerbench]
+        [--seed 0] [--rate 40] [--share 0.3] [--sample-rate 1.0] [--latency-requests 600]
 
 Writes results/live.json (and the records, wide rows, artifacts under results/work/).
 """
