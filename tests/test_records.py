@@ -368,6 +368,22 @@ def test_a_full_queue_drops_and_counts_without_waiting() -> None:
     assert tally.dropped == {"overflow": 7, "closed": 1}
 
 
+def test_shadow_answers_count_against_the_queued_bytes() -> None:
+    # Shadow records arrive finished (``write``), their answers already in them: those
+    # answers are bounded by max_queued_bytes like a served record's content.
+    gate, tally = threading.Event(), Tally()
+    sink = ListSink(gate, batch_size=1, max_queued_bytes=1000, counters=tally.counters())
+    sink.write({"kind": "shadow", "n": 0, "answer": "a" * 600})
+    assert sink.taken.wait(10)  # the writer holds record 0 (and its 600 bytes)
+    sink.write({"kind": "shadow", "n": 1, "answer": "b" * 600})  # 1,200 > 1,000: dropped
+    sink.write({"kind": "shadow", "n": 2, "answer": "c" * 300})  # 900: queued
+    sink.write({"kind": "shadow", "n": 3, "answer": None})  # a failed call: nothing held
+    assert tally.dropped == {"overflow": 1}
+    gate.set()
+    sink.close()
+    assert [r["n"] for r in sink.records] == [0, 2, 3]
+
+
 def test_a_failing_write_is_counted_and_the_writer_lives_on() -> None:
     tally = Tally()
 

@@ -1,28 +1,40 @@
 """Learning routing from live traffic: RouterBench's train split replayed through the
-gateway as live traffic, shadow sampling at 30%, records -> CASCAL retrained on them ->
-judged on dev.jsonl against selectors trained offline on the true scores; and the
-latency of served requests with and without shadow sampling, in the same run.
+gateway as live traffic, shadow sampling at 30%, the gateway's own records -> CASCAL
+retrained on them -> judged on dev.jsonl against selectors trained offline on the true
+scores; and the latency of served requests without records, with records, and with
+records and shadow sampling, in the same run.
 
 1. Offline, as a team would before going live: kNN and CASCAL trained on train.jsonl
    (`router-proxy train --data`; kNN reads the true scores). kNN is the policy serving
    the replay (`algorithm: knn`, all 11 models as candidates).
 2. A fake upstream (upstream.py, a real loopback HTTP server) answers each model's call
    with the dataset's recorded response and cost, after 20 ms.
-3. Phase "off": the gateway without shadow sampling; the first --latency-requests prompts
-   at --rate requests/s (open loop), latency of each answer as the client sees it.
-4. Phase "on": the same policy with `shadow: {share: 0.3}` on the decision; every train
-   prompt at the same rate, in a seeded random order (train.jsonl is sorted by task; live
-   traffic mixes them). The gateway writes a shadow record per shadow call; the client
-   writes each served request's record (prompt, answer, model, cost: the fields the
-   records helper's served record carries; a stand-in until that lands).
-5. The shadowed requests, in arrival order: the first 80% train CASCAL
-   (`router-proxy train --algorithm cascal --records`), the last 20% are the held-out live
-   slice (`router-proxy eval --judge consensus`, the judge checked against train's true
-   labels; `router-proxy promote` on it).
-6. `router-proxy eval` on dev.jsonl with its true scores: every router's quality at
+3. The gateway is `router-proxy serve --config POLICY`, its own process, one per phase,
+   stopped with SIGTERM (which flushes and closes its records sink). Phases, each at
+   --rate requests/s (open loop), latency of each answer as the client sees it:
+   "off" (no `records:`, no `shadow:`; the first --latency-requests prompts), "records"
+   (`records:` with content, every request recorded; the same prompts), "on" (`records:`
+   and `shadow: {share: 0.3}` on the decision; every train prompt), "off_again" (the
+   first phase once more: how far the shared machine moves latency within one run).
+   Prompts go in a seeded random order (train.jsonl is sorted by task; live traffic
+   mixes them).
+4. The "on" gateway's records file is checked complete after its shutdown (a served
+   record with prompt and answer for every request, a shadow record for every shadow
+   call its metrics counted, none dropped). The shadowed requests, in the order of their
+   served records' times: the first 80% train CASCAL (`router-proxy train --algorithm
+   cascal --records`, on the gateway's record lines for those requests and every
+   unshadowed one), the last 20% are the held-out live slice (`router-proxy eval --judge
+   consensus`, the judge checked against train's true labels; `router-proxy promote`).
+   The control: CASCAL trained (`--data`) on train.jsonl's own rows for the same
+   prompts (answers, costs and task; no scores). The records' answers and costs are
+   compared with the dataset's, counted; the two curves differ only by what records
+   lack (`task`), so the control says what is CASCAL on that sample of prompts and
+   what is the records' path.
+5. `router-proxy eval` on dev.jsonl with its true scores: every router's quality at
    <= $0.50 and <= $2.50 per 1k, AIQ.
 
-    .venv/bin/python -m benchmarks.live.run [--data /work/shared/data/routerbench]
+    PYTHONPATH=$PWD .venv/bin/python -m benchmarks.live.run [--data /work/shared/data/routerbench]
+        [--seed 0] [--rate 40] [--share 0.3] [--sample-rate 1.0] [--latency-requests 600]
 
 Writes results/live.json (and the records, wide rows, artifacts under results/work/).
 """
@@ -37,9 +49,13 @@ import json
 import random
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,10 +69,17 @@ from router_proxy.cli import main as cli
 from router_proxy.training.aiq import hull_at
 from router_proxy.training.dataset import read_rows
 from router_proxy.training.evaluate import evaluate
-from router_proxy.training.records import join_records, read_records, write_rows
+from router_proxy.training.records import join_records, read_records, record_files, write_rows
 
 HERE = Path(__file__).resolve().parent
 BUDGETS = (0.5, 2.5)
+# phase -> (records on, shadow on, every prompt rather than the first --latency-requests)
+PHASES = {
+    "off": (False, False, False),
+    "records": (True, False, False),
+    "on": (True, True, True),
+    "off_again": (False, False, False),
+}
 
 
 def say(text: str) -> None:
@@ -64,30 +87,81 @@ def say(text: str) -> None:
 
 
 @contextlib.contextmanager
-def process(*argv: str) -> Iterator[int]:
-    """A child process that prints ``port N`` once it listens; yields N."""
-    child = subprocess.Popen([sys.executable, "-m", *argv], stdout=subprocess.PIPE, text=True)
+def upstream_process(*argv: str) -> Iterator[int]:
+    """The fake upstream, which prints ``port N`` once it listens; yields N."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.live.upstream", *argv], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert child.stdout is not None
         line = child.stdout.readline()
         match = re.match(r"port (\d+)", line)
         if not match:
-            raise RuntimeError(f"{argv[0]} did not start: {line!r}")
+            raise RuntimeError(f"the upstream did not start: {line!r}")
         yield int(match.group(1))
     finally:
-        child.terminate()  # SIGTERM: the gateway drains, cancels shadow calls, exits
+        child.terminate()
         child.wait(timeout=60)
 
 
-def policy(models: list[str], upstream: int, knn: Path, share: float | None) -> str:
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def gateway(config: Path, log: Path) -> Iterator[int]:
+    """``router-proxy serve --config CONFIG`` in its own process (this checkout's code);
+    yields its port once /ready answers. Stopped with SIGTERM, as an orchestrator stops
+    it: it drains, cancels shadow calls, flushes and closes the records sink, exits 0."""
+    port = free_port()
+    argv = ["serve", "--config", str(config), "--port", str(port), "--log-level", "warning"]
+    with log.open("wb") as err:
+        child = subprocess.Popen([sys.executable, "-m", "router_proxy", *argv], stderr=err)
+        try:
+            deadline = time.monotonic() + 120
+            while not ready(port):
+                if child.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"router-proxy serve did not start: see {log}")
+                time.sleep(0.2)
+            yield port
+        finally:
+            child.send_signal(signal.SIGTERM)
+            code = child.wait(timeout=120)
+    if code != 0:
+        raise RuntimeError(f"router-proxy serve exited {code} after SIGTERM: see {log}")
+
+
+def ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as answer:
+            return bool(answer.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def policy(
+    models: list[str],
+    upstream: int,
+    knn: Path,
+    records: Path | None,
+    share: float | None,
+    sample_rate: float,
+) -> str:
     lines = [
-        "server: {log_requests: false, shutdown_grace: 5}",
+        "server: {log_requests: false, shutdown_grace: 5, watch_config: false}",
         f"providers: {{bench: {{type: openai, base_url: 'http://127.0.0.1:{upstream}/v1', "
         "api_key: x}}",
         "models:",
     ]
     # $1 per 1M completion tokens: the upstream reports the recorded cost in micro-dollars.
     lines += [f"  '{m}': {{provider: bench, cost: {{output_per_mtok: 1.0}}}}" for m in models]
+    if records is not None:
+        lines.append(
+            f"records: {{sink: {{type: jsonl, path: '{records}'}}, content: true, "
+            f"sample_rate: {sample_rate}}}"
+        )
     shadow = ""
     if share is not None:
         shadow = f", shadow: {{share: {share}, budget_usd_per_day: 50, max_concurrent: 128}}"
@@ -103,8 +177,9 @@ def policy(models: list[str], upstream: int, knn: Path, share: float | None) -> 
 async def replay(
     port: int, rows: list[dict[str, Any]], rate: float, label: str
 ) -> list[dict[str, Any]]:
-    """Each row's prompt at ``rate`` per second (open loop); per request: its index, id,
-    answering model, answer and latency as the client saw it."""
+    """Each row's prompt at ``rate`` per second (open loop), with ``x-request-id``
+    ``LABEL-i`` (the gateway keeps a sane client id: its records carry it); per request:
+    its index, id, status and latency as the client saw it."""
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     results: list[dict[str, Any]] = [{} for _ in rows]
     bar = tqdm(total=len(rows), desc=label, unit="req", file=sys.stderr)
@@ -114,19 +189,15 @@ async def replay(
         async def one(i: int, row: dict[str, Any], at: float) -> None:
             await asyncio.sleep(max(0.0, at - time.perf_counter()))
             body = {"model": "auto", "messages": [{"role": "user", "content": row["prompt"]}]}
+            request_id = f"{label}-{i}"
             started = time.perf_counter()
-            async with session.post(url, json=body) as response:
-                data = await response.json()
-            latency = time.perf_counter() - started
-            content = data["choices"][0]["message"]["content"] if response.status == 200 else None
+            async with session.post(url, json=body, headers={"x-request-id": request_id}) as r:
+                await r.read()
             results[i] = {
                 "index": i,
-                "status": response.status,
-                "request_id": response.headers.get("x-router-request-id"),
-                "model": response.headers.get("x-router-model"),
-                "answer": content,
-                "latency_ms": latency * 1000,
-                "time": time.time(),
+                "status": r.status,
+                "request_id": request_id,
+                "latency_ms": (time.perf_counter() - started) * 1000,
             }
             bar.update()
 
@@ -136,21 +207,25 @@ async def replay(
     return results
 
 
-async def shadow_metrics(port: int) -> dict[str, float]:
-    """The shadow counters from /metrics, summed over labels, once no call is in flight."""
+async def gateway_metrics(port: int) -> dict[str, float]:
+    """The shadow and records counters from /metrics, summed over labels but the
+    reason, once they stop moving (shadow calls still finishing)."""
     totals: dict[str, float] = {}
+    pattern = re.compile(r"(router_(?:shadow|records)_\w+?)(?:_total)?(\{.*\})? ([0-9.e+-]+)$")
     async with aiohttp.ClientSession() as session:
-        for _ in range(100):  # until the counters stop moving (calls still finishing)
+        for _ in range(120):
             async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
                 text = await response.text()
             now: dict[str, float] = {}
             for line in text.splitlines():
-                match = re.match(r"(router_shadow_\w+?)(?:_total)?(\{.*\})? ([0-9.e+-]+)$", line)
-                if match and not line.startswith("#") and "_created" not in match.group(1):
-                    key = match.group(1)
-                    if key == "router_shadow_dropped":
-                        key += "_" + re.search(r'reason="(\w+)"', line).group(1)  # type: ignore[union-attr]
-                    now[key] = now.get(key, 0.0) + float(match.group(3))
+                match = pattern.match(line)
+                if not match or line.startswith("#") or match.group(1).endswith("_created"):
+                    continue
+                key = match.group(1)
+                reason = re.search(r'reason="(\w+)"', line)
+                if reason:
+                    key += "_" + reason.group(1)
+                now[key] = now.get(key, 0.0) + float(match.group(3))
             if now and now == totals:
                 break
             totals = now
@@ -158,27 +233,69 @@ async def shadow_metrics(port: int) -> dict[str, float]:
     return totals
 
 
-def served_record(row: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
-    model = result["model"]
-    return {
-        "v": 1,
-        "kind": "served",
-        "request_id": result["request_id"],
-        "time": result["time"],
-        "surface": "chat",
-        "decision": "default",
-        "signals": {},
-        "candidates": [],
-        "model": model,
-        "attempts": [[model, None]],
-        "usage": None,
-        "cost_usd": row["costs"].get(model),
-        "latency_ms": result["latency_ms"],
-        "status": result["status"],
-        "trace_id": None,
-        "prompt": row["prompt"],
-        "answer": result["answer"],
-    }
+def check_complete(
+    records: list[dict[str, Any]],
+    results: list[dict[str, Any]],
+    metrics: dict[str, float],
+    every: bool,
+) -> dict[str, int]:
+    """After the gateway's SIGTERM: its records file holds a served record, with prompt
+    and answer, for every request it answered (``every``: sample_rate 1) or at least for
+    every shadowed one, and a shadow record for every shadow call its metrics counted;
+    the sink dropped none. Fails loudly otherwise."""
+    served = {r["request_id"]: r for r in records if r.get("kind") == "served"}
+    shadow = [r for r in records if r.get("kind") == "shadow"]
+    problems = []
+    ids = {r["request_id"] for r in results}
+    if set(served) - ids:
+        problems.append(f"{len(set(served) - ids)} served records of requests never sent")
+    expected = ids if every else {r["request_id"] for r in shadow}
+    missing = sorted(expected - served.keys())
+    if missing:
+        problems.append(f"{len(missing)} requests without a served record ({missing[:3]})")
+    bare = [i for i, r in served.items() if not (r.get("prompt") and r.get("answer"))]
+    if bare:
+        problems.append(f"{len(bare)} served records without prompt or answer ({bare[:3]})")
+    calls = sum(v for k, v in metrics.items() if k.startswith("router_shadow_calls"))
+    if len(shadow) != calls:
+        problems.append(f"{len(shadow)} shadow records for {calls:g} shadow calls")
+    dropped = {k: v for k, v in metrics.items() if k.startswith("router_records_dropped") and v}
+    if dropped:
+        problems.append(f"records dropped: {dropped}")
+    if problems:
+        raise SystemExit("records incomplete after shutdown: " + "; ".join(problems))
+    return {"served": len(served), "shadow": len(shadow)}
+
+
+def split_records(folder: Path, held: set[str], out: Path) -> None:
+    """The gateway's record lines, as written, into ``out/train`` (every request but
+    ``held``) and ``out/held``: a later slice of traffic kept out of training."""
+    (out / "train").mkdir(parents=True)
+    (out / "held").mkdir(parents=True)
+    with (
+        (out / "train" / "records.jsonl").open("wb") as train,
+        (out / "held" / "records.jsonl").open("wb") as kept,
+    ):
+        for path in record_files([folder]):
+            for line in path.read_bytes().splitlines(keepends=True):
+                if line.strip():
+                    rid = orjson.loads(line).get("request_id")
+                    (kept if rid in held else train).write(line)
+
+
+def same_rows(live: Path, data: Path, out: Path) -> dict[str, int]:
+    """``data``'s rows for the prompts of the wide rows ``live`` (made from records),
+    without scores, written to ``out``; and how many answers and costs differ."""
+    by_prompt = {row["prompt"]: row for row in map(orjson.loads, data.read_bytes().splitlines())}
+    rows = [orjson.loads(line) for line in live.read_bytes().splitlines()]
+    answers = costs = 0
+    with out.open("wb") as fh:
+        for row in rows:
+            truth = by_prompt[row["prompt"]]
+            answers += sum(a != truth["responses"][m] for m, a in row["responses"].items())
+            costs += sum(abs(c - truth["costs"][m]) > 1e-6 for m, c in row["costs"].items())
+            fh.write(orjson.dumps({k: v for k, v in truth.items() if k != "scores"}) + b"\n")
+    return {"rows": len(rows), "answers_differing": answers, "costs_differing": costs}
 
 
 def percentiles(latencies: list[float]) -> dict[str, float]:
@@ -206,6 +323,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=Path("/work/shared/data/routerbench"))
     parser.add_argument("--share", type=float, default=0.3)
+    parser.add_argument(
+        "--sample-rate",
+        type=float,
+        default=1.0,
+        help="records' sample_rate with shadow on (a shadowed request's served record is "
+        "always kept); the records-only phase records every request",
+    )
     parser.add_argument("--rate", type=float, default=40.0, help="requests per second")
     parser.add_argument("--latency-requests", type=int, default=600)
     parser.add_argument("--limit", type=int, help="replay only this many train rows")
@@ -220,93 +344,89 @@ def main() -> None:
     random.Random(args.seed).shuffle(rows)
     rows = rows[: args.limit]
     models = sorted(rows[0]["responses"])
-    work = args.work
+    work = args.work.resolve()
     shutil.rmtree(work, ignore_errors=True)
-    (work / "records").mkdir(parents=True)
+    work.mkdir(parents=True)
     art = work / "artifacts"
 
     say("1. offline selectors on train.jsonl (kNN on the true scores; CASCAL label-free)")
-    quiet_cli(
-        "train",
-        "--algorithm",
-        "knn",
-        "--data",
-        str(train),
-        "--out",
-        str(art / "offline-knn"),
-        "--quiet",
-    )
-    quiet_cli(
-        "train",
-        "--algorithm",
-        "cascal",
-        "--data",
-        str(train),
-        "--out",
-        str(art / "offline-cascal"),
-        "--quiet",
-    )
+    for algorithm in ("knn", "cascal"):
+        quiet_cli(
+            "train",
+            "--algorithm",
+            algorithm,
+            "--data",
+            str(train),
+            "--out",
+            str(art / f"offline-{algorithm}"),
+            "--quiet",
+        )
 
-    shadow_file = work / "records" / "shadow.jsonl"
-    latency: dict[str, Any] = {}
-    with process("benchmarks.live.upstream", "--data", str(train), "--data", str(dev)) as up:
-        for phase, share in (("off", None), ("on", args.share)):
+    latency: dict[str, list[dict[str, Any]]] = {}
+    complete: dict[str, dict[str, int]] = {}
+    counters: dict[str, dict[str, float]] = {}
+    with upstream_process("--data", str(train), "--data", str(dev)) as up:
+        for phase, (recorded, shadowed, every) in PHASES.items():
+            folder = work / f"records-{phase}"
             config = work / f"policy-{phase}.yaml"
-            config.write_text(policy(models, up, art / "offline-knn", share))
-            records = work / f"gateway-{phase}.jsonl"
-            with process(
-                "benchmarks.live.gateway", "--config", str(config), "--records", str(records)
-            ) as port:
-                subset = rows[: args.latency_requests] if phase == "off" else rows
-                say(f"2. shadow {phase}: {len(subset)} requests at {args.rate:g}/s")
-                results = asyncio.run(replay(port, subset, args.rate, f"shadow {phase}"))
-                if phase == "on":
-                    counters = asyncio.run(shadow_metrics(port))
-            if phase == "on":
-                shutil.move(records, shadow_file)
+            config.write_text(
+                policy(
+                    models,
+                    up,
+                    art / "offline-knn",
+                    folder / "records.jsonl" if recorded else None,
+                    args.share if shadowed else None,
+                    # the "records" phase records every request: the most records cost
+                    args.sample_rate if shadowed else 1.0,
+                )
+            )
+            subset = rows if every else rows[: args.latency_requests]
+            say(f"2. {phase}: {len(subset)} requests at {args.rate:g}/s")
+            with gateway(config, work / f"gateway-{phase}.log") as port:
+                results = asyncio.run(replay(port, subset, args.rate, phase))
+                if recorded:
+                    counters[phase] = asyncio.run(gateway_metrics(port))
             failed = sum(r["status"] != 200 for r in results)
             if failed:
                 raise SystemExit(f"{failed} requests failed in phase {phase}")
             latency[phase] = results
+            if recorded:  # the gateway has exited: its sink is flushed and closed
+                written = list(read_records([folder]))
+                complete[phase] = check_complete(
+                    written, results, counters[phase], not shadowed or args.sample_rate >= 1.0
+                )
 
-    shadowed = {r["request_id"] for r in read_records([shadow_file])}
+    records_dir = work / "records-on"
+    records = list(read_records([records_dir]))
+    shadowed_ids = {r["request_id"] for r in records if r["kind"] == "shadow"}
     on = latency["on"]
-    first = [r["latency_ms"] for r in on[: args.latency_requests]]
+    n = args.latency_requests
+
+    def of(phase: str, keep: Any = None) -> dict[str, float]:
+        return percentiles([r["latency_ms"] for r in latency[phase] if keep is None or keep(r)])
+
     figures: dict[str, Any] = {
         "latency": {
-            "shadow_off": percentiles([r["latency_ms"] for r in latency["off"]]),
-            "shadow_on_same_prompts": percentiles(first),
-            "shadow_on_all": percentiles([r["latency_ms"] for r in on]),
-            "shadow_on_sampled": percentiles(
-                [r["latency_ms"] for r in on if r["request_id"] in shadowed]
-            ),
-            "shadow_on_not_sampled": percentiles(
-                [r["latency_ms"] for r in on if r["request_id"] not in shadowed]
-            ),
+            "off": of("off"),
+            "records_on_shadow_off": of("records"),
+            "shadow_on_same_prompts": percentiles([r["latency_ms"] for r in on[:n]]),
+            "shadow_on_all": of("on"),
+            "shadow_on_sampled": of("on", lambda r: r["request_id"] in shadowed_ids),
+            "shadow_on_not_sampled": of("on", lambda r: r["request_id"] not in shadowed_ids),
+            "off_again": of("off_again"),
         },
-        "shadow_metrics": counters,
+        "gateway_metrics": counters,
+        "records_written": complete,
+        "records_bytes": sum(p.stat().st_size for p in record_files([records_dir])),
     }
 
-    say("3. records -> wide rows: the first 80% of shadowed requests train, the rest held out")
-    order = [r for r in on if r["request_id"] in shadowed]
-    cut = int(len(order) * 0.8)
-    held_ids = {r["request_id"] for r in order[cut:]}
-    by_index = {r["request_id"]: rows[r["index"]] for r in on}
-    for part, keep in (
-        ("train", lambda rid: rid not in held_ids),
-        ("held", lambda rid: rid in held_ids),
-    ):
-        folder = work / "records" / part
-        folder.mkdir()
-        with (folder / "served.jsonl").open("wb") as fh:
-            for r in on:
-                if keep(r["request_id"]):
-                    fh.write(orjson.dumps(served_record(by_index[r["request_id"]], r)) + b"\n")
-        with (folder / "shadow.jsonl").open("wb") as fh:
-            for rec in read_records([shadow_file]):
-                if keep(rec["request_id"]):
-                    fh.write(orjson.dumps(rec) + b"\n")
-    held_rows, _ = join_records(read_records([work / "records" / "held"]))
+    say("3. the gateway's records: the first 80% of shadowed requests train, the rest held out")
+    served_time = {r["request_id"]: r["time"] for r in records if r["kind"] == "served"}
+    order = sorted(shadowed_ids, key=served_time.__getitem__)
+    held_ids = set(order[int(len(order) * 0.8) :])
+    split_records(records_dir, held_ids, work / "split")
+    _, train_report = join_records(read_records([work / "split" / "train"]))
+    held_rows, held_report = join_records(read_records([work / "split" / "held"]))
     write_rows(held_rows, work / "live-held.jsonl")
 
     say("4. retrain CASCAL on the recorded traffic")
@@ -315,7 +435,7 @@ def main() -> None:
         "--algorithm",
         "cascal",
         "--records",
-        str(work / "records" / "train"),
+        str(work / "split" / "train"),
         "--out",
         str(art / "live-cascal"),
         "--wide-out",
@@ -323,9 +443,25 @@ def main() -> None:
         "--quiet",
     )
     live_rows = len(read_rows(work / "live-train.jsonl"))
+    # The control: CASCAL on the dataset's own rows for the same prompts (its answers,
+    # costs and task; no scores). Equal answers and costs say the records lost nothing on
+    # the way; the control's curve says what CASCAL makes of that sample of prompts.
+    fidelity = same_rows(work / "live-train.jsonl", train, work / "same-rows.jsonl")
+    quiet_cli(
+        "train",
+        "--algorithm",
+        "cascal",
+        "--data",
+        str(work / "same-rows.jsonl"),
+        "--out",
+        str(art / "same-rows-cascal"),
+        "--quiet",
+    )
 
     say("5. the held-out live slice, judged by consensus (judge checked on train's labels)")
-    routers = [str(art / n) for n in ("offline-knn", "live-cascal", "offline-cascal")]
+    routers = [
+        str(art / n) for n in ("offline-knn", "live-cascal", "same-rows-cascal", "offline-cascal")
+    ]
     consensus_eval = evaluate(
         routers, work / "live-held.jsonl", progress=False, judge="consensus", labels=[train]
     )
@@ -357,10 +493,13 @@ def main() -> None:
     figures |= {
         "rows": {
             "train_requests": len(rows),
-            "shadowed": len(shadowed),
+            "shadowed": len(shadowed_ids),
             "live_train_rows": live_rows,
             "live_held_rows": len(held_rows),
+            "train_join": train_report.lines(),
+            "held_join": held_report.lines(),
         },
+        "records_vs_dataset": fidelity,
         "dev": summary(dev_eval),
         "live_held_consensus": summary(consensus_eval)
         | {

@@ -80,7 +80,11 @@ class QueuedWriter(ABC):
         self._thread.start()
 
     def write(self, record: Record) -> None:
-        self.write_with(record, None)
+        """A finished record (a shadow call's): its answer counts against
+        ``max_queued_bytes`` like a served record's content, so a burst of shadow
+        answers cannot hold more than that while the writer is behind."""
+        answer = record.get("answer")
+        self.write_with(record, None, len(answer) if isinstance(answer, str) else 0)
 
     def write_with(self, record: Record, finish: Finish | None, weight: int = 0) -> None:
         """``write``, with ``finish`` run on the record in the writer thread first;
