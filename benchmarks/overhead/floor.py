@@ -26,6 +26,7 @@ from fastapi.responses import StreamingResponse
 POOL_SIZE = 200
 # Headers an upstream needs to read the body (Anthropic wants its version header).
 FORWARDED = ("content-type", "anthropic-version")
+SURFACE_PATHS = ("/v1/chat/completions", "/v1/responses", "/v1/messages")
 
 
 def create_app(upstream: str) -> FastAPI:
@@ -35,8 +36,7 @@ def create_app(upstream: str) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         connector = aiohttp.TCPConnector(limit=POOL_SIZE)
-        timeout = aiohttp.ClientTimeout(total=60, connect=5)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        async with aiohttp.ClientSession(connector=connector) as session:
             state["session"] = session
             yield
 
@@ -46,11 +46,10 @@ def create_app(upstream: str) -> FastAPI:
     async def health() -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
 
-    @app.post("/{path:path}")
-    async def relay(path: str, request: Request) -> Response:
+    async def relay(request: Request) -> Response:
         headers = {k: v for k in FORWARDED if (v := request.headers.get(k)) is not None}
         answer = await state["session"].post(
-            f"{base}/{path}", data=await request.body(), headers=headers
+            base + request.scope["path"], data=await request.body(), headers=headers
         )
         media_type = answer.headers.get("content-type", "application/json")
         if media_type.startswith("text/event-stream"):
@@ -60,6 +59,11 @@ def create_app(upstream: str) -> FastAPI:
         finally:
             answer.release()
 
+    # One plain route per surface path (a path pattern costs a regex and a conversion per
+    # request: the floor must not be slower than it needs to be), then any other path.
+    for path in SURFACE_PATHS:
+        app.add_api_route(path, relay, methods=["POST"])
+    app.add_api_route("/{path:path}", relay, methods=["POST"])
     return app
 
 

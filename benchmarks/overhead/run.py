@@ -42,6 +42,8 @@ from benchmarks.overhead.wrkrun import WrkResult, run_wrk, wrk_version
 HERE = Path(__file__).resolve().parent
 RESULTS_DIR = HERE / "results"
 POLICY = HERE / "policy.yaml"
+# The project's own floor, beside the repository (chat only); floor.py is our copy of it.
+SHARED_FLOOR = HERE.parents[2] / "shared" / "bench" / "floor_passthrough.py"
 LUA_SCRIPT = CHAT.script  # the chat request; benchmarks/workers and routing reuse it
 
 
@@ -66,6 +68,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--chunk-gap-ms", type=float, default=1.0, help="--stream: gap between them")
     p.add_argument("--requests", type=int, default=20, help="--stream: streams per round @1")
     p.add_argument("--output", type=Path, help="JSON results (default results/overhead*.json)")
+    p.add_argument(
+        "--floor",
+        choices=("auto", "shared", "own"),
+        default="auto",
+        help="the baseline: the project's shared floor (../shared/bench/floor_passthrough.py; "
+        "chat only), our own copy (floor.py, every surface), or auto: shared when it is "
+        "there and the surface is chat",
+    )
     # Debug aid: a second floor stands in for the gateway, to measure the harness (A/A).
     p.add_argument("--fake-gateway", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -80,9 +90,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         (args.policy.is_file(), f"--policy {args.policy}: no such file"),
         (not (args.stream and args.surface != "chat"), "--stream measures the chat surface only"),
     ]
+    shared = SHARED_FLOOR.is_file()
+    checks += [
+        (args.floor != "shared" or shared, f"--floor shared: no {SHARED_FLOOR}"),
+        (args.floor != "shared" or args.surface == "chat", "--floor shared serves chat only"),
+    ]
     for ok, message in checks:
         if not ok:
             p.error(message)
+    use_shared = args.floor == "shared" or (args.floor == "auto" and shared)
+    args.shared_floor = SHARED_FLOOR if use_shared and args.surface == "chat" else None
     if args.litellm is not None:
         found = shutil.which(args.litellm)
         if found is None:
@@ -148,6 +165,7 @@ def start(
         chunks=args.chunks,
         chunk_gap_ms=args.chunk_gap_ms,
         fake_gateway=args.fake_gateway,
+        shared_floor=args.shared_floor,
     )
     upstream, servers = targets.start(options, fleet)
     report["commands"] = {s.name: s.cmd for s in fleet.servers}

@@ -1,6 +1,8 @@
 """The servers under test, each in front of one fake upstream, on free loopback ports.
 
-* ``floor``    floor.py: relays every path to the upstream unchanged (the baseline),
+* ``floor``    the baseline: the project's shared floor (``../shared/bench/
+               floor_passthrough.py``, chat only) when it is there and the chat surface is
+               measured, else floor.py, which relays every path to the upstream unchanged,
 * ``gateway``  ``python -m router_proxy serve --config POLICY``; it translates responses and
                messages into a chat completion, so it calls the upstream's chat path for
                every surface while the floor relays each surface's native path,
@@ -29,6 +31,7 @@ class Options:
     chunks: int
     chunk_gap_ms: float
     fake_gateway: bool = False  # A/A: a second floor in the gateway's place
+    shared_floor: Path | None = None  # the shared floor module, run as its docstring says
 
 
 def _py_module(module: str, port: int, *extra: str) -> list[str]:
@@ -41,9 +44,15 @@ def upstream_server(port: int, options: Options) -> Server:
     return Server("upstream", cmd, port, LOGS / "upstream.log")
 
 
-def floor_server(name: str, port: int, upstream_root: str) -> Server:
-    cmd = _py_module("benchmarks.overhead.floor", port, "--upstream", upstream_root)
-    return Server(name, cmd, port, LOGS / f"{name}.log")
+def floor_server(name: str, port: int, upstream_root: str, shared: Path | None = None) -> Server:
+    if shared is None:
+        cmd = _py_module("benchmarks.overhead.floor", port, "--upstream", upstream_root)
+        return Server(name, cmd, port, LOGS / f"{name}.log")
+    cmd = [sys.executable, "-m", "uvicorn", f"{shared.stem}:app", "--app-dir", str(shared.parent)]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop"]
+    cmd += ["--http", "httptools", "--log-level", "warning"]
+    env = {"FLOOR_UPSTREAM": upstream_root}
+    return Server(name, cmd, port, LOGS / f"{name}.log", env=env)
 
 
 def gateway_server(port: int, policy: Path, upstream_root: str) -> Server:
@@ -90,7 +99,8 @@ def start(options: Options, fleet: Fleet) -> tuple[Server, dict[str, Server]]:
     up_port, floor_port, gw_port, lt_port = free_ports(4)
     upstream = fleet.add(upstream_server(up_port, options))
     root = upstream.base
-    targets = {"floor": fleet.add(floor_server("floor", floor_port, root))}
+    floor = floor_server("floor", floor_port, root, options.shared_floor)
+    targets = {"floor": fleet.add(floor)}
     if options.fake_gateway:
         fake = floor_server("gateway", gw_port, root)
         targets["gateway"] = fleet.add(fake)
@@ -101,6 +111,8 @@ def start(options: Options, fleet: Fleet) -> tuple[Server, dict[str, Server]]:
     print(f"upstream  {upstream.base}  (logs in {LOGS})")
     for name, server in targets.items():
         note = "  [FAKE: a second floor]" if name == "gateway" and options.fake_gateway else ""
+        if name == "floor":
+            note = f"  [{options.shared_floor or 'benchmarks/overhead/floor.py'}]"
         print(f"{name:<9} {server.base}{note}")
     if not options.litellm_python:
         print("litellm   not measured (--litellm PYTHON: an interpreter with litellm[proxy])")
