@@ -175,6 +175,35 @@ def test_a_fallback_is_one_trace_of_routing_and_two_attempts(
     assert failed.end <= answered.start
 
 
+def test_each_upstream_call_carries_its_attempt_span_as_traceparent(
+    gateway: tuple[str, Any], receiver: OtlpReceiver, upstream: FakeUpstream, caplog: Any
+) -> None:
+    # An instrumented backend joins the trace: its parent is the gateway's attempt span.
+    base_url, _ = gateway
+    upstream.requests.clear()
+    raw = _client(base_url).chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": "fix my python"}]
+    )
+    trace_id = log_line(caplog, raw.headers["x-router-request-id"])["trace_id"]
+    spans = _trace(receiver, trace_id, "upstream broken", "upstream good")
+    sent = [str(headers.get("traceparent")).split("-") for _, headers, _ in upstream.requests]
+    assert [parts[:3] for parts in sent] == [
+        ["00", trace_id, spans["upstream broken"].span_id],
+        ["00", trace_id, spans["upstream good"].span_id],
+    ]
+    assert all(int(parts[3], 16) & 1 for parts in sent)  # sampled
+
+
+def test_an_untraced_request_sends_no_traceparent(upstream: FakeUpstream) -> None:
+    config, _ = load_config_text(POLICY, env={"UPSTREAM": upstream.base_url})
+    with ServerThread(create_app(config)) as server:
+        upstream.requests.clear()
+        _client(server.base_url).chat.completions.create(
+            model="auto", messages=[{"role": "user", "content": "hello"}]
+        )
+    assert [headers.get("traceparent") for _, headers, _ in upstream.requests] == [None]
+
+
 def test_a_streamed_requests_span_ends_with_its_stream_and_honours_traceparent(
     gateway: tuple[str, Any], receiver: OtlpReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:

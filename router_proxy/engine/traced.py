@@ -15,6 +15,7 @@ from router_proxy.config.schema import ModelConfig
 from router_proxy.context import RequestContext
 from router_proxy.engine.record import RequestRecord
 from router_proxy.pipeline import Pipeline, RoutePlan
+from router_proxy.providers.base import UPSTREAM_TRACEPARENT
 from router_proxy.resilience.dispatch import Attempt, AttemptLog
 
 if TYPE_CHECKING:
@@ -72,11 +73,14 @@ def attempts(
                 "router.fallback": len({m for m, _ in tried if m != model}),
             },
         )
+        sent = UPSTREAM_TRACEPARENT.set(trace.traceparent(span))  # the upstream's parent
         try:
             result = await attempt(model, left)
         except BaseException as exc:
             trace.attempt_ended(span, exc)
             raise
+        finally:
+            UPSTREAM_TRACEPARENT.reset(sent)
         trace.attempt_ended(span, None)
         return result
 

@@ -164,6 +164,14 @@ class RequestTrace:
         )
 
     @staticmethod
+    def traceparent(span: Span) -> str:
+        """The W3C ``traceparent`` header naming ``span`` as the parent (written by the
+        SDK's own W3C propagator)."""
+        carrier: dict[str, str] = {}
+        _propagator.inject(carrier, context=trace.set_span_in_context(span))
+        return carrier["traceparent"]
+
+    @staticmethod
     def attempt_ended(span: Span, error: BaseException | None) -> None:
         if error is None:
             span.set_attribute("router.outcome", "success")

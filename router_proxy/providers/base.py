@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -13,6 +14,13 @@ from router_proxy.protocol import Endpoint, MalformedUsage, Usage
 from router_proxy.resilience.config import TimeoutsConfig
 
 logger = logging.getLogger("router_proxy.providers")
+
+
+# The W3C ``traceparent`` of the upstream call being made, when its request is traced
+# (engine/traced.py sets it around each attempt): the HTTP providers send it, so an
+# instrumented backend (vLLM, a collector-side proxy) joins the gateway's trace. A
+# context variable, because it belongs to the attempt's task, not to the shared provider.
+UPSTREAM_TRACEPARENT: ContextVar[str | None] = ContextVar("upstream_traceparent", default=None)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from yarl import URL
 from router_proxy.config.base import ProviderConfigBase
 from router_proxy.errors import InvalidRequestError, UpstreamError, UpstreamStatusError
 from router_proxy.providers.answers import check_answer
-from router_proxy.providers.base import Provider, UpstreamCall
+from router_proxy.providers.base import UPSTREAM_TRACEPARENT, Provider, UpstreamCall
 from router_proxy.providers.http import (
     MAX_EVENT_BYTES,
     event_blocks,
@@ -105,10 +105,14 @@ class HTTPProvider(Provider):
                 f"something in it nested too deeply?",
                 code="invalid_body",
             ) from None
+        headers = {"content-type": "application/json", "x-request-id": call.request_id}
+        traceparent = UPSTREAM_TRACEPARENT.get()
+        if traceparent is not None:
+            headers["traceparent"] = traceparent
         return self.session.post(
             self.url(path),
             data=data,
-            headers={"content-type": "application/json", "x-request-id": call.request_id},
+            headers=headers,
             # A redirect is the upstream's failure, never followed: the call's key would
             # go wherever it points (aiohttp keeps custom headers such as x-api-key).
             allow_redirects=False,
