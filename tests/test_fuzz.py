@@ -93,6 +93,16 @@ def api_schema(fuzz_gateway: tuple[str, list[str]]) -> Any:
     schemas["MessagesRequest"]["properties"]["tool_choice"] = {
         "anyOf": [*choices, {"type": "null"}]
     }
+    # Whether a preference leaves the decision a candidate (allowed or excluded models, a
+    # price ceiling, a cost weight the policy bounds) depends on the policy, which a schema
+    # cannot say either: valid requests set only `x-router-prefer`, whose values always fit.
+    for operations in spec["paths"].values():
+        for operation in operations.values():
+            operation["parameters"] = [
+                p
+                for p in operation.get("parameters", [])
+                if not p["name"].startswith("x-router-") or p["name"] == "x-router-prefer"
+            ]
     return schemathesis.openapi.from_dict(spec)
 
 

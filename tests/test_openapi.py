@@ -55,6 +55,23 @@ def test_served_and_every_reference_resolves(gateway_url: str) -> None:
     assert set(schemas["TokenCountRequest"]["required"]) == {"model", "messages"}
 
 
+def test_per_request_preferences_are_documented_on_every_routed_route() -> None:
+    spec = spec_for(POLICY)
+    preferences = {
+        "x-router-allowed-models",
+        "x-router-excluded-models",
+        "x-router-cost-weight",
+        "x-router-max-cost-per-1k",
+        "x-router-prefer",
+    }
+    for path in ("/v1/chat/completions", "/v1/responses", "/v1/messages", "/v1/route"):
+        parameters = spec["paths"][path]["post"]["parameters"]
+        headers = {p["name"]: p for p in parameters if p["in"] == "header"}
+        assert preferences <= set(headers), path
+        assert headers["x-router-prefer"]["schema"]["enum"] == ["latency", "cost"]
+    assert "parameters" not in spec["paths"]["/v1/messages/count_tokens"]["post"]
+
+
 def test_every_error_is_documented_as_the_openai_error_object() -> None:
     """(Anthropic's error object on the Messages routes.)"""
     spec = spec_for(POLICY)

@@ -282,6 +282,43 @@ RESPONSES_STREAM = {
 }
 
 
+# The routes whose requests are routed: a caller's per-request preferences apply to them
+# (engine/preferences.py; each header's body field of the same name works as well).
+ROUTED_PATHS = frozenset(
+    {
+        "/v1/chat/completions",
+        "/v1/responses",
+        "/v1/messages",
+        "/v1/completions",
+        "/v1/embeddings",
+        "/v1/route",
+    }
+)
+_MODELS = {"type": "string", "description": "model names, comma-separated"}
+_PREFERENCES: tuple[tuple[str, dict[str, Any], str], ...] = (
+    ("allowed_models", _MODELS, "only these of the decision's models"),
+    ("excluded_models", _MODELS, "none of these"),
+    ("cost_weight", {"type": "number", "minimum": 0}, "the learned selectors' cost weight"),
+    (
+        "max_cost_per_1k",
+        {"type": "number", "minimum": 0},
+        "only models whose input and output price per 1,000 tokens is at most this",
+    ),
+    ("prefer", {"type": "string", "enum": ["latency", "cost"]}, "candidates by this"),
+)
+PREFERENCE_HEADERS = [
+    {
+        "name": "x-router-" + name.replace("_", "-"),
+        "in": "header",
+        "required": False,
+        "schema": schema,
+        "description": f"{text} (or the body field `{name}`; the policy's `preferences` "
+        "says which a caller may set)",
+    }
+    for name, schema, text in _PREFERENCES
+]
+
+
 def install_openapi(app: FastAPI, config: Config) -> None:
     """Serve the document described above (built once, on first request)."""
 
@@ -324,6 +361,8 @@ def build_openapi(app: FastAPI, config: Config) -> dict[str, Any]:
     }
     for path, operations in spec["paths"].items():
         for operation in operations.values():
+            if path in ROUTED_PATHS:
+                operation.setdefault("parameters", []).extend(PREFERENCE_HEADERS)
             if path.startswith("/admin/"):
                 operation["security"] = [{ADMIN_KEY: []}]
             elif path.startswith("/v1/messages") and config.server.api_keys:
