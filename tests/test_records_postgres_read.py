@@ -18,6 +18,7 @@ import orjson
 import pytest
 
 from router_proxy.cli import main
+from router_proxy.records import postgres_reader
 from router_proxy.records.config import PostgresSinkConfig
 from router_proxy.records.postgres import PostgresSink
 from router_proxy.records.postgres_reader import PostgresSource
@@ -28,7 +29,7 @@ from tests.support.records import records, write_jsonl
 from tests.test_records import Tally
 from tests.test_replay import CHANGED, PROMPTS, SERVED, serve_and_record
 
-pytest.importorskip("psycopg", reason="pip install 'router-proxy[records-postgres]'")
+psycopg = pytest.importorskip("psycopg", reason="pip install 'router-proxy[records-postgres]'")
 
 
 @pytest.fixture(scope="module")
@@ -77,12 +78,17 @@ def changed_policy(tmp_path: Path) -> str:
     return str(path)
 
 
-def test_rows_read_back_as_the_records_written(postgres: PostgresServer) -> None:
+def test_rows_read_back_as_the_records_written(
+    postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postgres_reader, "BATCH", 7)  # many round trips of the cursor
     items, _ = records(40)
     items[1] |= {"usage": None, "cost_usd": None, "error": "upstream_error", "status": 502}
     items[0] |= {"messages": [{"role": "user", "content": items[0]["prompt"]}], "stream": True}
     url = write_table(postgres.dsn, "roundtrip", items)
     with PostgresSource.parse(url).open() as stream:
+        assert isinstance(stream.cursor, psycopg.ServerCursor)
+        assert stream.cursor.itersize == 7
         same_records(list(stream), items)
     with PostgresSource.parse(url).open(served_only=True) as stream:
         served = list(stream)
