@@ -187,6 +187,10 @@ def test_train_from_the_database_joins_the_rows_of_the_file(
     assert [row["id"] for row in from_table] == [f"req-0-{i}" for i in range(50, 70)]
     assert from_table == from_file
     assert all(len(row["responses"]) == 3 for row in from_table)
+    # A window picks recorded requests: wide rows (--data) have no time.
+    command = ["train", "--algorithm", "cascal", "--data", str(tmp_path / "file.jsonl")]
+    assert main([*command, "--out", str(tmp_path / "x"), "--since", "1050"]) == 2
+    assert "use --records" in capsys.readouterr().err
 
 
 def test_window_bounds() -> None:

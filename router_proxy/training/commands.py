@@ -138,6 +138,9 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
 
 def _train(args: argparse.Namespace) -> int:
     require_tqdm("router-proxy train")  # before any work; the CLI prints the install line
+    if args.data and (args.since is not None or args.until is not None):
+        print("train: --since and --until pick recorded requests: use --records", file=sys.stderr)
+        return 2
     from router_proxy.embeddings.registry import build_encoder
     from router_proxy.training.data import TrainingData
 
