@@ -4,6 +4,8 @@
         [--option k=50 --option weights=uniform] [--backend static]
     router-proxy train --algorithm cascal --records records/ --out artifacts/live \\
         [--wide-out live.jsonl]      # recorded traffic (served + shadow answers), no labels
+    router-proxy train --algorithm cascal --out artifacts/live \\
+        --records 'postgresql://reader@db/analytics?table=router_records' --since 2026-12-01
     router-proxy eval --router artifacts/knn [--router artifacts/mf] --data test.jsonl \\
         [--json] [--plot curve.png] [--judge consensus [--labels true.jsonl]]
 
@@ -18,10 +20,13 @@ import sys
 import tempfile
 import time
 import warnings
+from contextlib import ExitStack
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
 from router_proxy.embeddings.config import Backend, EmbeddingsConfig
+from router_proxy.records.source import RecordSourceError, Window, is_database, time_argument
 from router_proxy.selection.artifact import ArtifactError
 from router_proxy.training.dataset import DatasetError
 from router_proxy.training.extra import require_tqdm
@@ -46,10 +51,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     source.add_argument(
         "--records",
         action="append",
-        metavar="DIR|FILE",
+        metavar="DIR|FILE|URL",
         help="decision records (served + shadow answers, JSONL; a directory: every "
-        "*.jsonl under it), joined by request id into wide rows; knn and mf learn from "
-        "consensus labels (repeatable)",
+        "*.jsonl under it; or the postgres sink's table: "
+        "postgresql://USER@HOST/DB?table=TABLE), joined by request id into wide rows; "
+        "knn and mf learn from consensus labels (repeatable)",
+    )
+    train.add_argument(
+        "--since",
+        type=time_argument,
+        metavar="TIME",
+        help="with --records: only requests that started at or after TIME (ISO 8601, UTC "
+        "unless it says; or unix seconds)",
+    )
+    train.add_argument(
+        "--until",
+        type=time_argument,
+        metavar="TIME",
+        help="with --records: only requests started before TIME",
     )
     train.add_argument(
         "--wide-out", metavar="JSONL", help="with --records: also write the wide rows here"
@@ -119,6 +138,9 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
 
 def _train(args: argparse.Namespace) -> int:
     require_tqdm("router-proxy train")  # before any work; the CLI prints the install line
+    if args.data and (args.since is not None or args.until is not None):
+        print("train: --since and --until pick recorded requests: use --records", file=sys.stderr)
+        return 2
     from router_proxy.embeddings.registry import build_encoder
     from router_proxy.training.data import TrainingData
 
@@ -140,6 +162,9 @@ def _train(args: argparse.Namespace) -> int:
             artifact = TRAINERS[args.algorithm](data, options)
         trained = time.perf_counter()
         path = artifact.save(args.out)
+    except RecordSourceError as exc:  # a database that cannot be read: a usage error
+        print(f"train: {exc}", file=sys.stderr)
+        return 2
     except (ArtifactError, DatasetError, ValueError, OSError) as exc:
         print(f"train: {exc}", file=sys.stderr)
         return 1
@@ -161,6 +186,7 @@ def _records_as_rows(
 ) -> list[str]:
     """``--records`` joined into wide rows (written to ``--wide-out`` without scores);
     the file the trainer reads: the same rows, with consensus labels for knn and mf."""
+    from router_proxy.records.postgres_reader import open_databases
     from router_proxy.training.records import (
         consensus_labels,
         join_records,
@@ -168,7 +194,12 @@ def _records_as_rows(
         write_rows,
     )
 
-    rows, report = join_records(read_records(args.records))
+    window = Window(args.since, args.until)
+    paths = [spec for spec in args.records if not is_database(spec)]
+    with ExitStack() as stack:
+        databases = open_databases(args.records, stack, window, served_only=False)
+        records = chain(read_records(paths), *databases)
+        rows, report = join_records(records, window=window)
     for line in report.lines():
         print(line, file=sys.stderr)
     if len(report.models) < 2 or not rows:

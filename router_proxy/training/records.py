@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from router_proxy.records.source import EVERYTHING, Window
 from router_proxy.training.answers import extract_rows
 from router_proxy.training.consensus import consensus
 from router_proxy.training.dataset import DatasetError, RoutingRow
@@ -82,15 +83,17 @@ def read_records(paths: Iterable[str | Path]) -> Iterator[dict[str, Any]]:
 @dataclass
 class _Request:
     prompt: str | None = None
-    time: float = 0.0
+    time: float | None = None  # of the served record (None: none was read)
     responses: dict[str, str] = field(default_factory=dict)
     costs: dict[str, float] = field(default_factory=dict)
 
 
 def join_records(
-    records: Iterable[dict[str, Any]], coverage: float = COVERAGE
+    records: Iterable[dict[str, Any]], coverage: float = COVERAGE, window: Window = EVERYTHING
 ) -> tuple[list[RoutingRow], JoinReport]:
-    """Wide rows (in the order of the requests' times) and what was left out."""
+    """Wide rows (in the order of the requests' times) and what was left out; with a
+    bounded ``window``, only the requests whose served record is in it (with all their
+    shadow records)."""
     requests: dict[str, _Request] = {}
     for record in records:
         request_id, kind = record.get("request_id"), record.get("kind")
@@ -102,6 +105,8 @@ def join_records(
             request.prompt = prompt if isinstance(prompt, str) else None
             request.time = float(record.get("time") or 0.0)
         _add_answer(request, record, "answer")
+    if window.bounded:
+        requests = {k: r for k, r in requests.items() if window.holds(r.time)}
     report = JoinReport(requests=len(requests))
     answered = []
     for request_id, request in requests.items():
@@ -115,7 +120,7 @@ def join_records(
     pool = [m for m, n in seen.most_common() if n >= coverage * len(answered)]
     report.models = sorted(pool)
     rows = []
-    for request_id, request in sorted(answered, key=lambda item: item[1].time):
+    for request_id, request in sorted(answered, key=lambda item: item[1].time or 0.0):
         if not all(m in request.responses for m in pool):
             report.incomplete += 1
             continue

@@ -2,6 +2,8 @@
 what would change, without calling any model.
 
     router-proxy replay --records records/ --config new-policy.yaml [--json]
+    router-proxy replay --records 'postgresql://reader@db/analytics?table=router_records' \
+        --config new-policy.yaml [--since 2026-12-01] [--until 2026-12-07T12:00] [--limit N]
 
 Each served record with content (``records.content: true``: its messages, else its
 prompt) is routed again by the new policy's pipeline (signals, decisions, selection;
@@ -19,7 +21,9 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from itertools import chain, islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +33,14 @@ from router_proxy.config.references import AUTO
 from router_proxy.context import RequestContext
 from router_proxy.errors import GatewayError
 from router_proxy.protocol import ChatCompletionRequest
+from router_proxy.records.postgres_reader import open_databases
+from router_proxy.records.source import (
+    EVERYTHING,
+    RecordSourceError,
+    Window,
+    is_database,
+    time_argument,
+)
 
 if TYPE_CHECKING:
     from router_proxy.config.schema import Config
@@ -50,10 +62,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--records",
         nargs="+",
         required=True,
-        metavar="PATH",
-        help="JSONL records files or folders (every *.jsonl in them, rotated files too)",
+        metavar="PATH|URL",
+        help="JSONL records files or folders (every *.jsonl in them, rotated files too), "
+        "or the postgres sink's table: postgresql://USER@HOST/DB?table=TABLE",
     )
     replay.add_argument("--config", required=True, help="the policy to replay them under")
+    replay.add_argument(
+        "--since",
+        type=time_argument,
+        metavar="TIME",
+        help="only requests that started at or after TIME (ISO 8601, UTC unless it says; "
+        "or unix seconds)",
+    )
+    replay.add_argument(
+        "--until", type=time_argument, metavar="TIME", help="only requests started before TIME"
+    )
+    replay.add_argument(
+        "--limit", type=int, metavar="N", help="replay the first N served records read"
+    )
     replay.add_argument("--json", action="store_true", help="one JSON object on stdout")
     replay.add_argument(
         "--examples", type=int, default=EXAMPLES, help=f"changed rows shown (default {EXAMPLES})"
@@ -115,9 +141,9 @@ def record_files(paths: Iterable[str]) -> list[Path]:
     return files
 
 
-def read_records(files: Sequence[Path]) -> Iterator[dict[str, Any]]:
-    """The served records in ``files``, in order; a line that is not a JSON object is an
-    error naming its file and line."""
+def read_records(files: Sequence[Path], window: Window = EVERYTHING) -> Iterator[dict[str, Any]]:
+    """The served records in ``files`` (in ``window``), in order; a line that is not a
+    JSON object is an error naming its file and line."""
     for path in files:
         with path.open("rb") as lines:
             for number, line in enumerate(lines, 1):
@@ -129,7 +155,7 @@ def read_records(files: Sequence[Path]) -> Iterator[dict[str, Any]]:
                     raise ValueError(f"{path}:{number}: not JSON: {exc}") from None
                 if not isinstance(record, dict):
                     raise ValueError(f"{path}:{number}: not a JSON object")
-                if record.get("kind", "served") == "served":
+                if record.get("kind", "served") == "served" and window.holds(record.get("time")):
                     yield record
 
 
@@ -240,23 +266,36 @@ def _replay(args: argparse.Namespace) -> int:
     from router_proxy.pipeline import Pipeline
 
     config, _ = check_config(args.config)
-    files = record_files(args.records)
+    paths = [spec for spec in args.records if not is_database(spec)]
+    files = record_files(paths)
     missing = [str(f) for f in files if not f.is_file()]
-    if missing or not files:
-        print(f"replay: no records file at {', '.join(missing or args.records)}", file=sys.stderr)
+    if missing or (paths and not files):
+        print(f"replay: no records file at {', '.join(missing or paths)}", file=sys.stderr)
         return 2
-    pipeline = Pipeline.build(config)
-    report = Report([str(f) for f in files])
-    records: Iterable[dict[str, Any]] = read_records(files)
-    if not args.quiet:
-        records = _progress(records)
-    try:
-        asyncio.run(replay(records, pipeline, report, args.examples))
-    except ValueError as exc:
-        print(f"replay: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        pipeline.cpu.close()
+    window = Window(args.since, args.until)
+    with ExitStack() as stack:
+        try:
+            databases = open_databases(args.records, stack, window, served_only=True)
+        except RecordSourceError as exc:
+            print(f"replay: {exc}", file=sys.stderr)
+            return 2
+        pipeline = Pipeline.build(config)
+        report = Report([str(f) for f in files] + [db.source.name for db in databases])
+        records: Iterable[dict[str, Any]] = chain(read_records(files, window), *databases)
+        if args.limit is not None:
+            records = islice(records, max(args.limit, 0))
+        if not args.quiet:
+            records = _progress(records)
+        try:
+            asyncio.run(replay(records, pipeline, report, args.examples))
+        except ValueError as exc:
+            print(f"replay: {exc}", file=sys.stderr)
+            return 1
+        except RecordSourceError as exc:  # the database went away while it was read
+            print(f"replay: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            pipeline.cpu.close()
     report.notes = _notes(report, config)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
