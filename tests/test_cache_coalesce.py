@@ -65,8 +65,7 @@ class HeldUpstream:
         prompt = body["messages"][-1]["content"]
         self.calls[prompt] += 1
         if self.calls[prompt] == 1:
-            while not self.gate.is_set():
-                await asyncio.sleep(0.005)
+            await asyncio.to_thread(self.gate.wait)  # set from the test's thread
             if body["model"] == "held-fail":
                 error = {"message": "the upstream broke", "type": "api_error"}
                 return JSONResponse({"error": error}, status_code=500)
@@ -95,9 +94,7 @@ class HeldUpstream:
         )
 
 
-async def _events(
-    model: str, text: str, usage: dict[str, int], cut: bool
-) -> AsyncIterator[bytes]:
+async def _events(model: str, text: str, usage: dict[str, int], cut: bool) -> AsyncIterator[bytes]:
     def chunk(delta: dict[str, Any], finish: str | None, **extra: Any) -> bytes:
         data = {
             "id": "chatcmpl-held",
@@ -258,9 +255,7 @@ def test_a_burst_of_identical_requests_calls_the_upstream_once(
     lines = [dict(r.__dict__["fields"]) for r in caplog.records if r.name == ACCESS_LOGGER]
     followers = [line for line in lines if line["cache"] == "coalesced"]
     assert len(followers) == n - 1
-    assert {(f["cost_usd"], f["model"], f["upstream_ms"]) for f in followers} == {
-        (0, "held", None)
-    }
+    assert {(f["cost_usd"], f["model"], f["upstream_ms"]) for f in followers} == {(0, "held", None)}
     assert [f["saved_usd"] for f in followers] == [pytest.approx(one_call)] * (n - 1)
     assert len(gateway.flights) == 0
     # And the answer was stored: the next one is a plain hit.
@@ -372,9 +367,7 @@ def test_followers_of_a_cut_stream_call_the_upstream_themselves(
 
     async def burst() -> list[Any]:
         async with sdk(gateway) as client:
-            answers = [
-                asyncio.create_task(ask_stream(client, prompt, "cutting")) for _ in range(n)
-            ]
+            answers = [asyncio.create_task(ask_stream(client, prompt, "cutting")) for _ in range(n)]
             await until(lambda: gateway.flights.waiting == n - 1, "3 followers waiting")
             up.gate.set()
             return await asyncio.gather(*answers, return_exceptions=True)

@@ -38,9 +38,7 @@ class DecisionPolicy:
 def decision_policies(config: Config) -> dict[str, DecisionPolicy]:
     """The decisions that cache, by name (empty: no cache, no work per request)."""
     return {
-        d.name: DecisionPolicy(
-            d.cache, _decision_fingerprint(config, d), _coalesce_wait(config, d)
-        )
+        d.name: DecisionPolicy(d.cache, _decision_fingerprint(config, d), _coalesce_wait(config, d))
         for d in config.decisions
         if d.cache.enabled
     }
