@@ -28,7 +28,9 @@ from starlette.routing import Route
 
 from router_proxy.cache.coalesce import Flights
 from router_proxy.cache.config import DecisionCacheConfig
+from router_proxy.cache.entry import CachedAnswer
 from router_proxy.cache.policy import decision_policies
+from router_proxy.cache.store import Slot
 from router_proxy.config.errors import ConfigError
 from router_proxy.config.load import load_config_text
 from router_proxy.observability.logging import ACCESS_LOGGER
@@ -452,3 +454,37 @@ decisions:
     policies = decision_policies(config)
     assert policies["faq"].coalesce_wait == 5.0
     assert policies["solo"].coalesce_wait is None
+
+
+def test_flights_lead_follow_settle_and_expire() -> None:
+    slot = Slot("client", "faq", "digest")
+    answer = CachedAnswer("whole", b"{}", "held", None)
+
+    async def run() -> None:
+        flights = Flights()
+        flight, leads = flights.join(slot, 30.0)
+        again, follows = flights.join(slot, 30.0)
+        assert (leads, follows, again is flight, flights.joined(slot)) == (
+            True,
+            False,
+            True,
+            flight,
+        )
+        waiting = asyncio.create_task(flights.follow(flight))
+        await until(lambda: flights.waiting == 1, "the follower waiting")
+        flights.settle(flight, answer)
+        assert await waiting is answer
+        assert (len(flights), flights.waiting, flights.joined(slot)) == (0, 0, None)
+        flights.settle(flight, None)  # a second settle changes nothing
+        assert flight.answer.result() is answer
+        # A flight past its deadline is followed by nobody, and the next request leads.
+        stale, _ = flights.join(slot, 1e-9)
+        await until(lambda: flights.joined(slot) is None, "the flight's deadline passed")
+        assert await flights.follow(stale) is None
+        fresh_flight, leads = flights.join(slot, 30.0)
+        assert leads
+        assert fresh_flight is not stale
+        flights.settle(stale, None)  # the stale leader ends: the new flight stays
+        assert flights.joined(slot) is fresh_flight
+
+    asyncio.run(run())

@@ -111,9 +111,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---|")
     for coalesce, n, calls_made, took, outcomes in rows:
         seen = ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items()))
-        print(
-            f"| {coalesce} | {n} | {calls_made:g} | {n - calls_made:g} | {took:.2f} s | {seen} |"
-        )
+        print(f"| {coalesce} | {n} | {calls_made:g} | {n - calls_made:g} | {took:.2f} s | {seen} |")
 
 
 if __name__ == "__main__":
