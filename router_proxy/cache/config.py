@@ -51,6 +51,18 @@ class DecisionCacheConfig(StrictModel):
     multiple_choices: bool = Field(
         default=False, description="cache requests asking for several choices (`n` > 1)"
     )
+    coalesce: bool = Field(
+        default=True,
+        description="identical requests (same exact key) that arrive while the first one's "
+        "model call is in flight wait for its answer instead of calling a model (this "
+        "process only; a paraphrase does not wait)",
+    )
+    coalesce_wait: float = Field(
+        default=30.0,
+        gt=0,
+        description="seconds after the first request's start that the others wait at most "
+        "(then each calls a model itself); cut to the decision's longest model timeout",
+    )
 
     @property
     def enabled(self) -> bool:

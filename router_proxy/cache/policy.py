@@ -16,6 +16,8 @@ from router_proxy.config.schema import Config, DecisionConfig
 class DecisionPolicy:
     config: DecisionCacheConfig
     fingerprint: str  # what answers the decision: part of every key (key.answer_key)
+    # Seconds identical requests wait for one in flight (coalesce.py); None: they do not.
+    coalesce_wait: float | None = None
 
     @property
     def semantic(self) -> bool:
@@ -36,10 +38,22 @@ class DecisionPolicy:
 def decision_policies(config: Config) -> dict[str, DecisionPolicy]:
     """The decisions that cache, by name (empty: no cache, no work per request)."""
     return {
-        d.name: DecisionPolicy(d.cache, _decision_fingerprint(config, d))
+        d.name: DecisionPolicy(d.cache, _decision_fingerprint(config, d), _coalesce_wait(config, d))
         for d in config.decisions
         if d.cache.enabled
     }
+
+
+def _coalesce_wait(config: Config, decision: DecisionConfig) -> float | None:
+    """``coalesce_wait``, cut to the longest total timeout of the decision's models: a
+    leader's call ends by then (answered or failed), so waiting longer helps nobody."""
+    if not decision.cache.coalesce:
+        return None
+    wait = decision.cache.coalesce_wait
+    models = [config.models[m] for m in decision.route.candidates if m in config.models]
+    if models:
+        wait = min(wait, max(m.timeouts.total for m in models))
+    return wait
 
 
 def _decision_fingerprint(config: Config, decision: DecisionConfig) -> str:

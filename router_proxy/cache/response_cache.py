@@ -1,7 +1,12 @@
 """ResponseCache: the engine's one entry to the cache. Per request:
 
     begin (after routing) -> lookup -> a hit answers; else the upstream answers, and
-    keep_whole / keep_stream (only a complete, successful answer) stores it.
+    keep_whole / keep_stream (only a complete, successful answer) stores it; ``ended``
+    when the request ends (its flight, if it led one, is over).
+
+A miss on a decision that coalesces (the default) joins the key's flight (coalesce.py):
+the first request leads and calls the upstream; identical ones arriving meanwhile wait
+for its answer and are served it as ``coalesced`` (like a hit: no model paid).
 
 Built per config only when some decision caches (``build`` returns None otherwise, and
 the engine then does no cache work at all). The store is carried across reloads while it
@@ -17,6 +22,7 @@ from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from router_proxy.cache.coalesce import Flight, Flights
 from router_proxy.cache.config import CacheConfig
 from router_proxy.cache.entry import CachedAnswer, CorruptEntryError
 from router_proxy.cache.key import answer_key, context_key, tenant_of
@@ -33,7 +39,8 @@ from router_proxy.resilience.shared_state import SharedState
 
 logger = logging.getLogger("router_proxy.cache")
 
-Outcome = Literal["hit", "miss", "bypass"]
+# coalesced: served the answer of an identical request that was in flight (a hit's kin)
+Outcome = Literal["hit", "coalesced", "miss", "bypass"]
 CATCH_UP_PAGES = 10  # journal pages one lookup reads at most (the rest: the next lookups)
 
 
@@ -53,6 +60,7 @@ class CacheUse:
     context: str | None = None
     prompt: str = ""
     vector: Vector | None = None
+    flight: Flight | None = None  # the flight this request leads, until settled
 
     @property
     def model(self) -> str | None:
@@ -86,11 +94,13 @@ class ResponseCache:
         store: CacheStore,
         settings: CacheConfig,
         semantic: SemanticMatcher | None = None,
+        flights: Flights | None = None,
     ) -> None:
         self.policies = policies
         self.store = store
         self.settings = settings
         self.semantic = semantic  # None: no decision caches semantically
+        self.flights = flights if flights is not None else Flights()
         # Stores in flight (the loop keeps only weak references to tasks).
         self._pending: set[asyncio.Task[None]] = set()
 
@@ -121,7 +131,9 @@ class ResponseCache:
             else:
                 index = SemanticIndex(vectors.dim, config.cache.semantic_max_entries)
                 semantic = SemanticMatcher(vectors, index)
-        return cls(policies, store, config.cache, semantic)
+        # Flights in progress carry over a reload (keys cover the decision's fingerprint).
+        flights = previous.flights if previous is not None else None
+        return cls(policies, store, config.cache, semantic, flights)
 
     def begin(self, ctx: RequestContext, decision: str, client: str) -> CacheUse | None:
         """What the cache will do for this request; None when its decision does not cache."""
@@ -163,10 +175,33 @@ class ResponseCache:
             except CacheUnavailableError:
                 use.outcome, use.slot = "bypass", None
                 return None
-        if answer is None or answer.kind != ("stream" if use.stream else "whole"):
+        outcome: Outcome = "hit"
+        if answer is None:
+            wait = self.policies[use.decision].coalesce_wait
+            if wait is None or (answer := await self._coalesced(use, wait)) is None:
+                return None
+            outcome = "coalesced"
+        if answer.kind != ("stream" if use.stream else "whole"):
             return None  # (the key covers the kind: another one is a bug, never served)
-        use.outcome, use.hit = "hit", answer
+        use.outcome, use.hit = outcome, answer
         return answer
+
+    async def _coalesced(self, use: CacheUse, wait: float) -> CachedAnswer | None:
+        """The answer of an identical request in flight, waited for; None when there is
+        none (this one then leads, if it may store) or it brings none in time."""
+        assert use.slot is not None
+        if not use.store:  # it could not share its answer: it follows only
+            flight = self.flights.joined(use.slot)
+            return await self.flights.follow(flight) if flight is not None else None
+        flight, leads = self.flights.join(use.slot, wait)
+        if not leads:
+            return await self.flights.follow(flight)
+        use.flight = flight
+        # However the request ends (an error, a client that left), its followers go on.
+        task = asyncio.current_task()
+        if task is not None:
+            task.add_done_callback(lambda _: self.flights.settle(flight, None))
+        return None
 
     async def _similar(self, use: CacheUse) -> CachedAnswer | None:
         """A stored answer to the same question asked another way, in the same context."""
@@ -225,6 +260,13 @@ class ResponseCache:
         )
         self._keep(use, answer)
 
+    def ended(self, use: CacheUse) -> None:
+        """The request has ended: a flight it led and did not answer is over, and its
+        followers call the upstream themselves."""
+        if use.flight is not None:
+            self.flights.settle(use.flight, None)
+            use.flight = None
+
     async def purge(self, client: str | None, decision: str | None) -> int:
         """Drop stored answers; the semantic index forgets them as lookups find them gone
         (all at once when everything goes)."""
@@ -234,6 +276,9 @@ class ResponseCache:
         return purged
 
     def _keep(self, use: CacheUse, answer: CachedAnswer) -> None:
+        if use.flight is not None:  # its followers are served now, whatever the store does
+            self.flights.settle(use.flight, answer)
+            use.flight = None
         data = answer.encode()
         if use.slot is None or len(data) > self.settings.max_entry_bytes:
             return

@@ -266,6 +266,8 @@ class Engine:
             record.error = GatewayError("stream ended before its last event", code="stream_cut")
             raise
         finally:
+            if record.cache is not None and self.cache is not None:
+                self.cache.ended(record.cache)  # a flight it led without an answer is over
             try:
                 await stream.chunks.aclose()
             finally:
@@ -283,6 +285,8 @@ class Engine:
     def failed(self, record: RequestRecord, error: GatewayError) -> None:
         """The request ends with ``error`` before any answer was sent."""
         record.error = error
+        if record.cache is not None and self.cache is not None:
+            self.cache.ended(record.cache)  # its followers call the upstream themselves
         self.accounting.finish(record, error.status_code)
 
     async def _cached(

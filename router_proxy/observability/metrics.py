@@ -182,12 +182,16 @@ class Metrics:
             )
 
         self.cache_hits = outcome("hits", "answered from the response cache")
+        self.cache_coalesced = outcome(
+            "coalesced", "answered with an identical request's answer, waited for in flight"
+        )
         self.cache_misses = outcome("misses", "answered by a model (stored when complete)")
         self.cache_bypass = outcome(
             "bypass", "served without the cache (asked, not cacheable, store down)"
         )
         self._cache_outcomes = {
             "hit": self.cache_hits,
+            "coalesced": self.cache_coalesced,
             "miss": self.cache_misses,
             "bypass": self.cache_bypass,
         }
