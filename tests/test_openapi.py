@@ -70,6 +70,11 @@ def test_per_request_preferences_are_documented_on_every_routed_route() -> None:
         assert preferences <= set(headers), path
         assert headers["x-router-prefer"]["schema"]["enum"] == ["latency", "cost"]
     assert "parameters" not in spec["paths"]["/v1/messages/count_tokens"]["post"]
+    schemas = spec["components"]["schemas"]
+    names = {h.removeprefix("x-router-").replace("-", "_") for h in preferences}
+    for request in ("ChatCompletionRequest", "ResponsesRequest", "MessagesRequest"):
+        assert names <= set(schemas[request]["properties"]), request
+    assert not names & set(schemas["TokenCountRequest"]["properties"])
 
 
 def test_every_error_is_documented_as_the_openai_error_object() -> None:

@@ -306,6 +306,31 @@ _PREFERENCES: tuple[tuple[str, dict[str, Any], str], ...] = (
     ),
     ("prefer", {"type": "string", "enum": ["latency", "cost"]}, "candidates by this"),
 )
+_NULL = {"type": "null"}
+# The same preferences as body fields (taken out of the body before it goes upstream).
+PREFERENCE_FIELDS: dict[str, dict[str, Any]] = {
+    "allowed_models": {
+        "anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}, _NULL],
+        "description": "only these of the decision's models (a header: x-router-allowed-models)",
+    },
+    "excluded_models": {
+        "anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}, _NULL],
+        "description": "none of these (x-router-excluded-models)",
+    },
+    "cost_weight": {
+        "anyOf": [{"type": "number", "minimum": 0}, {"type": "string"}, _NULL],
+        "description": "the learned selectors' cost weight (x-router-cost-weight)",
+    },
+    "max_cost_per_1k": {
+        "anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string"}, _NULL],
+        "description": "only models whose input and output price per 1,000 tokens is at "
+        "most this (x-router-max-cost-per-1k)",
+    },
+    "prefer": {
+        "anyOf": [{"type": "string", "enum": ["latency", "cost"]}, _NULL],
+        "description": "candidates by observed latency or by estimated cost (x-router-prefer)",
+    },
+}
 PREFERENCE_HEADERS = [
     {
         "name": "x-router-" + name.replace("_", "-"),
@@ -347,6 +372,8 @@ def build_openapi(app: FastAPI, config: Config) -> dict[str, Any]:
     for model in requests:
         request = model.model_json_schema(ref_template=REF)
         schemas.update(request.pop("$defs", {}))
+        if model is not TokenCountRequest:  # every routed request takes preferences
+            request.setdefault("properties", {}).update(PREFERENCE_FIELDS)
         schemas[model.__name__] = request
     components["securitySchemes"] = {
         CLIENT_KEY: {"type": "http", "scheme": "bearer", "description": "server.api_keys"},
