@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -238,15 +238,7 @@ def test_a_burst_of_identical_requests_calls_the_upstream_once(
     cost = 'router_cost_dollars_total{model="held"}'
     before = {name: gateway.metric(name) for name in (coalesced, saved, cost)}
 
-    async def burst() -> list[tuple[str, str]]:
-        async with sdk(gateway) as client:
-            answers = [asyncio.create_task(ask(client, prompt)) for _ in range(n)]
-            await until(lambda: gateway.flights.waiting == n - 1, "9 followers waiting")
-            assert up.calls[prompt] == 1
-            up.gate.set()
-            return await asyncio.gather(*answers)
-
-    answers = asyncio.run(burst())
+    answers = burst(gateway, up, n, lambda client: ask(client, prompt))
     assert up.calls[prompt] == 1
     assert {text for text, _ in answers} == {f"echo: {prompt}"}
     assert sorted(outcome for _, outcome in answers) == ["coalesced"] * (n - 1) + ["miss"]
@@ -264,6 +256,23 @@ def test_a_burst_of_identical_requests_calls_the_upstream_once(
     assert asyncio.run(_ask_once(gateway, prompt)) == (f"echo: {prompt}", "hit")
 
 
+def burst(
+    gateway: Gateway, up: HeldUpstream, n: int, one: Callable[[Any], Awaitable[Any]]
+) -> list[Any]:
+    """``n`` identical requests at once: the upstream holds the first call until the
+    other ``n - 1`` wait on it, then answers. Each one's answer, or the error it raised."""
+
+    async def run() -> list[Any]:
+        async with sdk(gateway) as client:
+            answers = [asyncio.create_task(one(client)) for _ in range(n)]
+            await until(lambda: gateway.flights.waiting == n - 1, f"{n - 1} followers waiting")
+            assert sum(up.calls.values()) >= 1
+            up.gate.set()
+            return await asyncio.gather(*answers, return_exceptions=True)
+
+    return asyncio.run(run())
+
+
 async def _ask_once(gateway: Gateway, prompt: str, model: str = "auto") -> tuple[str, str]:
     async with sdk(gateway) as client:
         return await ask(client, prompt, model)
@@ -274,14 +283,7 @@ def test_followers_of_a_failed_leader_call_the_upstream_themselves(
 ) -> None:
     prompt, n = fresh(), 5
 
-    async def burst() -> list[Any]:
-        async with sdk(gateway) as client:
-            answers = [asyncio.create_task(ask(client, prompt, "failing")) for _ in range(n)]
-            await until(lambda: gateway.flights.waiting == n - 1, "4 followers waiting")
-            up.gate.set()
-            return await asyncio.gather(*answers, return_exceptions=True)
-
-    answers = asyncio.run(burst())
+    answers = burst(gateway, up, n, lambda client: ask(client, prompt, "failing"))
     failed = [a for a in answers if isinstance(a, Exception)]
     assert len(failed) == 1  # the leader: the upstream's failure is its own
     assert isinstance(failed[0], openai.APIStatusError)
@@ -349,14 +351,7 @@ def test_stream_followers_get_the_leaders_stream_replayed(
 ) -> None:
     prompt, n = fresh(), 5
 
-    async def burst() -> list[tuple[str, str]]:
-        async with sdk(gateway) as client:
-            answers = [asyncio.create_task(ask_stream(client, prompt)) for _ in range(n)]
-            await until(lambda: gateway.flights.waiting == n - 1, "4 followers waiting")
-            up.gate.set()
-            return await asyncio.gather(*answers)
-
-    answers = asyncio.run(burst())
+    answers = burst(gateway, up, n, lambda client: ask_stream(client, prompt))
     assert up.calls[prompt] == 1
     assert {text for text, _ in answers} == {f"echo: {prompt}"}
     assert sorted(outcome for _, outcome in answers) == ["coalesced"] * (n - 1) + ["miss"]
@@ -367,14 +362,7 @@ def test_followers_of_a_cut_stream_call_the_upstream_themselves(
 ) -> None:
     prompt, n = fresh(), 4
 
-    async def burst() -> list[Any]:
-        async with sdk(gateway) as client:
-            answers = [asyncio.create_task(ask_stream(client, prompt, "cutting")) for _ in range(n)]
-            await until(lambda: gateway.flights.waiting == n - 1, "3 followers waiting")
-            up.gate.set()
-            return await asyncio.gather(*answers, return_exceptions=True)
-
-    answers = asyncio.run(burst())
+    answers = burst(gateway, up, n, lambda client: ask_stream(client, prompt, "cutting"))
     # The leader's stream ends with an error event (the SDK raises it); nothing stored.
     assert len([a for a in answers if isinstance(a, Exception)]) == 1
     served = [a for a in answers if not isinstance(a, Exception)]
