@@ -470,3 +470,32 @@ def test_the_decision_record_carries_the_trace_id(
     (served,) = [r for r in written if r["request_id"] == request_id]
     assert served["trace_id"] is not None
     _trace(receiver, served["trace_id"], "POST /v1/chat/completions")
+
+
+def test_each_call_of_a_cascade_is_an_attempt_span(
+    upstream: FakeUpstream, receiver: OtlpReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    policy = POLICY.replace(
+        "  good: {provider: up, upstream_model: echo}\n",
+        "  good: {provider: up, upstream_model: echo}\n"
+        "  twin: {provider: up, upstream_model: echo}\n",
+    ).replace(
+        "  - {name: default, when: true, route: {candidates: [good]}}",
+        "  - {name: default, when: true, route: {algorithm: cascade, "
+        "params: {stages: [[good, twin], [broken]]}}}",
+    )
+    env = {"UPSTREAM": upstream.base_url, "OTLP": receiver.endpoint}
+    config, _ = load_config_text(policy + TRACING, env=env)
+    with ServerThread(create_app(config)) as server:
+        raw = _client(server.base_url).chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": "hello"}]
+        )
+    assert raw.headers["x-router-calls"] == "good:answered,twin:agreed"
+    trace_id = log_line(caplog, raw.headers["x-router-request-id"])["trace_id"]
+    spans = _trace(
+        receiver, trace_id, "POST /v1/chat/completions", "upstream good", "upstream twin"
+    )
+    for name in ("upstream good", "upstream twin"):
+        _inside(spans[name], spans["POST /v1/chat/completions"])
+        assert spans[name].attributes["router.outcome"] == "success"
+    assert "upstream broken" not in spans  # the pair agreed: no escalation

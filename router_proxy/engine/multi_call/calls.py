@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from router_proxy.engine import traced
 from router_proxy.engine.record import RequestRecord
 from router_proxy.engine.upstream import Outgoing, Upstream
 from router_proxy.errors import GatewayError
@@ -113,6 +114,8 @@ class Caller:
 
     async def _run(self, models: tuple[str, ...], attempt: Any) -> Outcome[Any]:
         log = AttemptLog()
+        if self.record.trace is not None:  # a span per attempt, as for a single call
+            attempt = traced.attempts(attempt, self.record.trace, log, self.dispatcher.models)
         try:
             outcome: Outcome[Any] = await self.dispatcher.run(
                 models, attempt, log, None, self.permitted
