@@ -256,6 +256,33 @@ def test_a_live_last_stage_keeps_the_first_byte_timeout_and_falls_back(
     assert answer.headers["x-router-calls"].endswith(",expensive:answered")
 
 
+def test_the_requests_deadline_spans_its_stages(skilled: SkilledUpstream) -> None:
+    # Each call takes 0.6 s and the request may take 1 s: after the first stage (0.6 s)
+    # the escalation has 0.4 s left, not a fresh second, so it times out and the
+    # earliest answer is returned.
+    policy = (
+        'providers:\n  up: {type: openai, base_url: "${UPSTREAM}/v1"}\n'
+        "models:\n"
+        "  a: {provider: up, upstream_model: slow-cheap-a}\n"
+        "  b: {provider: up, upstream_model: slow-cheap-b}\n"
+        "  e: {provider: up, upstream_model: slow-expensive}\n"
+        "resilience: {retries: {deadline: 1.0, attempts_per_model: 1}}\n"
+        "decisions:\n"
+        "  - {name: c, when: true, route: {algorithm: cascade, params: {stages: [[a, b], [e]]}}}\n"
+    )
+    config, _ = load_config_text(policy, env={"UPSTREAM": skilled.base_url})
+    with (
+        ServerThread(create_app(config)) as server,
+        httpx.Client(base_url=server.base_url, timeout=30) as c,
+    ):
+        answer = chat(c, HARD)
+    assert answer.headers["x-router-model"] == "a"
+    a, b, e = answer.headers["x-router-calls"].split(",")
+    assert (a, b) == ("a:answered", "b:agree-fail")
+    assert e.startswith("e:")
+    assert e != "e:answered"
+
+
 def test_a_failed_last_stage_returns_the_earliest_answer(client: httpx.Client) -> None:
     for stream in (False, True):
         answer = chat(client, HARD, model="doomed", stream=stream)

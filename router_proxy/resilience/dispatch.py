@@ -95,12 +95,14 @@ class Dispatcher:
         log: AttemptLog,
         overflow: Overflow | None = None,
         permitted: Callable[[str], bool] | None = None,
+        deadline: float | None = None,
     ) -> Outcome[T]:
         """``permitted``: the models the request may reach at all (a caller's
-        preferences); a model's ``fallbacks`` outside it are passed over."""
-        deadline = (
-            time.monotonic() + self.retries.deadline if self.retries.deadline is not None else None
-        )
+        preferences); a model's ``fallbacks`` outside it are passed over. ``deadline``
+        (``time.monotonic()``): the request's, when it makes several calls; else
+        ``retries.deadline`` from now."""
+        if deadline is None:
+            deadline = self.request_deadline()
         queue, seen = list(candidates), set[str]()
         errors: list[tuple[str, GatewayError]] = []
         refused: RateLimitError | None = None
@@ -150,6 +152,11 @@ class Dispatcher:
     def _passed_over(self, model: str, why: str, log: AttemptLog) -> list[str]:
         log.skipped.append((model, why))
         return self.models[model].fallbacks
+
+    def request_deadline(self) -> float | None:
+        """When a request starting now must have its answer (``retries.deadline``)."""
+        limit = self.retries.deadline
+        return time.monotonic() + limit if limit is not None else None
 
     async def _try_model(
         self, model: str, attempt: Attempt[T], log: AttemptLog, deadline: float | None

@@ -10,6 +10,7 @@ judge       a verifier: "yes" when the proposed answer is right, else "no"
 refiner     reads the candidates and writes the right answer
 fail        500 on every call
 hang        answers only after HANG_SECONDS (first-byte timeouts)
+slow-NAME   NAME, after SLOW_SECONDS (a request's deadline across stages)
 tooler      calls the tool ``lookup`` with ``{"q": 12}`` instead of answering in text
 ==========  ==================================================================
 
@@ -38,6 +39,7 @@ EASY, HARD = "4", "12"
 WRONG = {"cheap-a": "7", "cheap-b": "9"}
 PROMPT_TOKENS = 10
 HANG_SECONDS = 3.0
+SLOW_SECONDS = 0.6
 
 
 def truth(question: str) -> str:
@@ -103,6 +105,9 @@ class SkilledUpstream:
             return JSONResponse({"error": {"message": "boom", "type": "server_error"}}, 500)
         if model == "hang":
             await asyncio.sleep(HANG_SECONDS)
+        if model.startswith("slow-"):
+            await asyncio.sleep(SLOW_SECONDS)
+            model = model.removeprefix("slow-")
         if model == "tooler" and not body.get("stream"):
             return JSONResponse(_tool_call())
         text, right = answer_of(model, _last_user(body))

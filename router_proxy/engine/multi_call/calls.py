@@ -78,12 +78,14 @@ class Caller:
         price: Price,
         record: RequestRecord,
         permitted: Callable[[str], bool] | None,
+        deadline: float | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.upstream = upstream
         self.price = price
         self.record = record
         self.permitted = permitted
+        self.deadline = deadline  # the request's (time.monotonic()), for every call
 
     async def complete(self, models: tuple[str, ...], out: Outgoing, stage: int) -> Call:
         """``models[0]``'s whole answer (the rest, then its ``fallbacks``, if it fails);
@@ -118,7 +120,7 @@ class Caller:
             attempt = traced.attempts(attempt, self.record.trace, log, self.dispatcher.models)
         try:
             outcome: Outcome[Any] = await self.dispatcher.run(
-                models, attempt, log, None, self.permitted
+                models, attempt, log, None, self.permitted, self.deadline
             )
         finally:
             shared = self.record.attempts

@@ -43,7 +43,10 @@ class MultiCall:
     ) -> tuple[Caller, MultiCallNote]:
         note = record.calls = MultiCallNote(plan.kind)
         record.call_started = time.perf_counter()
-        return Caller(self.dispatcher, self.upstream, self.price, record, permitted), note
+        # One deadline for all the request's calls: a stage may not restart the clock.
+        deadline = self.dispatcher.request_deadline()
+        caller = Caller(self.dispatcher, self.upstream, self.price, record, permitted, deadline)
+        return caller, note
 
     async def complete(
         self,
