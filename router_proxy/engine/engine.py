@@ -34,7 +34,7 @@ from router_proxy.pipeline import Pipeline, RoutePlan
 from router_proxy.protocol import Endpoint
 from router_proxy.providers.base import ChatStream, Completion
 from router_proxy.records.recorder import Recorder
-from router_proxy.resilience.dispatch import Attempt, Dispatcher
+from router_proxy.resilience.dispatch import Attempt, Dispatcher, Outcome
 from router_proxy.resilience.rate_limits import RateLimits
 
 if TYPE_CHECKING:
@@ -141,7 +141,7 @@ class Engine:
         out = await _outgoing(self.pipeline, plan, ctx)
         if plan.calls is not None and ctx.endpoint == "chat":
             completion = await self.multi_call.complete(
-                plan.calls, ctx, record, out, self._permitted(ctx)
+                plan.calls, ctx, record, out, self.conversations.preferences.permitted(ctx)
             )
             await self.accounting.charge(record)
             self._keep(record, completion, record.model or plan.model)
@@ -157,16 +157,8 @@ class Engine:
             outgoing = turn.outgoing(out, model)
             return await upstream.complete(outgoing, model, left, record.request_id)
 
-        outcome = await self.dispatcher.run(
-            turn.candidates,
-            attempt if record.trace is None else self._traced(attempt, record),
-            record.attempts,
-            turn.overflow,
-            turn.permitted,
-        )
-        self.conversations.answered(turn, record)
-        record.call_started = outcome.started
-        record.first_byte_seconds = record.upstream_seconds = outcome.seconds
+        outcome = await self._dispatch(turn, attempt, record)
+        record.upstream_seconds = outcome.seconds
         record.usage = outcome.result.usage
         if self.shadow is not None:
             self._draw_shadow(plan, ctx, out, record)
@@ -193,7 +185,7 @@ class Engine:
         out = await _outgoing(self.pipeline, plan, ctx)
         if plan.calls is not None and ctx.endpoint == "chat":
             opened = await self.multi_call.open_stream(
-                plan.calls, ctx, record, out, self._permitted(ctx)
+                plan.calls, ctx, record, out, self.conversations.preferences.permitted(ctx)
             )
             return OpenedStream(*opened)
         # The candidates tried, in order (context windows, session affinity): no await
@@ -208,16 +200,7 @@ class Engine:
                 turn.outgoing(out, model), model, left, record.request_id
             )
 
-        outcome = await self.dispatcher.run(
-            turn.candidates,
-            attempt if record.trace is None else self._traced(attempt, record),
-            record.attempts,
-            turn.overflow,
-            turn.permitted,
-        )
-        self.conversations.answered(turn, record)
-        record.call_started = outcome.started
-        record.first_byte_seconds = outcome.seconds
+        outcome = await self._dispatch(turn, attempt, record)
         if self.shadow is not None:
             self._draw_shadow(plan, ctx, out, record)
         return OpenedStream(*outcome.result)
@@ -324,9 +307,20 @@ class Engine:
         if record.shadow is not None and self.records is not None and not recorded:
             record.sample = self.records.sample(plan, ctx, always=True)
 
-    def _traced(self, attempt: Attempt[T], record: RequestRecord) -> Attempt[T]:
-        assert record.trace is not None
-        return traced.attempts(attempt, record.trace, record.attempts, self.dispatcher.models)
+    async def _dispatch(self, turn: Turn, attempt: Attempt[T], record: RequestRecord) -> Outcome[T]:
+        """The turn's candidates tried in order (a span per attempt when traced); the
+        answering call noted on the record and the conversation."""
+        if record.trace is not None:
+            attempt = traced.attempts(
+                attempt, record.trace, record.attempts, self.dispatcher.models
+            )
+        outcome = await self.dispatcher.run(
+            turn.candidates, attempt, record.attempts, turn.overflow, turn.permitted
+        )
+        self.conversations.answered(turn, record)
+        record.call_started = outcome.started
+        record.first_byte_seconds = outcome.seconds
+        return outcome
 
     async def _prepare(
         self,
@@ -357,12 +351,6 @@ class Engine:
                 code="unsupported_endpoint",
             )
         return serving
-
-    def _permitted(self, ctx: RequestContext) -> Callable[[str], bool] | None:
-        """The models a caller's preferences allow (None: any)."""
-        if ctx.preferences is None:
-            return None
-        return self.conversations.preferences.permitted(ctx)
 
     @staticmethod
     def _plan(record: RequestRecord) -> RoutePlan:

@@ -19,7 +19,6 @@ what is in flight.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -34,6 +33,8 @@ from router_proxy.engine.upstream import Outgoing, Upstream
 from router_proxy.errors import GatewayError
 from router_proxy.observability.metrics import Metrics
 from router_proxy.protocol import Usage
+from router_proxy.records.answer_text import answer_text
+from router_proxy.records.recorder import usage_fields
 
 logger = logging.getLogger("router_proxy.shadow")
 
@@ -182,7 +183,10 @@ class ShadowSampler:
             completion = await self.upstream.complete(
                 Outgoing(job.body), model, None, job.request_id
             )
-            usage, answer = completion.usage, _answer_text(completion.body)
+            usage, answer = (
+                completion.usage,
+                answer_text((completion.body,), "chat", streamed=False),
+            )
         except asyncio.CancelledError:
             self.metrics.shadow_dropped.labels(job.decision, "cancelled").inc()
             raise
@@ -226,7 +230,7 @@ class ShadowSampler:
                         "decision": job.decision,
                         "model": model,
                         "answer": answer,
-                        "usage": _usage(usage),
+                        "usage": usage_fields(usage),
                         "cost_usd": cost,
                         "latency_ms": round((time.perf_counter() - started) * 1000, 3),
                         "status": status,
@@ -244,19 +248,3 @@ class ShadowSampler:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _answer_text(body: bytes) -> str | None:
-    """The first choice's text of a chat.completion body; None when it has none."""
-    try:
-        message = json.loads(body)["choices"][0]["message"]
-    except (ValueError, KeyError, IndexError, TypeError):
-        return None
-    content = message.get("content") if isinstance(message, dict) else None
-    return content if isinstance(content, str) else None
-
-
-def _usage(usage: Usage | None) -> dict[str, int] | None:
-    if usage is None:
-        return None
-    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}

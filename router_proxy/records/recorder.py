@@ -144,7 +144,7 @@ class Recorder:
             "candidates": list(plan.candidates) if plan is not None else [],
             "model": record.routed_model,
             "attempts": [[model, error] for model, error in record.attempts.tried],
-            "usage": _usage(usage),
+            "usage": usage_fields(usage),
             "cost_usd": cost,
             "latency_ms": round((now - record.started) * 1000, 3),
             "status": status,
@@ -171,7 +171,8 @@ def _signals(plan: RoutePlan) -> dict[str, Any]:
     }
 
 
-def _usage(usage: Usage | None) -> Mapping[str, int] | None:
+def usage_fields(usage: Usage | None) -> Mapping[str, int] | None:
+    """A record's ``usage`` (served and shadow records alike)."""
     if usage is None:
         return None
     return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
