@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from router_proxy.selection.artifact import ArtifactError, read_meta
+from router_proxy.selection.cascade_artifact import ALGORITHM as CASCADE
 from router_proxy.selection.learned import LearnedSelector
 from router_proxy.training.data import embed_prompts
 from router_proxy.training.dataset import DatasetError
@@ -167,13 +168,15 @@ def _round(value: float, digits: int, rounding: str) -> Decimal:
     return exact.quantize(Decimal(1).scaleb(exact.adjusted() - digits + 1), rounding=rounding)
 
 
-def choose(points: list[RoutePoint], target_cost_per_1k: float) -> RoutePoint:
+def choose(
+    points: list[RoutePoint], target_cost_per_1k: float, knob: str = "cost_weight"
+) -> RoutePoint:
     """The best quality at most ``target_cost_per_1k`` (then the lowest spend)."""
     feasible = [p for p in points if p.cost_per_1k <= target_cost_per_1k + 1e-9]
     if not feasible:
         cheapest = min(p.cost_per_1k for p in points)
         raise CalibrationError(
-            f"no cost_weight spends at most ${target_cost_per_1k:g} per 1k queries on this "
+            f"no {knob} spends at most ${target_cost_per_1k:g} per 1k queries on this "
             f"data; the cheapest routing spends ${cheapest:.4g}"
         )
     return max(feasible, key=lambda p: (p.quality, -p.cost_per_1k, -p.cost_weight))
@@ -227,6 +230,13 @@ def params_snippet(artifact_dir: str | Path, cost_weight: float) -> str:
 
 def _command(args: argparse.Namespace) -> int:
     require_tqdm("router-proxy calibrate")  # before any work; the CLI prints the install line
+    try:
+        cascade = read_meta(args.router).get("algorithm") == CASCADE
+    except ArtifactError as exc:
+        print(f"calibrate: {exc}", file=sys.stderr)
+        return 1
+    if cascade:
+        return _cascade_command(args)
     candidates = args.candidates.split(",") if args.candidates else None
     try:
         points = curve_for(
@@ -247,10 +257,35 @@ def _command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cascade_command(args: argparse.Namespace) -> int:
+    """A cascade's knob is its budget: the one meeting the target on this data."""
+    # Here, not at the top: calibrate_cascade builds on this module's points and choice.
+    from router_proxy.training.calibrate_cascade import budget_snippet, cascade_points
+
+    if args.candidates:
+        print("calibrate: --candidates does not apply to a cascade artifact", file=sys.stderr)
+        return 1
+    try:
+        points = cascade_points(
+            args.router, args.data, encoder_model=args.embeddings_model, progress=True
+        )
+        best = choose(points, args.target_cost_per_1k, "budget_per_1k")
+    except (CalibrationError, ArtifactError, DatasetError, OSError) as exc:
+        print(f"calibrate: {exc}", file=sys.stderr)
+        return 1
+    print(f"budget_per_1k: {decimal_text(best.cost_weight)}")
+    print(f"quality:       {best.quality:.4f}")
+    print(f"$/1k:          {best.cost_per_1k:.4f}  (target {args.target_cost_per_1k:g})")
+    print(budget_snippet(args.router, best.cost_weight))
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Adds ``calibrate`` to the ``router-proxy`` command line."""
     parser = subparsers.add_parser(
-        "calibrate", help="pick a learned router's cost_weight for a $/1k-queries budget"
+        "calibrate",
+        help="pick a learned router's cost_weight (a cascade's budget_per_1k) for a "
+        "$/1k-queries budget",
     )
     parser.add_argument("--router", required=True, help="artifact directory")
     parser.add_argument("--data", required=True, help="routing data (JSONL with scores)")
