@@ -9,6 +9,7 @@ pair c1/c2, escalating to E; law: c3 alone)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,25 @@ def test_a_small_budget_buys_the_cheapest_stage_sets(artifact: Path) -> None:
 def test_a_plan_model_missing_from_the_config_is_refused_at_load(artifact: Path) -> None:
     with pytest.raises(ConfigError, match=r"decisions\[0\]\.route\.params\.artifact.*'E'"):
         load_config_text(policy(artifact, models="c1 c2 c3"), env={})
+
+
+def test_agree_groups_code_at_the_artifacts_similarity(tmp_path: Path, artifact: Path) -> None:
+    from router_proxy.selection.cascade import CascadeParams, CascadeSelector
+    from router_proxy.selection.cascade_artifact import CascadeArtifact
+    from router_proxy.selection.multi_call import AgreeStop
+
+    loaded = CascadeArtifact.load(artifact)
+    learned = replace(loaded, code_similarity=0.7)
+    params = CascadeParams(artifact=artifact, budget_per_1k=1.0)
+    selector = CascadeSelector(("E", "c1", "c2", "c3"), {}, params, (learned, None))  # type: ignore[arg-type]
+    stop = selector._plan_of((("c1", "c2"), ("E",))).stop
+    assert isinstance(stop, AgreeStop)
+    assert stop.code_similarity == 0.7
+    named = CascadeParams(artifact=artifact, budget_per_1k=1.0, stop=AgreeStop(code_similarity=0.3))
+    selector = CascadeSelector(("E", "c1", "c2", "c3"), {}, named, (learned, None))  # type: ignore[arg-type]
+    stop = selector._plan_of((("c1", "c2"), ("E",))).stop
+    assert isinstance(stop, AgreeStop)
+    assert stop.code_similarity == 0.3  # the config wins
 
 
 def test_stages_and_artifact_together_are_refused(artifact: Path) -> None:

@@ -492,7 +492,7 @@ def test_config_errors_name_the_yaml_path(route: str, expected: str) -> None:
 # --- the stop rules' reading of answers, without HTTP ---------------------------------
 
 
-def judged(texts: list[str], question: str) -> str | None:
+def judged(texts: list[str], question: str, code_similarity: float | None = None) -> str | None:
     from router_proxy.engine.multi_call.calls import Call
     from router_proxy.engine.multi_call.rules import Judging
     from router_proxy.engine.multi_call.stop_agree import AgreeRule
@@ -501,7 +501,8 @@ def judged(texts: list[str], question: str) -> str | None:
     calls = [Call(f"m{i}", 0, body={}, text=text) for i, text in enumerate(texts)]
     # Agreement reads only the question: no caller, body or note.
     judging = Judging(question, None, None, None)  # type: ignore[arg-type]
-    chosen = asyncio.run(AgreeRule(AgreeStop()).judge(calls, judging))
+    rule = AgreeRule(AgreeStop(code_similarity=code_similarity))
+    chosen = asyncio.run(rule.judge(calls, judging))
     return chosen.model if chosen is not None else None
 
 
@@ -514,6 +515,9 @@ def test_agreement_compares_final_answers_not_wording() -> None:
     one = "```python\ndef add(a, b):\n    return a + b\n```"
     two = "Here it is:\n```python\ndef plus(x, y):\n    # sum\n    return x + y\n```"
     assert judged([one, two], code) == "m0"
+    minus = one.replace("a + b", "a - b")
+    assert judged([one, minus], code) == "m0"  # at the default 0.2, nearly the same code
+    assert judged([one, minus], code, code_similarity=0.95) is None  # a trained threshold
     assert judged(["The answer is 4.", "I cannot help with that."], "How many?") is None
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from router_proxy.answers.extract import CODE_SIMILARITY
 from router_proxy.embeddings.config import EmbeddingsConfig
 from router_proxy.embeddings.static import StaticEncoder
 from router_proxy.selection.artifact import ArtifactError
@@ -31,7 +32,7 @@ from router_proxy.selection.cascade_artifact import (
 from router_proxy.training import commands
 from router_proxy.training.cascade_eval import cascade_curve
 from router_proxy.training.cascade_sim import AnswerTable, replay, table_agreement
-from router_proxy.training.cascade_train import parse_options, train_cascade
+from router_proxy.training.cascade_train import CODE_GRID, parse_options, train_cascade
 from router_proxy.training.data import TrainingData
 from router_proxy.training.dataset import RoutingRow, read_rows
 from router_proxy.training.evaluate import HeldOut, evaluate
@@ -249,6 +250,9 @@ def test_bad_options_are_refused() -> None:
         {"fill": "yes"},
         {"budget_margin": 1},
         {"budget_margin": -0.1},
+        {"code_similarity": 0},
+        {"code_similarity": 1.5},
+        {"code_similarity": "tight"},
         {"colour": 1},
     ):
         with pytest.raises(ValueError, match="cascade"):
@@ -299,21 +303,59 @@ def _code_row(number: int, rng: random.Random) -> dict[str, Any]:
     }
 
 
-def test_code_kinds_get_single_models_unless_asked(tmp_path: Path) -> None:
+def _code_data(tmp_path: Path) -> TrainingData:
     rng = random.Random(3)
     path = write_rows(tmp_path / "train.jsonl", 60, 4)
     rows = path.read_text() + "".join(json.dumps(_code_row(i, rng)) + "\n" for i in range(60))
     path.write_text(rows)
-    data = TrainingData.load([path], encoder())
-    artifact = CascadeArtifact.from_artifact(train_cascade(data, {"families": "single,pair"}))
+    return TrainingData.load([path], encoder())
+
+
+def test_code_kinds_get_single_models_when_told(tmp_path: Path) -> None:
+    data = _code_data(tmp_path)
+    options = {"families": "single,pair", "code_cascades": False}
+    artifact = CascadeArtifact.from_artifact(train_cascade(data, options))
     code = _vector("Write a python function that adds 7 to its argument.")
     assert artifact.kind_names[artifact.kind(code)] == "code"
     assert len(artifact.stages(code, HIGH)) == 1  # one stage of one model: no code agreement
-    saved = train_cascade(data, {"families": "single,pair"})
+    saved = train_cascade(data, options)
     assert saved.extra["code_kinds"] == ["code"]
+    assert saved.extra["code_cascades"] is False
     allowed = train_cascade(data, {"families": "single,pair", "code_cascades": True})
     assert allowed.extra["code_kinds"] == ["code"]
     assert allowed.params["code_cascades"] is True
+
+
+def test_cv_chooses_code_cascades_and_the_similarity_they_agree_at(tmp_path: Path) -> None:
+    data = _code_data(tmp_path)
+    auto = train_cascade(data, {"families": "single,pair"})
+    tried = [(t["code_cascades"], t["code_similarity"]) for t in auto.extra["code_tuning"]]
+    assert tried == [(False, CODE_SIMILARITY)] + [(True, t) for t in CODE_GRID]
+    chosen = (auto.extra["code_cascades"], auto.extra["code_similarity"])
+    assert chosen in tried
+    best = max(auto.extra["code_tuning"], key=lambda t: round(t["cv_aiq"], 4))
+    assert chosen == (best["code_cascades"], best["code_similarity"])
+    assert CascadeArtifact.from_artifact(auto).code_similarity == chosen[1]
+    fixed = train_cascade(data, {"families": "single,pair", "code_similarity": 0.9})
+    assert fixed.params["code_similarity"] == 0.9
+    assert CascadeArtifact.from_artifact(fixed).code_similarity == 0.9
+
+
+def test_code_agreement_follows_the_similarity(tmp_path: Path) -> None:
+    # c1 right, c2 wrong: "return x + 5" against "return x - 5", nearly the same tokens.
+    row = _code_row(0, random.Random(0))
+    row["responses"]["c2"] = row["responses"]["c1"].replace(" + ", " - ").replace(" - ", " + ")
+    rows = read_rows(_write(tmp_path / "one.jsonl", [row]))
+    table = AnswerTable(rows)
+    assert table.is_code(0, ("c1", "c2"))
+    assert table.agrees(0, ("c1", "c2"), 0.05)
+    assert not table.agrees(0, ("c1", "c2"), 0.99)
+    assert table.agrees(0, ("c1", "c2")) == table.agrees(0, ("c1", "c2"), CODE_SIMILARITY)
+
+
+def _write(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
 
 
 def test_hull_and_fill_mix_the_entries_around_the_budget() -> None:

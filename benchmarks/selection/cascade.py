@@ -66,7 +66,7 @@ def knob_points(directory: Path, dev: Path) -> list[dict[str, Any]]:
     vectors = embed_prompts([r.prompt for r in test.rows], build_encoder(EmbeddingsConfig()))
     kinds = artifact.index.of_batch(vectors)
     draw = draws(vectors)
-    table = AnswerTable(test.rows)
+    table = AnswerTable(test.rows, artifact.code_similarity)
     out = []
     for budget in BUDGETS:
         result = run_at(artifact, kinds, budget, test, table, draw)

@@ -18,6 +18,9 @@ Variants:
   embeddings (ARC/MBPP/Winogrande clusters; fitted on each fold's training rows only),
   one plan per cluster;
 * ``neighbours k``: the kind vote over the k nearest training prompts;
+* ``code cascades, similarity t``: MBPP (the code kind) may use cascades too, two code
+  answers agreeing when the Jaccard similarity of their token 3-grams reaches t (the
+  gateway's default is 0.2; the trainer now picks t, or single models, by its own CV);
 * ``+ majority of 3`` / ``+ tie-break``: new stop rules offered beside the current ones:
   three cheap models in parallel, answer on a 2-of-3 majority, else escalate; or a cheap
   pair, then on disagreement a third cheap model whose agreement with either decides,
@@ -26,7 +29,7 @@ Variants:
 
     PYTHONPATH=$PWD nice -n 10 .venv/bin/python -m benchmarks.selection.cascade_tune
 
-Writes results/cascade_tune.json beside this file (~2 min on 2 shared cores).
+Writes results/cascade_tune.json beside this file (~40 s on 2 shared cores).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ HERE = Path(__file__).resolve().parent
 BUDGETS = (1.5, 2.5)
 SEEDS = (0, 1, 2)
 FAMILIES = ("single", "pair", "triple")
+CODE_SIMILARITIES = (0.2, 0.3, 0.4, 0.5)
 Index = npt.NDArray[np.intp]
 Matrix = npt.NDArray[np.float32]
 
@@ -67,12 +71,17 @@ class Variant:
     clusters: tuple[int, int, int] = (1, 1, 1)  # per task, in kind order
     neighbours: int = 10
     rules: tuple[str, ...] = ()  # extra stop rules: "majority", "tiebreak"
+    code_similarity: float | None = None  # code kinds get cascades, agreeing at this
 
 
 VARIANTS = (
     Variant("one entry (before)", fill=False, margin=0.0),
     Variant("fill, margin 0", margin=0.0),
-    Variant("fill, margin 0.02 (after)"),
+    Variant("fill, margin 0.02, code single models (before)"),
+    Variant("code cascades, similarity 0.2", code_similarity=0.2),
+    Variant("code cascades, similarity 0.3", code_similarity=0.3),
+    Variant("code cascades, similarity 0.4 (trainer's CV choice)", code_similarity=0.4),
+    Variant("code cascades, similarity 0.5", code_similarity=0.5),
     Variant("fill, margin 0.05", margin=0.05),
     Variant("sub-kinds 2/1/1", clusters=(2, 1, 1)),
     Variant("sub-kinds 1/1/2", clusters=(1, 1, 2)),
@@ -203,14 +212,17 @@ class Setting:
     found: Outcomes  # train rows
     dev_found: Outcomes  # dev rows, same plans
     dev_vectors: Matrix
+    code: dict[float, tuple[Outcomes, Outcomes]]  # similarity: (train, dev), base plans
+    code_cascades: bool = False  # whether the code kind may use the cascades
 
 
 def allowed_of(setting: Setting, parent: list[int], extra: Index) -> list[Index]:
     plans = setting.found.plans
     singles = np.array([i for i, p in enumerate(plans) if len(p) == 1])
     base = np.array([i for i, p in enumerate(plans) if not isinstance(p[0], str)])
+    code = base if setting.code_cascades else singles
     return [
-        singles if task in setting.problem.code_kinds else np.concatenate([base, extra])
+        code if task in setting.problem.code_kinds else np.concatenate([base, extra])
         for task in parent
     ]
 
@@ -218,6 +230,9 @@ def allowed_of(setting: Setting, parent: list[int], extra: Index) -> list[Index]
 def judge(setting: Setting, v: Variant) -> dict[str, Any]:
     problem, vectors = setting.problem, setting.vectors
     found, dev_found = setting.found, setting.dev_found
+    if v.code_similarity is not None:
+        found, dev_found = setting.code[v.code_similarity]
+        setting = Setting(problem, vectors, found, dev_found, setting.dev_vectors, {}, True)
     n_rule = sum(1 for p in found.plans if isinstance(p[0], str))
     extra = np.arange(len(found.plans) - n_rule, len(found.plans))
     if not v.rules:
@@ -283,6 +298,17 @@ def setting_of(data_dir: Path) -> Setting:
     _, dq, dc = rule_outcomes(
         rules, problem.cheap, train.models, mean, dev_agree, dev_scores, dev_costs
     )
+    code = {}
+    for similarity in CODE_SIMILARITIES:
+        at, _ = problem.search_space(FAMILIES, True, similarity)
+        dev_at = outcomes(
+            at.plans,
+            table_agreement(AnswerTable(dev.rows, similarity)),
+            dev_scores,
+            dev_costs,
+            column,
+        )
+        code[similarity] = (at, dev_at)
     unit = train.embeddings / np.linalg.norm(train.embeddings, axis=1, keepdims=True)
     dev_vectors = embed_prompts([r.prompt for r in dev.rows], encoder, progress=False)
     return Setting(
@@ -291,6 +317,7 @@ def setting_of(data_dir: Path) -> Setting:
         extend(found, plans, q, c),
         extend(dev_found, plans, dq, dc),
         dev_vectors,
+        code,
     )
 
 

@@ -160,9 +160,19 @@ class CascadeSelector(MultiCallSelector):
         plan = self._plans.get(stages)
         if plan is None:
             models = tuple(dict.fromkeys(m for stage in stages for m in stage))
-            plan = CascadePlan(stages, self.params.stop, self.params.budget, models)
+            plan = CascadePlan(stages, self._stop(), self.params.budget, models)
             self._plans[stages] = plan
         return plan
+
+    def _stop(self) -> StopRule:
+        """The configured stop rule; under ``agree`` with an artifact, code answers agree
+        at the artifact's similarity unless the config names one."""
+        stop: StopRule = self.params.stop
+        if self.learned is None or not isinstance(stop, AgreeStop):
+            return stop
+        if stop.code_similarity is not None:
+            return stop
+        return stop.model_copy(update={"code_similarity": self.learned[0].code_similarity})
 
     async def stages_for(self, ctx: RequestContext) -> CascadePlan:
         """This request's stages: the inline ones, or the artifact's for its prompt."""

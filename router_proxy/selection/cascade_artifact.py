@@ -20,6 +20,11 @@ the same plans), gets the dearer vertex's plans so that the expected training co
 the budget. The knob then spends what it is given, on the hull (which beats every entry
 costing less). Artifacts without ``fill`` pick one entry as above.
 
+``extra.code_similarity``: the similarity (Jaccard of token 3-grams) at which two code
+answers agree, chosen by the trainer's cross-validation; the plans were chosen with it, so
+the gateway's ``stop: agree`` groups code with it (``selection/cascade.py``). Older
+artifacts: the gateway's default, ``answers/extract.py`` ``CODE_SIMILARITY``.
+
 ``stages()`` is one matrix-vector product over the training prompts, an argpartition and
 two lookups: numpy only, no sklearn, tens of microseconds.
 """
@@ -34,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from router_proxy.answers.extract import CODE_SIMILARITY
 from router_proxy.selection.artifact import Artifact, ArtifactError, load_artifact
 
 ALGORITHM = "cascade"
@@ -140,6 +146,8 @@ class CascadeArtifact:
     frontier_policy: npt.NDArray[np.int32]  # entries x kinds, into ``plans``
     budget_margin: float = 0.0  # share of the knob kept back (filling only)
     hull: tuple[int, ...] | None = field(default=None)  # None: no filling, one entry
+    # The similarity at which two code answers agree, as the plans were chosen with it.
+    code_similarity: float = CODE_SIMILARITY
 
     @classmethod
     def load(
@@ -170,6 +178,7 @@ class CascadeArtifact:
             neighbours = int(extra["neighbours"])
             filled = bool(extra.get("fill", False))
             margin = float(extra.get("budget_margin", 0.0))
+            similarity = float(extra.get("code_similarity", CODE_SIMILARITY))
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"{where}: not a usable cascade artifact (missing {exc})") from None
         models = tuple(artifact.models)
@@ -189,6 +198,8 @@ class CascadeArtifact:
             problems.append(f"neighbours={neighbours}")
         if not 0 <= margin < 1:
             problems.append(f"budget_margin={margin}")
+        if not 0 < similarity <= 1:
+            problems.append(f"code_similarity={similarity}")
         if problems:
             raise ArtifactError(f"{where}: cascade artifact does not fit: {'; '.join(problems)}")
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -204,6 +215,7 @@ class CascadeArtifact:
             frontier_policy=chosen,
             budget_margin=margin,
             hull=tuple(hull_entries(cost, quality)) if filled else None,
+            code_similarity=similarity,
         )
 
     def check_fit(self, encoder: str | None, candidates: Sequence[str] | None) -> None:

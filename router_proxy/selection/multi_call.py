@@ -50,6 +50,13 @@ class AgreeStop(StrictModel):
 
     rule: Literal["agree"] = "agree"
     format: AnswerFormat = "auto"
+    code_similarity: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Jaccard similarity of token 3-grams at which two code answers agree; "
+        "default: a trained artifact's, else 0.2",
+    )
 
 
 class ConfidenceStop(StrictModel):

@@ -72,7 +72,7 @@ def cascade_curve(
     test.columns(artifact.models)  # a DatasetError naming the models the data lacks
     kinds = artifact.index.of_batch(vectors)
     draw = draws(vectors)
-    table = AnswerTable(test.rows)
+    table = AnswerTable(test.rows, artifact.code_similarity)
     curve: list[CurvePoint] = []
     calls: list[float] = []
     last: tuple[float, float] | None = None

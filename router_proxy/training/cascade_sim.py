@@ -43,7 +43,8 @@ class AnswerTable:
         self.code_similarity = code_similarity
         self._options: dict[int, dict[str, str]] = {}
         self._answers: dict[tuple[int, str, Format], str | None] = {}
-        self._agree: dict[tuple[int, tuple[str, ...]], bool] = {}
+        self._agree: dict[tuple[int, tuple[str, ...], float | None], bool] = {}
+        self._code: dict[tuple[int, tuple[str, ...]], bool] = {}
 
     def options(self, row: int) -> dict[str, str]:
         if row not in self._options:
@@ -58,24 +59,40 @@ class AnswerTable:
             self._answers[key] = None if response is None else extract(response, fmt, "", options)
         return self._answers[key]
 
-    def agrees(self, row: int, models: tuple[str, ...]) -> bool:
-        """Whether the final answers of ``models`` on ``row`` all agree (none missing)."""
-        key = (row, models)
+    def agrees(
+        self, row: int, models: tuple[str, ...], code_similarity: float | None = None
+    ) -> bool:
+        """Whether the final answers of ``models`` on ``row`` all agree (none missing);
+        code answers are grouped at ``code_similarity`` (the table's when None)."""
+        similarity = self.code_similarity if code_similarity is None else code_similarity
+        key = (row, models, similarity if self.is_code(row, models) else None)
         if key not in self._agree:
-            self._agree[key] = self._compare(row, models)
+            self._agree[key] = self._compare(row, models, similarity)
         return self._agree[key]
 
-    def _compare(self, row: int, models: tuple[str, ...]) -> bool:
+    def is_code(self, row: int, models: tuple[str, ...]) -> bool:
+        """Whether the answers of ``models`` on ``row`` are compared as code (only then
+        does the similarity threshold matter)."""
+        key = (row, models)
+        if key not in self._code:
+            self._code[key] = self._format(row, models) == "code"
+        return self._code[key]
+
+    def _format(self, row: int, models: tuple[str, ...]) -> Format | None:
         record = self.rows[row]
         if any(m not in record.responses for m in models):
-            return False
+            return None
         if len(self.options(row)) >= 2:
-            fmt: Format = "choice"  # what detect_format decides first, without the responses
-        else:
-            fmt = detect_format(record.prompt, [record.responses[m] for m in models])
+            return "choice"  # what detect_format decides first, without the responses
+        return detect_format(record.prompt, [record.responses[m] for m in models])
+
+    def _compare(self, row: int, models: tuple[str, ...], similarity: float) -> bool:
+        fmt = self._format(row, models)
+        if fmt is None:
+            return False
         answers = [self.answer(row, m, fmt) for m in models]
         if fmt == "code":
-            answers = group_code(answers, self.code_similarity)
+            answers = group_code(answers, similarity)
         return answers[0] is not None and all(a == answers[0] for a in answers)
 
 

@@ -14,13 +14,17 @@ on the training rows (AIQ of the held-out curve over a grid of budgets): more fa
 fit the training rows better but choose among more plans on the same few hundred rows.
 The artifact is then searched on all training rows with the chosen families.
 
-Kinds whose answers are code get single-model plans only unless ``code_cascades: true``
-(code agreement is a similarity grouping, ``answers/extract.py``, and the weakest test).
+Kinds whose answers are code: code agreement is a similarity grouping
+(``answers/extract.py``: Jaccard of token 3-grams), so whether they get cascades, and at
+which similarity two programs agree, is chosen by the same cross-validation once the
+families are chosen (``choose_code``); the artifact records the similarity
+(``extra.code_similarity``) and the gateway's ``stop: agree`` groups code with it.
 
 Options (``--option key=value``): ``families`` (``auto`` or a comma list of
 ``single,pair,triple,pair2``), ``kinds`` (``task``/``one``), ``neighbours`` (10),
 ``stage_cost_share`` (0.25: models in agreement stages cost at most this share of the
-dearest model's mean), ``code_cascades`` (false), ``folds`` (5), ``seed`` (0),
+dearest model's mean), ``code_cascades`` (``auto``/true/false), ``code_similarity``
+(``auto``: one of ``CODE_GRID`` by CV, or a number in (0, 1]), ``folds`` (5), ``seed`` (0),
 ``fill`` (true: a knob between two hull entries mixes them by a hash of the prompt's
 embedding so the expected cost meets it, ``selection/cascade_artifact.py``),
 ``budget_margin`` (0.02: the share of the knob kept back when filling, so that training
@@ -49,7 +53,7 @@ from router_proxy.selection.cascade_artifact import (
     hull_entries,
 )
 from router_proxy.training.aiq import aiq, fill_costs, shared_axis
-from router_proxy.training.answers import task_formats
+from router_proxy.training.answers import CODE_SIMILARITY, task_formats
 from router_proxy.training.cascade_search import (
     FAMILIES,
     Frontier,
@@ -70,6 +74,9 @@ AUTO_FAMILIES = (
     ("single", "pair", "triple", "pair2"),
 )
 BUDGETS = 48  # budget grid of the cross-validation curves
+# Code similarities tried for code kinds' cascades (Jaccard of token 3-grams; 0.2 is the
+# gateway's default). On RouterBench train 0.3-0.5 beat single models in CV, 0.2 did not.
+CODE_GRID = (0.2, 0.3, 0.4, 0.5, 0.6, 0.8)
 
 
 @dataclass(frozen=True)
@@ -78,11 +85,12 @@ class CascadeOptions:
     kinds: str
     neighbours: int
     stage_cost_share: float
-    code_cascades: bool
+    code_cascades: bool | None  # None: chosen by cross-validation
     folds: int
     seed: int
     fill: bool = True
     budget_margin: float = 0.02
+    code_similarity: float | None = None  # None: chosen by cross-validation (CODE_GRID)
 
 
 def parse_options(options: dict[str, Any]) -> CascadeOptions:
@@ -96,6 +104,7 @@ def parse_options(options: dict[str, Any]) -> CascadeOptions:
         "seed",
         "fill",
         "budget_margin",
+        "code_similarity",
     }
     unknown = set(options) - known
     if unknown:
@@ -124,9 +133,16 @@ def parse_options(options: dict[str, Any]) -> CascadeOptions:
     share = options.get("stage_cost_share", 0.25)
     if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
         raise ValueError(f"cascade: stage_cost_share must be in (0, 1], not {share!r}")
-    code = options.get("code_cascades", False)
-    if not isinstance(code, bool):
-        raise ValueError(f"cascade: code_cascades must be true or false, not {code!r}")
+    code = options.get("code_cascades", "auto")
+    if not isinstance(code, bool) and code != "auto":
+        raise ValueError(f"cascade: code_cascades must be true, false or auto, not {code!r}")
+    similarity = options.get("code_similarity", "auto")
+    if similarity != "auto" and (
+        isinstance(similarity, bool)
+        or not isinstance(similarity, int | float)
+        or not 0 < similarity <= 1
+    ):
+        raise ValueError(f"cascade: code_similarity must be auto or in (0, 1], not {similarity!r}")
     filled = options.get("fill", True)
     if not isinstance(filled, bool):
         raise ValueError(f"cascade: fill must be true or false, not {filled!r}")
@@ -138,11 +154,12 @@ def parse_options(options: dict[str, Any]) -> CascadeOptions:
         str(kinds),
         values["neighbours"],
         float(share),
-        code,
+        None if code == "auto" else bool(code),
         max(values["folds"], 2),
         values["seed"],
         filled,
         float(margin),
+        None if similarity == "auto" else float(similarity),
     )
 
 
@@ -158,7 +175,7 @@ class Problem:
     code_kinds: set[int]
     cheap: list[str]
     table: AnswerTable
-    _agreement: dict[tuple[str, ...], npt.NDArray[np.bool_]]
+    _agreement: dict[tuple[tuple[str, ...], float | None], npt.NDArray[np.bool_]]
 
     @classmethod
     def of(cls, data: TrainingData, opts: CascadeOptions) -> Problem:
@@ -186,17 +203,33 @@ class Problem:
     def column(self) -> dict[str, int]:
         return {m: i for i, m in enumerate(self.data.models)}
 
-    def agree(self, stage: tuple[str, ...], rows: npt.NDArray[np.intp]) -> npt.NDArray[np.bool_]:
-        if stage not in self._agreement:
+    def agree(
+        self, stage: tuple[str, ...], rows: npt.NDArray[np.intp], similarity: float | None = None
+    ) -> npt.NDArray[np.bool_]:
+        """The stage's agreement on ``rows``, code compared at ``similarity`` (None: the
+        gateway's default); only rows whose answers are code are compared again."""
+        if (stage, None) not in self._agreement:
             every = range(len(self.data.rows))
-            self._agreement[stage] = np.array([self.table.agrees(r, stage) for r in every])
-        return self._agreement[stage][rows]
+            self._agreement[(stage, None)] = np.array([self.table.agrees(r, stage) for r in every])
+        key = (stage, similarity)
+        if key not in self._agreement:
+            found = self._agreement[(stage, None)].copy()
+            code = [r for r in range(len(found)) if self.table.is_code(r, stage)]
+            found[code] = [self.table.agrees(r, stage, similarity) for r in code]
+            self._agreement[key] = found
+        return self._agreement[key][rows]
 
     def search_space(
-        self, families: Sequence[str], code_cascades: bool
+        self, families: Sequence[str], code_cascades: bool, similarity: float | None = None
     ) -> tuple[Outcomes, list[npt.NDArray[np.intp]]]:
+        """Every plan of ``families`` replayed with code answers grouped at
+        ``similarity``; code kinds may use cascades only with ``code_cascades``."""
         plans = candidates(self.data.models, self.scores.mean(axis=0), families, self.cheap)
-        found = outcomes(plans, self.agree, self.scores, self.costs, self.column)
+
+        def agree(stage: tuple[str, ...], rows: npt.NDArray[np.intp]) -> npt.NDArray[np.bool_]:
+            return self.agree(stage, rows, similarity)
+
+        found = outcomes(plans, agree, self.scores, self.costs, self.column)
         everything = np.arange(len(plans))
         singles = np.array([i for i, p in enumerate(plans) if len(p) == 1], dtype=np.intp)
         allowed = [
@@ -270,7 +303,9 @@ def train_cascade(data: TrainingData, options: dict[str, Any]) -> Artifact:
     searched = {}
     curves = {}
     for families in choices:
-        found, allowed = problem.search_space(families, opts.code_cascades)
+        found, allowed = problem.search_space(
+            families, opts.code_cascades is True, opts.code_similarity
+        )
         searched[families] = (found, allowed)
         if len(choices) > 1:
             curves[families] = cross_validate(problem, found, allowed, opts, budgets)
@@ -286,8 +321,64 @@ def train_cascade(data: TrainingData, options: dict[str, Any]) -> Artifact:
     else:
         best = choices[0]
     found, allowed = searched[best]
+    code = choose_code(problem, best, opts, budgets, (found, allowed))
+    found, allowed = code.space
     front = frontier(found, problem.kinds, allowed, np.arange(len(data.rows)))
-    return _artifact(data, problem, found, front, opts, best, table)
+    return _artifact(data, problem, found, front, opts, best, table, code)
+
+
+@dataclass(frozen=True)
+class CodeChoice:
+    """How code kinds are served: cascades or not, and the similarity at which two code
+    answers agree (the gateway's ``stop: agree`` reads it from the artifact)."""
+
+    cascades: bool
+    similarity: float
+    space: tuple[Outcomes, list[npt.NDArray[np.intp]]]
+    table: list[dict[str, Any]]
+
+
+def choose_code(
+    problem: Problem,
+    families: tuple[str, ...],
+    opts: CascadeOptions,
+    budgets: npt.NDArray[np.float64],
+    searched: tuple[Outcomes, list[npt.NDArray[np.intp]]],
+) -> CodeChoice:
+    """Single models for code kinds, or cascades at one of ``CODE_GRID``'s similarities
+    (or the options' own), by the same cross-validation as the families (ties: fewer
+    calls). The threshold matters because code agreement is a similarity grouping: at the
+    gateway's default 0.2, unlike programs agree too often for a cascade to pay."""
+    default = opts.code_similarity if opts.code_similarity is not None else CODE_SIMILARITY
+    if not problem.code_kinds or opts.code_cascades is False:
+        return CodeChoice(False, default, searched, [])
+    grid = (opts.code_similarity,) if opts.code_similarity is not None else CODE_GRID
+    options: list[tuple[bool, float]] = [(True, t) for t in grid]
+    if opts.code_cascades is None:
+        options.insert(0, (False, default))
+    spaces = {
+        (cascades, similarity): searched
+        if not cascades and similarity == default
+        else problem.search_space(families, cascades, similarity)
+        for cascades, similarity in options
+    }
+    if len(options) == 1:
+        (cascades, similarity), space = next(iter(spaces.items()))
+        return CodeChoice(cascades, similarity, space, [])
+    curves = {o: cross_validate(problem, *spaces[o], opts, budgets) for o in options}
+    low, high = shared_axis(curves.values())
+    scored = {o: aiq(c, low, high) for o, c in curves.items()}
+    best = max(options, key=lambda o: round(scored[o], 4))  # the first of equals
+    table = [
+        {
+            "code_cascades": o[0],
+            "code_similarity": o[1],
+            "cv_aiq": round(scored[o], 6),
+            "cv_curve": _rounded(curves[o]),
+        }
+        for o in options
+    ]
+    return CodeChoice(best[0], best[1], spaces[best], table)
 
 
 def _rounded(points: list[tuple[float, float]]) -> list[list[float]]:
@@ -302,6 +393,7 @@ def _artifact(
     opts: CascadeOptions,
     families: tuple[str, ...],
     table: list[dict[str, Any]],
+    code: CodeChoice,
 ) -> Artifact:
     used = sorted(set(front.policy.ravel().tolist()))
     renumber = {old: new for new, old in enumerate(used)}
@@ -327,6 +419,9 @@ def _artifact(
         extra={
             "kinds": problem.kind_names,
             "code_kinds": sorted(problem.kind_names[k] for k in problem.code_kinds),
+            "code_cascades": code.cascades,
+            "code_similarity": code.similarity,
+            "code_tuning": code.table,
             "neighbours": opts.neighbours,
             "fill": opts.fill,
             "budget_margin": opts.budget_margin if opts.fill else 0.0,
@@ -345,7 +440,8 @@ def data_params(opts: CascadeOptions) -> dict[str, Any]:
         "kinds": opts.kinds,
         "neighbours": opts.neighbours,
         "stage_cost_share": opts.stage_cost_share,
-        "code_cascades": opts.code_cascades,
+        "code_cascades": "auto" if opts.code_cascades is None else opts.code_cascades,
+        "code_similarity": "auto" if opts.code_similarity is None else opts.code_similarity,
         "folds": opts.folds,
         "seed": opts.seed,
         "fill": opts.fill,

@@ -1,6 +1,8 @@
 """``stop: agree``: the stage answers when all its models give the same final answer
 (router_proxy/answers/extract.py: option letter, number, canonical code, normalised
-text; the gateway compares code, never runs it). The stage's first model answers."""
+text; the gateway compares code, never runs it). The stage's first model answers. Code
+answers agree at ``code_similarity`` (a trained artifact's, set by selection/cascade.py,
+else ``CODE_SIMILARITY``)."""
 
 from __future__ import annotations
 
@@ -10,11 +12,13 @@ from router_proxy.engine.multi_call.rules import Judging, mark_failed
 from router_proxy.selection.multi_call import AgreeStop, AnswerFormat
 
 
-def final_answers(texts: list[str], question: str, fmt: AnswerFormat) -> list[str | None]:
+def final_answers(
+    texts: list[str], question: str, fmt: AnswerFormat, code_similarity: float = CODE_SIMILARITY
+) -> list[str | None]:
     """Each text's final answer, comparable with ``==`` (code grouped by similarity)."""
     found = detect_format(question, texts) if fmt == "auto" else fmt
     answers = [extract(text, found, question) for text in texts]
-    return group_code(answers, CODE_SIMILARITY) if found == "code" else answers
+    return group_code(answers, code_similarity) if found == "code" else answers
 
 
 class AgreeRule:
@@ -22,11 +26,15 @@ class AgreeRule:
 
     def __init__(self, config: AgreeStop) -> None:
         self.format: AnswerFormat = config.format
+        self.code_similarity = (
+            CODE_SIMILARITY if config.code_similarity is None else config.code_similarity
+        )
 
     async def judge(self, calls: list[Call], judging: Judging) -> Call | None:
         answered = mark_failed(calls)
         if len(calls) > 1 and len(answered) == len(calls):
-            answers = final_answers([c.text or "" for c in calls], judging.question, self.format)
+            texts = [c.text or "" for c in calls]
+            answers = final_answers(texts, judging.question, self.format, self.code_similarity)
             if answers[0] is not None and all(a == answers[0] for a in answers):
                 for call in calls[1:]:
                     call.reason = "agreed"
