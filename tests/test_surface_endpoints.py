@@ -228,6 +228,8 @@ def test_bad_bodies_are_400s_naming_the_field(
         ("", {"model": "auto", "prompt": "# python: sort a list"}, "coding"),
         ("?surface=embeddings", {"model": "auto", "input": "python"}, "coding"),
         ("", {"model": "auto", "input": "a python question"}, "coding"),  # Responses
+        # A text prompt is a completion's, whatever else the body carries.
+        ("", {"model": "auto", "prompt": "# python: sort", "input": "hello"}, "coding"),
         (
             "",  # Messages: recognised by its system field
             {

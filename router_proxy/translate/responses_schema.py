@@ -164,6 +164,20 @@ class ResponsesRequest(BaseModel):
     store: bool | None = Field(default=None, description="accepted; nothing is stored")
     metadata: dict[str, str] | None = None
     user: str | None = None
+    # Refused before validation, with what to send instead (responses_request.py); declared
+    # so the document says so too: these take null (background: false) at most.
+    previous_response_id: None = Field(
+        default=None, description="refused: nothing is stored; send the whole conversation"
+    )
+    conversation: None = Field(
+        default=None, description="refused: nothing is stored; send the whole conversation"
+    )
+    prompt: None = Field(
+        default=None, description="refused: no stored prompt templates; send instructions"
+    )
+    background: Literal[False] | None = Field(
+        default=None, description="refused when true: nothing is stored to poll later"
+    )
 
 
 _MODELS: tuple[type[BaseModel], ...] = (

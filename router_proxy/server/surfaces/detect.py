@@ -29,12 +29,17 @@ _MESSAGES_ONLY = ("system", "stop_sequences", "top_k", "thinking")
 
 
 def recognise(raw: dict[str, Any]) -> type[Surface]:
-    """A Responses body has ``input`` and no ``messages``, a text completion's ``prompt``;
-    a Messages body has one of the fields only it has; anything else is read as chat."""
-    if "input" in raw and "messages" not in raw:
-        return ResponsesSurface
-    if "prompt" in raw and "messages" not in raw:
-        return CompletionsSurface
+    """A text completion's body has a text ``prompt`` (or token ids) and no ``messages``,
+    a Responses body ``input``; a Messages body has one of the fields only it has;
+    anything else is read as chat. A text ``prompt`` is looked at first: a Responses
+    body's own ``prompt`` is a stored template, an object."""
+    if "messages" not in raw:
+        if isinstance(raw.get("prompt"), str | list):
+            return CompletionsSurface
+        if "input" in raw:
+            return ResponsesSurface
+        if "prompt" in raw:
+            return CompletionsSurface  # which says what a prompt must be
     if any(key in raw for key in _MESSAGES_ONLY):
         return MessagesSurface
     return ChatSurface
