@@ -17,6 +17,22 @@ def final_answers(texts: list[str], question: str, fmt: AnswerFormat) -> list[st
     return group_code(answers, CODE_SIMILARITY) if found == "code" else answers
 
 
+def agreement(calls: list[Call], question: str, fmt: AnswerFormat) -> Call | None:
+    """The stage's first call when every call, more than one, answered the same final
+    answer (the others are marked ``agreed``); else None. Reasons of calls that did not
+    answer are set by ``mark_failed``."""
+    answered = mark_failed(calls)
+    if len(calls) < 2 or len(answered) < len(calls):
+        return None
+    answers = final_answers([c.text or "" for c in calls], question, fmt)
+    if answers[0] is None or any(a != answers[0] for a in answers):
+        return None
+    for call in calls[1:]:
+        call.reason = "agreed"
+    calls[0].reason = "answered"
+    return calls[0]
+
+
 class AgreeRule:
     logprobs = False
 
@@ -24,14 +40,9 @@ class AgreeRule:
         self.format: AnswerFormat = config.format
 
     async def judge(self, calls: list[Call], judging: Judging) -> Call | None:
-        answered = mark_failed(calls)
-        if len(calls) > 1 and len(answered) == len(calls):
-            answers = final_answers([c.text or "" for c in calls], judging.question, self.format)
-            if answers[0] is not None and all(a == answers[0] for a in answers):
-                for call in calls[1:]:
-                    call.reason = "agreed"
-                calls[0].reason = "answered"
-                return calls[0]
-        for call in answered:
-            call.reason = "agree-fail"
-        return None
+        chosen = agreement(calls, judging.question, self.format)
+        if chosen is None:
+            for call in calls:
+                if call.answered:
+                    call.reason = "agree-fail"
+        return chosen
