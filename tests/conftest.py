@@ -11,6 +11,7 @@ from router_proxy.config.load import load_config_text
 from router_proxy.server.app import create_app
 from router_proxy.server.http import protocol_options
 from tests.support.serving import ServerThread
+from tests.support.skilled_upstream import SkilledUpstream
 from tests.support.upstream import FakeUpstream
 
 UPSTREAM_KEY = "sk-upstream-secret-1234567890"
@@ -57,6 +58,13 @@ GatewayFactory = Callable[[str], str]
 @pytest.fixture(scope="session")
 def upstream() -> Iterator[FakeUpstream]:
     with FakeUpstream() as up:
+        yield up
+
+
+@pytest.fixture(scope="session")
+def skilled() -> Iterator[SkilledUpstream]:
+    """The upstream whose models have known skills (cascades, aggregates)."""
+    with SkilledUpstream() as up:
         yield up
 
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,15 +14,21 @@ import pytest
 
 from router_proxy.config.errors import ConfigError
 from router_proxy.config.load import load_config_text
-from router_proxy.observability.logging import ACCESS_LOGGER
-from router_proxy.server.app import create_app
+from tests.support.cascades import (  # noqa: F401
+    cascade_policy,
+    client_fixture,
+    events,
+    gateway_fixture,
+    gateway_for,
+    streamed_text,
+)
 from tests.support.logs import log_line
-from tests.support.serving import ServerThread
 from tests.support.skilled_upstream import PROMPT_TOKENS, SkilledUpstream
 
 MODELS = """\
 providers:
   up: {type: openai, base_url: "${UPSTREAM}/v1"}
+  ant: {type: anthropic, base_url: "${UPSTREAM}", api_key: k}
 models:
   cheap-a: {provider: up, cost: {input_per_mtok: 1000, output_per_mtok: 2000}}
   cheap-b: {provider: up, cost: {input_per_mtok: 1000, output_per_mtok: 2000}}
@@ -37,6 +41,9 @@ models:
   broken: {provider: up, upstream_model: fail}
   wrecked: {provider: up, upstream_model: fail}
   tooler: {provider: up}
+  plain-a: {provider: up, upstream_model: plain-cheap-a}
+  plain-b: {provider: up, upstream_model: plain-cheap-b}
+  claude: {provider: ant}
 """
 DECISIONS = """\
 decisions:
@@ -66,6 +73,22 @@ decisions:
     route:
       algorithm: cascade
       params: {stages: [[cheap-a], [expensive]], stop: {rule: confidence, min_mean_logprob: -0.5}}
+  - name: unsure
+    when: false
+    route:
+      algorithm: cascade
+      params: {stages: [[plain-a, plain-b], [expensive]], stop: {rule: confidence}}
+  - name: unsure-agree
+    when: false
+    route:
+      algorithm: cascade
+      params:
+        stages: [[plain-a, plain-b], [expensive]]
+        stop: {rule: confidence, without_logprobs: agree}
+  - name: mixed-agree
+    when: false
+    route: {algorithm: cascade, params: {stages: [[cheap-a, plain-b], [expensive]],
+            stop: {rule: confidence, without_logprobs: agree}}}
   - name: verified
     when: false
     route:
@@ -88,34 +111,12 @@ decisions:
         combine: refine
         refiner: {model: refiner, prompt: "Judge these. Q: {question}\\n{candidates}\\nA:"}
 """
+POLICY = MODELS + DECISIONS
 EASY = "easy: what is 2 + 2?"
 HARD = "hard: what is the twelfth number?"
 # US$ of one call: 10 prompt tokens and 4 completion tokens ("The answer is N.").
 CHEAP_CALL = (PROMPT_TOKENS * 1000 + 4 * 2000) / 1e6
 EXPENSIVE_CALL = (PROMPT_TOKENS * 100000 + 4 * 200000) / 1e6
-
-
-@pytest.fixture(scope="module")
-def skilled() -> Iterator[SkilledUpstream]:
-    with SkilledUpstream() as up:
-        yield up
-
-
-@pytest.fixture(scope="module")
-def gateway(skilled: SkilledUpstream) -> Iterator[str]:
-    config, _ = load_config_text(MODELS + DECISIONS, env={"UPSTREAM": skilled.base_url})
-    with ServerThread(create_app(config)) as server:
-        yield server.base_url
-
-
-@pytest.fixture
-def client(
-    gateway: str, skilled: SkilledUpstream, caplog: pytest.LogCaptureFixture
-) -> Iterator[httpx.Client]:
-    skilled.requests.clear()
-    caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
-    with httpx.Client(base_url=gateway, timeout=30) as c:
-        yield c
 
 
 def chat(client: httpx.Client, question: str, model: str = "auto", **extra: Any) -> httpx.Response:
@@ -128,17 +129,6 @@ def chat(client: httpx.Client, question: str, model: str = "auto", **extra: Any)
 def content(answer: httpx.Response) -> str:
     text: str = answer.json()["choices"][0]["message"]["content"]
     return text
-
-
-def events(answer: httpx.Response) -> list[dict[str, Any]]:
-    """A chat stream's events; it must end with [DONE]."""
-    blocks = [b for b in answer.text.split("\n\n") if b.strip()]
-    assert blocks[-1] == "data: [DONE]"
-    return [json.loads(b.removeprefix("data: ")) for b in blocks[:-1]]
-
-
-def streamed_text(chunks: list[dict[str, Any]]) -> str:
-    return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
 
 
 def metric(client: httpx.Client, name: str, **labels: str) -> float:
@@ -260,20 +250,16 @@ def test_the_requests_deadline_spans_its_stages(skilled: SkilledUpstream) -> Non
     # Each call takes 0.6 s and the request may take 1 s: after the first stage (0.6 s)
     # the escalation has 0.4 s left, not a fresh second, so it times out and the
     # earliest answer is returned.
-    policy = (
-        'providers:\n  up: {type: openai, base_url: "${UPSTREAM}/v1"}\n'
-        "models:\n"
-        "  a: {provider: up, upstream_model: slow-cheap-a}\n"
-        "  b: {provider: up, upstream_model: slow-cheap-b}\n"
-        "  e: {provider: up, upstream_model: slow-expensive}\n"
-        "resilience: {retries: {deadline: 1.0, attempts_per_model: 1}}\n"
-        "decisions:\n"
-        "  - {name: c, when: true, route: {algorithm: cascade, params: {stages: [[a, b], [e]]}}}\n"
+    slow = {
+        m: f"upstream_model: slow-{u}"
+        for m, u in zip("abe", ("cheap-a", "cheap-b", "expensive"), strict=True)
+    }
+    policy = cascade_policy(
+        slow, "[[a, b], [e]]", "{retries: {deadline: 1.0, attempts_per_model: 1}}"
     )
-    config, _ = load_config_text(policy, env={"UPSTREAM": skilled.base_url})
     with (
-        ServerThread(create_app(config)) as server,
-        httpx.Client(base_url=server.base_url, timeout=30) as c,
+        gateway_for(policy, skilled) as base_url,
+        httpx.Client(base_url=base_url, timeout=30) as c,
     ):
         answer = chat(c, HARD)
     assert answer.headers["x-router-model"] == "a"
@@ -325,6 +311,75 @@ def test_the_confidence_rule_asks_for_logprobs_and_escalates_on_doubt(
     assert hard.headers["x-router-calls"] == "cheap-a:low-confidence,expensive:answered"
     assert content(hard) == "The answer is 12."
     assert "logprobs" not in skilled.requests[-1][1]  # the last stage is not judged
+
+
+def test_answers_without_logprobs_escalate_or_are_judged_by_agreement(
+    client: httpx.Client,
+) -> None:
+    # By default an answer that carries no logprobs cannot be confident: it escalates.
+    easy = chat(client, EASY, model="unsure")
+    assert easy.headers["x-router-calls"] == (
+        "plain-a:no-logprobs,plain-b:no-logprobs,expensive:answered"
+    )
+    # without_logprobs: agree judges such a stage as `stop: agree` would.
+    agreed = chat(client, EASY, model="unsure-agree")
+    assert agreed.headers["x-router-calls"] == "plain-a:answered,plain-b:agreed"
+    split = chat(client, HARD, model="unsure-agree")
+    assert split.headers["x-router-calls"] == (
+        "plain-a:no-logprobs,plain-b:no-logprobs,expensive:answered"
+    )
+    # A model that sends logprobs is still judged by them first.
+    assert chat(client, EASY, model="mixed-agree").headers["x-router-calls"] == (
+        "cheap-a:answered,plain-b:no-logprobs"
+    )
+    doubtful = chat(client, HARD, model="mixed-agree")
+    assert doubtful.headers["x-router-calls"] == (
+        "cheap-a:low-confidence,plain-b:no-logprobs,expensive:answered"
+    )
+
+
+def test_a_confidence_stage_with_a_model_that_never_sends_logprobs_must_say_so() -> None:
+    stages = "stages: [[cheap-a, claude], [expensive]]"
+    message = config_error(
+        f"decisions:\n  - {{name: d, when: true, route: {{algorithm: cascade, params: "
+        f"{{{stages}, stop: {{rule: confidence}}}}}}}}\n"
+    )
+    assert (
+        "decisions[0].route.params: stop: model 'claude' (stages[0][1]) is served by provider "
+        "'ant' (type anthropic), which never returns logprobs" in message
+    )
+    for fine in (
+        f"{{{stages}, stop: {{rule: confidence, without_logprobs: escalate}}}}",
+        "{stages: [[cheap-a], [claude]], stop: {rule: confidence}}",  # the last is not judged
+        f"{{{stages}, stop: agree}}",
+    ):
+        policy = MODELS + (
+            f"decisions:\n  - {{name: d, when: true, route: {{algorithm: cascade, "
+            f"params: {fine}}}}}\n"
+        )
+        load_config_text(policy, env={"UPSTREAM": "http://127.0.0.1:9"})
+
+
+def test_max_attempts_bounds_the_request_not_each_call(skilled: SkilledUpstream) -> None:
+    # Every model answers 503 (retried, then fallen back from). Each of the three planned
+    # calls makes its first attempt; retries and fallbacks share max_attempts - 1 = 2 more.
+    # (Counted per call, as before, they could make 3 each: 9.)
+    busy = {m: f"upstream_model: busy, fallbacks: [{f}]" for m, f in zip("abc", "cca", strict=True)}
+    retries = "{attempts_per_model: 2, max_attempts: 3, backoff_initial: 0, backoff_max: 0}"
+    policy = cascade_policy(
+        busy, "[[a, b], [c]]", f"{{retries: {retries}, breaker: {{failures: 100}}}}"
+    )
+    with (
+        gateway_for(policy, skilled) as base_url,
+        httpx.Client(base_url=base_url, timeout=30) as c,
+    ):
+        for stream in (False, True):
+            before = len(skilled.requests)
+            body = {"model": "auto", "messages": [{"role": "user", "content": EASY}]}
+            answer = c.post("/v1/chat/completions", json=body | {"stream": stream})
+            assert answer.status_code >= 500
+            assert answer.headers["x-router-attempts"] == "5"
+            assert len(skilled.requests) - before == 5
 
 
 def test_the_verifier_rule_asks_a_model_and_counts_its_call(
@@ -540,8 +595,7 @@ def test_every_call_is_charged_to_its_models_budget(skilled: SkilledUpstream) ->
     """cheap-b's answer is discarded on a hard question, yet its tokens count against its
     own limit: the next request finds it spent and goes on without it."""
     limited = MODELS + "limits: {per_model: {cheap-b: {tokens_per_minute: 10}}}\n" + DECISIONS
-    config, _ = load_config_text(limited, env={"UPSTREAM": skilled.base_url})
-    with ServerThread(create_app(config)) as server, httpx.Client(base_url=server.base_url) as c:
+    with gateway_for(limited, skilled) as base_url, httpx.Client(base_url=base_url) as c:
         first = chat(c, HARD)
         assert first.headers["x-router-calls"].startswith("cheap-a:agree-fail,cheap-b:agree-fail")
         second = chat(c, EASY)

@@ -126,14 +126,14 @@ def test_a_conversations_history_is_counted_once_across_its_turns() -> None:
     document = "Here is the report:" + " word" * 9_000
     first = context(0)
     first.request.messages[0].content = document
-    turn1 = PromptSize(first, cache).estimate()
+    turn1 = PromptSize.of_request(first, cache).estimate()
     later = context(0)
     later.request.messages[0].content = document
     later.request.messages += [
         ChatMessage(role="assistant", content="Noted."),
         ChatMessage(role="user", content="summarise it"),
     ]
-    turn2 = PromptSize(later, cache).estimate()
+    turn2 = PromptSize.of_request(later, cache).estimate()
     assert turn2 > turn1 > 9_000
     assert sum(text == document for text in spy.texts) == 1  # the document: counted once
 
@@ -166,7 +166,8 @@ def test_output_asked_beyond_every_cap_says_so() -> None:
 def test_tools_and_message_framing_count_too() -> None:
     tools = [{"type": "function", "function": {"name": "f", "description": "x" + " word" * 2000}}]
     cache = TokenCache()
-    bare, with_tools = PromptSize(context(100), cache), PromptSize(context(100, tools=tools), cache)
+    bare = PromptSize.of_request(context(100), cache)
+    with_tools = PromptSize.of_request(context(100, tools=tools), cache)
     assert 100 < bare.estimate() < 115
     assert with_tools.estimate() > bare.estimate() + 2000
 

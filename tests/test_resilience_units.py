@@ -16,6 +16,7 @@ from router_proxy.errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
+from router_proxy.resilience.attempt_budget import AttemptBudget
 from router_proxy.resilience.breaker import BreakerBoard, BreakerState
 from router_proxy.resilience.config import BreakerConfig, LimitsConfig, RetryConfig, StateConfig
 from router_proxy.resilience.dispatch import AttemptLog, Dispatcher
@@ -321,6 +322,26 @@ async def test_the_attempt_budget_bounds_the_whole_request() -> None:
     assert info.value.code == "all_candidates_failed"
     assert "'a'" in info.value.message
     assert "'c'" in info.value.message
+
+
+async def test_calls_of_one_request_share_its_budget_beyond_their_first_attempts() -> None:
+    # A multi-call request: max_attempts 3 leaves 2 attempts beyond the planned calls'
+    # first ones, for all of them together, parallel calls included.
+    d, _ = dispatcher("resilience: {retries: {max_attempts: 3, attempts_per_model: 2}}")
+    attempt, calls = scripted({m: [status(503)] * 5 for m in "abcd"})
+    budget = AttemptBudget(d.retries.max_attempts)
+    logs = [AttemptLog() for _ in range(3)]
+    runs = [d.run((m,), attempt, log, budget=budget) for m, log in zip("abd", logs, strict=True)]
+    results = await asyncio.gather(*runs, return_exceptions=True)
+    assert all(isinstance(r, GatewayError) for r in results)
+    assert sum(log.attempts for log in logs) == len(calls) == 3 + 2
+    assert [log.tried[0][0] for log in logs] == ["a", "b", "d"]  # each made its first
+    assert budget.extra == 0
+    # A later call still makes its first attempt, and nothing more.
+    late = AttemptLog()
+    with pytest.raises(GatewayError):
+        await d.run(("a",), attempt, late, budget=budget)
+    assert late.attempts == 1
 
 
 async def test_a_single_model_keeps_its_own_error() -> None:

@@ -25,6 +25,11 @@ decision's candidates (a policy's constraint, e.g. private data to a local model
 always wins); ``decision`` re-routes a conversation that comes from another decision;
 ``off`` routes every turn on its own, as is every request that names a model (nothing to
 choose) and every embedding or text completion.
+
+A cascade or aggregate is not pinned (``pin=False``): its stop rule needs the models its
+plan names. The model whose answer it returns is bound like a single call's answering
+model, so a later turn routed to one model stays on it; a turn whose plan returned
+another model's answer is a rebound for ``multi_call`` (engine/multi_call/turn.py).
 """
 
 from __future__ import annotations
@@ -84,6 +89,9 @@ class SessionTurn:
     decision: str
     bound: Binding | None
     reason: str | None = None
+    # Why another model answered when nothing else says so: the bound one failed (a
+    # single call), or the plan chose another's answer (``multi_call``).
+    otherwise: str = "failed"
 
     @property
     def previous(self) -> str | None:
@@ -126,26 +134,33 @@ class Affinity:
         ctx: RequestContext,
         client: str,
         candidates: tuple[str, ...],
+        *,
+        pin: bool = True,
     ) -> tuple[tuple[str, ...], SessionTurn | None]:
         """``candidates``: those that can take the request, in order; returned with the
-        bound model first when it is kept."""
+        bound model first when it is kept (and ``pin``: a multi-call plan's order is its
+        own)."""
         session = self.session(ctx)
         if session is None:
             return candidates, None
         key = self.store.key(client, session)
         bound = await self.store.get(key)
         turn = SessionTurn(TurnNote(session), key, plan.decision, bound)
+        if not pin:
+            turn.otherwise = "multi_call"
         if bound is None:
             return candidates, turn
         model = bound.model
         if bound.decision != plan.decision and plan.decision not in self.sticky:
             turn.reason = "decision_changed"
         elif model in candidates:
-            turn.note.kept = model
-            return (model, *(m for m in candidates if m != model)), turn
+            if pin:
+                turn.note.kept = model
+                return (model, *(m for m in candidates if m != model)), turn
         elif any(model in self.fallbacks.get(m, ()) for m in candidates):
-            turn.note.kept = model  # reached before as a fallback: it stays
-            return (model, *candidates), turn
+            if pin:
+                turn.note.kept = model  # reached before as a fallback: it stays
+                return (model, *candidates), turn
         elif model in plan.candidates:
             turn.reason = "context"  # too small for the conversation now
         else:
@@ -164,7 +179,7 @@ class Affinity:
             note.affinity = "hit"
         else:
             note.affinity = "rebound"
-            note.reason = turn.reason or _why_not(bound.model, log)
+            note.reason = turn.reason or _why_not(bound.model, log, turn.otherwise)
             self._count("rebound", turn.decision, note.reason)
         self._count("affinity", turn.decision, note.affinity)
         if note.affinity != "hit" or bound is None or bound.decision != turn.decision:
@@ -179,9 +194,9 @@ class Affinity:
         counter.inc()
 
 
-def _why_not(model: str, log: AttemptLog) -> str:
-    """Why the bound model, tried first, did not answer."""
+def _why_not(model: str, log: AttemptLog, otherwise: str) -> str:
+    """Why the bound model did not answer: it was passed over, or ``otherwise``."""
     for skipped, why in log.skipped:
         if skipped == model:
             return why
-    return "failed"
+    return otherwise

@@ -17,6 +17,9 @@ only what is new. When no model declares a window, nothing here runs.
 The count is an estimate of each model's own (see signals/tokens.py): an upstream may
 still refuse the prompt as too long. Its context-length error then moves on to the next
 candidate with a larger window (``RequestFit.after``, called by the dispatcher).
+
+A cascade or aggregate judges each of its calls the same way, against the same count
+(engine/multi_call/fit.py).
 """
 
 from __future__ import annotations
@@ -84,12 +87,21 @@ class PromptSize:
     definitions, and the framing; counted once, and only when its byte size does not
     settle the question (a token covers at least one byte)."""
 
-    def __init__(self, ctx: RequestContext, cache: TokenCache) -> None:
-        self._texts = _message_texts(ctx)
+    def __init__(self, texts: list[str], messages: int, cache: TokenCache) -> None:
+        self._texts = texts
         self._cache = cache
-        self._fixed = TOKENS_PER_MESSAGE * len(ctx.request.messages) + REPLY_PRIMING
+        self._fixed = TOKENS_PER_MESSAGE * messages + REPLY_PRIMING
         self._ceiling: int | None = None
         self._total: int | None = None
+
+    @classmethod
+    def of_request(cls, ctx: RequestContext, cache: TokenCache) -> PromptSize:
+        return cls(_message_texts(ctx), len(ctx.request.messages), cache)
+
+    @classmethod
+    def of_text(cls, text: str, cache: TokenCache) -> PromptSize:
+        """A prompt of the gateway's own: one user message (a verifier's, a refiner's)."""
+        return cls([text], 1, cache)
 
     def _ceiling_tokens(self) -> int:
         if self._ceiling is None:
@@ -144,7 +156,10 @@ class ContextFit:
         fallbacks = tuple(m for m in self.fallbacks.get(decision, ()) if serves(m))
         if self.limited.isdisjoint(candidates) and self.limited.isdisjoint(fallbacks):
             return candidates, None
-        fit = RequestFit(self, ctx, fallbacks)
+        assert self.cache is not None
+        fit = RequestFit(
+            self, PromptSize.of_request(ctx, self.cache), requested_output(ctx), fallbacks
+        )
         kept = fit.select(candidates, skipped)
         if not kept:
             raise fit.error()
@@ -152,14 +167,16 @@ class ContextFit:
 
 
 class RequestFit:
-    """One request against the windows: the first check, and each upstream's refusal."""
+    """One request (or one call of a multi-call request) against the windows: the first
+    check, and each upstream's refusal. ``output``: the answer's length asked for."""
 
-    def __init__(self, fit: ContextFit, ctx: RequestContext, fallbacks: tuple[str, ...]):
+    def __init__(
+        self, fit: ContextFit, size: PromptSize, output: int, fallbacks: tuple[str, ...]
+    ) -> None:
         self.windows, self.outputs = fit.windows, fit.outputs
         self.fallbacks = fallbacks
-        self.output = requested_output(ctx)
-        assert fit.cache is not None
-        self.size = PromptSize(ctx, fit.cache)
+        self.output = output
+        self.size = size
         self.considered: list[str] = []  # every model judged, in order (for the error)
         self.too_small = 0  # the largest window an upstream said the prompt overflows
 

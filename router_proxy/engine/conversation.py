@@ -11,7 +11,8 @@ made valid for it (``translate/history.py``); the log line's ``switch`` says fro
 model, why, and what changed.
 
 ``context_fit.py`` and ``affinity.py`` hold each step's rules; with neither configured
-(no window declared, affinity off) a turn costs two attribute reads.
+(no window declared, affinity off) a turn costs two attribute reads. A cascade's or
+aggregate's calls take the same steps, each call its own (``multi_call/turn.py``).
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ class Turn:
     permitted: Callable[[str], bool] | None = None  # the models the caller allows
     # For each model the history was made valid for: what that changed.
     changed: dict[str, list[str]] | None = None
-    _switched: dict[bool, tuple[Outgoing, list[str]]] | None = None
+    # Per wire format: the body it was made from, the body made, what changed. (A
+    # multi-call request sends several bodies: each is made valid when first sent.)
+    _switched: dict[bool, tuple[Outgoing, Outgoing, list[str]]] | None = None
 
     def outgoing(self, out: Outgoing, model: str) -> Outgoing:
         """What ``model`` is sent: the request as it is, unless the model that wrote the
@@ -60,11 +63,11 @@ class Turn:
         if self._switched is None:
             self._switched, self.changed = {}, {}
         made = self._switched.get(native)
-        if made is None:
-            made = self._switched[native] = switched(out, native)
+        if made is None or made[0] is not out:
+            made = self._switched[native] = (out, *switched(out, native))
         assert self.changed is not None
-        self.changed[model] = made[1]
-        return made[0]
+        self.changed[model] = made[2]
+        return made[1]
 
 
 def switched(out: Outgoing, native: bool) -> tuple[Outgoing, list[str]]:

@@ -90,7 +90,7 @@ class Engine:
         self.records = records  # None: the policy records nothing (and pays nothing)
         self.shadow = shadow  # None: no decision shadows
         # Cascades and aggregates (RoutePlan.calls); a plan without them never looks here.
-        self.multi_call = MultiCall(dispatcher, upstream, accounting.cost)
+        self.multi_call = MultiCall(dispatcher, upstream, accounting.cost, conversations)
         # None: not traced; else the surfaces begin each request's trace (record.trace).
         self.tracing = tracing
 
@@ -140,9 +140,7 @@ class Engine:
             return cached
         out = await _outgoing(self.pipeline, plan, ctx)
         if plan.calls is not None and ctx.endpoint == "chat":
-            completion = await self.multi_call.complete(
-                plan.calls, ctx, record, out, self.conversations.preferences.permitted(ctx)
-            )
+            completion = await self.multi_call.complete(plan, ctx, record, out)
             await self.accounting.charge(record)
             self._keep(record, completion, record.model or plan.model)
             return completion
@@ -184,9 +182,7 @@ class Engine:
             return OpenedStream(stream, first, deadline)
         out = await _outgoing(self.pipeline, plan, ctx)
         if plan.calls is not None and ctx.endpoint == "chat":
-            opened = await self.multi_call.open_stream(
-                plan.calls, ctx, record, out, self.conversations.preferences.permitted(ctx)
-            )
+            opened = await self.multi_call.open_stream(plan, ctx, record, out)
             return OpenedStream(*opened)
         # The candidates tried, in order (context windows, session affinity): no await
         # when nothing applies.

@@ -51,6 +51,8 @@ class CallLike(Protocol):
     def usage(self) -> Usage | None: ...
     @property
     def cost(self) -> float | None: ...
+    @property
+    def called(self) -> bool: ...
 
 
 class Metrics:
@@ -286,7 +288,7 @@ class Metrics:
     ) -> None:
         """One multi-call request's calls: each one's tokens and dollars under its own
         model, what became of it, and each stage's time."""
-        self.multi_call_calls.labels(decision).observe(len(calls))
+        self.multi_call_calls.labels(decision).observe(sum(1 for c in calls if c.called))
         self.multi_call_stage.labels(decision, str(len(stage_seconds))).inc()
         for i, seconds in enumerate(stage_seconds, start=1):
             self.multi_call_stage_seconds.labels(decision, str(i)).observe(seconds)

@@ -48,6 +48,7 @@ class AnthropicProviderConfig(ProviderConfigBase):
 class AnthropicProvider(HTTPProvider):
     config_model = AnthropicProviderConfig
     config: AnthropicProviderConfig
+    logprobs = False  # the Messages API has none
 
     @property
     def base_url(self) -> str:

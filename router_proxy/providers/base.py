@@ -78,6 +78,9 @@ class Provider(ABC):
 
     config_model: ClassVar[type[ProviderConfigBase]]
     endpoints: ClassVar[frozenset[Endpoint]] = frozenset({"chat"})
+    # Whether its answers can carry token log-probabilities (chat ``logprobs: true``);
+    # a cascade's confidence rule reads them, and its config is checked against this.
+    logprobs: ClassVar[bool] = True
 
     def __init__(self, name: str, config: ProviderConfigBase) -> None:
         self.name = name

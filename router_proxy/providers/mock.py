@@ -38,6 +38,7 @@ class MockProvider(Provider):
     config_model = MockProviderConfig
     config: MockProviderConfig
     endpoints = frozenset({"chat", "completions", "embeddings"})
+    logprobs = False
 
     def _answer(self, call: UpstreamCall) -> tuple[Reply, int, Usage]:
         """One choice's reply (every choice gets the same: the mock is deterministic), the

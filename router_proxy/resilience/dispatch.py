@@ -3,7 +3,8 @@
 The order is the selector's (the plan's candidates, best first); a model that fails
 brings its own ``fallbacks:`` in right after it. Models whose breaker is open or whose
 own rate limit is spent are skipped, and bring their fallbacks in the same way. Every
-attempt counts against the request's budget (``max_attempts``, and ``deadline`` if set).
+attempt counts against the request's budget (``max_attempts``, and ``deadline`` if set);
+a request of several calls shares one budget over them all (``AttemptBudget``).
 
 When nothing answers:
 - one model was involved and it failed: its own error (502, 504, ...), as without
@@ -33,6 +34,7 @@ from router_proxy.errors import (
     ServiceUnavailableError,
     UpstreamTimeoutError,
 )
+from router_proxy.resilience.attempt_budget import AttemptBudget
 from router_proxy.resilience.config import RetryConfig
 from router_proxy.resilience.feedback import UpstreamFeedback
 from router_proxy.resilience.overflow import Overflow, is_context_overflow
@@ -96,17 +98,19 @@ class Dispatcher:
         overflow: Overflow | None = None,
         permitted: Callable[[str], bool] | None = None,
         deadline: float | None = None,
+        budget: AttemptBudget | None = None,
     ) -> Outcome[T]:
         """``permitted``: the models the request may reach at all (a caller's
         preferences); a model's ``fallbacks`` outside it are passed over. ``deadline``
-        (``time.monotonic()``): the request's, when it makes several calls; else
-        ``retries.deadline`` from now."""
+        (``time.monotonic()``) and ``budget``: the request's, when it makes several
+        calls; else ``retries.deadline`` from now, and ``max_attempts`` for this call."""
         if deadline is None:
             deadline = self.request_deadline()
         queue, seen = list(candidates), set[str]()
         errors: list[tuple[str, GatewayError]] = []
         refused: RateLimitError | None = None
-        while queue and log.attempts < self.retries.max_attempts:
+        most = self.retries.max_attempts
+        while queue and (log.attempts < most if budget is None else budget.allows(log.attempts)):
             model = queue.pop(0)
             if model in seen or (permitted is not None and not permitted(model)):
                 continue
@@ -131,8 +135,11 @@ class Dispatcher:
             if not self.breakers.allows(model):  # another request took the probe meanwhile
                 queue[0:0] = self._passed_over(model, "breaker_open", log)
                 continue
+            if budget is not None and not budget.take(log.attempts):
+                self.feedback.abandoned(model)  # the pool ran dry meanwhile: no call
+                break
             try:
-                outcome = await self._try_model(model, attempt, log, deadline)
+                outcome = await self._try_model(model, attempt, log, deadline, budget)
             except _Failed as failed:
                 errors.append((model, failed.error))
                 queue[0:0] = self.models[model].fallbacks
@@ -159,7 +166,12 @@ class Dispatcher:
         return time.monotonic() + limit if limit is not None else None
 
     async def _try_model(
-        self, model: str, attempt: Attempt[T], log: AttemptLog, deadline: float | None
+        self,
+        model: str,
+        attempt: Attempt[T],
+        log: AttemptLog,
+        deadline: float | None,
+        budget: AttemptBudget | None,
     ) -> Outcome[T]:
         """Up to ``attempts_per_model`` tries; _Failed when this model is done for."""
         for retry in range(self.retries.attempts_per_model):
@@ -172,7 +184,7 @@ class Dispatcher:
                 verdict = self.feedback.failed(model, exc)
                 if verdict is Verdict.FINAL:  # the client's mistake: answer it now
                     raise
-                wait = self._wait_before_retry(exc, verdict, retry, model, log, deadline)
+                wait = self._wait_before_retry(exc, verdict, retry, model, log, deadline, budget)
                 if wait is None:
                     raise _Failed(exc) from exc
                 await self.sleep(wait)
@@ -194,18 +206,24 @@ class Dispatcher:
         model: str,
         log: AttemptLog,
         deadline: float | None,
+        budget: AttemptBudget | None,
     ) -> float | None:
-        """Seconds to wait before trying ``model`` again, or None to move on."""
+        """Seconds to wait before trying ``model`` again, or None to move on. (A
+        request's shared budget is drawn on last: only for a retry that will be made.)"""
         config = self.retries
         if verdict is not Verdict.RETRY or retry + 1 >= config.attempts_per_model:
             return None
-        if log.attempts >= config.max_attempts or not self.breakers.available(model):
+        if budget is None and log.attempts >= config.max_attempts:
+            return None
+        if not self.breakers.available(model):
             return None
         asked = retry_after_seconds(exc)
         if asked is not None and asked > config.max_retry_after:
             return None  # it will not answer soon: the next candidate may
         wait = backoff(retry, config, asked, self.rng)
         if deadline is not None and time.monotonic() + wait >= deadline:
+            return None
+        if budget is not None and not budget.take(log.attempts):
             return None
         return wait
 

@@ -25,6 +25,10 @@ stage set for that kind:
 
 Every model the artifact's plans call must be a configured model; the artifact is
 checked at load like the other learned selectors' (its encoder, its models).
+
+A confidence rule needs log-probabilities: a stage before the last (inline, or in one of
+the artifact's plans) with a model whose provider type never returns them (anthropic,
+mock) is refused at load unless ``stop.without_logprobs`` says what to do instead.
 """
 
 from __future__ import annotations
@@ -41,11 +45,13 @@ from router_proxy.config.base import StrictModel
 from router_proxy.context import RequestContext
 from router_proxy.embeddings.registry import encoder_name
 from router_proxy.embeddings.shared import SharedEncoder
+from router_proxy.providers.registry import PROVIDER_TYPES
 from router_proxy.selection.artifact import META, ArtifactError
 from router_proxy.selection.cascade_artifact import CascadeArtifact, Stages
 from router_proxy.selection.multi_call import (
     AgreeStop,
     BudgetConfig,
+    ConfidenceStop,
     MultiCallPlan,
     MultiCallSelector,
     ParamProblem,
@@ -138,13 +144,14 @@ class CascadeSelector(MultiCallSelector):
 
     @classmethod
     def check(cls, candidates: tuple[str, ...], params: Any, config: Config) -> list[str]:
+        problems = _without_logprobs(params, config)
         if params.artifact is None:
-            return []
+            return problems
         try:
             _load(params.artifact).check_fit(encoder_name(config.embeddings), candidates)
         except ArtifactError as exc:
-            return [f"artifact: {exc}"]
-        return []
+            return [*problems, f"artifact: {exc}"]
+        return problems
 
     @classmethod
     def build(cls, candidates: tuple[str, ...], params: CascadeParams, ctx: BuildContext) -> Self:
@@ -186,6 +193,49 @@ class CascadeSelector(MultiCallSelector):
 
     async def plan(self, ctx: RequestContext) -> MultiCallPlan:
         return await self.stages_for(ctx)
+
+
+def _without_logprobs(params: CascadeParams, config: Config) -> list[str]:
+    """A confidence rule whose earlier stages call a model that can never say how sure it
+    is (its provider type sends no logprobs) must say what to do about it: left to the
+    default, every such answer would escalate, and the cascade would pay for every stage."""
+    stop = params.stop
+    if not isinstance(stop, ConfidenceStop) or "without_logprobs" in stop.model_fields_set:
+        return []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for model, where in _early_models(params):
+        configured = config.models.get(model)
+        if model in seen or configured is None:  # an unknown name is reported where named
+            continue
+        seen.add(model)
+        provider = config.providers.get(configured.provider)
+        if provider is None or PROVIDER_TYPES[provider.type].logprobs:
+            continue
+        problems.append(
+            f"stop: model '{model}' ({where}) is served by provider '{configured.provider}' "
+            f"(type {provider.type}), which never returns logprobs, so the confidence rule "
+            "would escalate every answer it gives; write `without_logprobs: escalate` to "
+            "accept that, or `without_logprobs: agree` to judge its stage by agreement"
+        )
+    return problems
+
+
+def _early_models(params: CascadeParams) -> list[tuple[str, str]]:
+    """Each model of a stage before the last, with where it is named."""
+    stages = params.stages or []
+    named = [
+        (model, f"stages[{i}][{j}]")
+        for i, stage in enumerate(stages[:-1])
+        for j, model in enumerate(stage)
+    ]
+    if params.artifact is not None:
+        try:
+            plans = _load(params.artifact).plans
+        except ArtifactError:
+            plans = ()  # check() says why
+        named += [(m, "artifact") for plan in plans for stage in plan[:-1] for m in stage]
+    return named
 
 
 def _artifact_models(directory: Path) -> list[str]:

@@ -61,10 +61,18 @@ class AgreeStop(StrictModel):
 
 class ConfidenceStop(StrictModel):
     """Answer when a model's mean token log-probability reaches ``min_mean_logprob``
-    (the upstream is asked for ``logprobs``; an answer without them escalates)."""
+    (the upstream is asked for ``logprobs``). An answer without them (Anthropic's never
+    have any) escalates, or, with ``without_logprobs: agree``, its stage is judged by
+    agreement instead. A stage before the last with a model whose provider can never
+    send them is refused at load unless ``without_logprobs`` is written out."""
 
     rule: Literal["confidence"]
     min_mean_logprob: float = Field(default=-0.3, le=0)
+    without_logprobs: Literal["escalate", "agree"] = Field(
+        default="escalate",
+        description="an answer that comes without logprobs: escalate, or agree (its stage "
+        "answers when every model of it gives the same final answer)",
+    )
 
 
 class VerifierStop(StrictModel):

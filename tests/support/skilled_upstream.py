@@ -9,8 +9,12 @@ expensive   right on both ("12" on hard ones)
 judge       a verifier: "yes" when the proposed answer is right, else "no"
 refiner     reads the candidates and writes the right answer
 fail        500 on every call
+busy        503 on every call (retried, then fallen back from)
 hang        answers only after HANG_SECONDS (first-byte timeouts)
 slow-NAME   NAME, after SLOW_SECONDS (a request's deadline across stages)
+plain-NAME  NAME, but never with logprobs (as an Anthropic model)
+cramped-NAME NAME, but a prompt over CRAMPED_CHARS characters is refused as too long
+            (OpenAI's 400 ``context_length_exceeded``)
 tooler      calls the tool ``lookup`` with ``{"q": 12}`` instead of answering in text
 ==========  ==================================================================
 
@@ -40,6 +44,7 @@ WRONG = {"cheap-a": "7", "cheap-b": "9"}
 PROMPT_TOKENS = 10
 HANG_SECONDS = 3.0
 SLOW_SECONDS = 0.6
+CRAMPED_CHARS = 1000
 
 
 def truth(question: str) -> str:
@@ -65,6 +70,17 @@ def answer_of(model: str, prompt: str) -> tuple[str, bool]:
     correct = truth(prompt)
     given = WRONG.get(model, correct) if correct == HARD else correct
     return f"The answer is {given}.", given == correct
+
+
+def _too_long() -> dict[str, Any]:
+    message = "This model's maximum context length is 1000 tokens; your messages are longer."
+    error = {
+        "message": message,
+        "type": "invalid_request_error",
+        "param": "messages",
+        "code": "context_length_exceeded",
+    }
+    return {"error": error}
 
 
 def _tool_call() -> dict[str, Any]:
@@ -103,6 +119,14 @@ class SkilledUpstream:
         self.requests.append((model, body))
         if model == "fail":
             return JSONResponse({"error": {"message": "boom", "type": "server_error"}}, 500)
+        if model == "busy":
+            return JSONResponse({"error": {"message": "busy", "type": "server_error"}}, 503)
+        if model.startswith("cramped-"):
+            model = model.removeprefix("cramped-")
+            if sum(len(str(m.get("content"))) for m in body["messages"]) > CRAMPED_CHARS:
+                return JSONResponse(_too_long(), 400)
+        logprobs = bool(body.get("logprobs")) and not model.startswith("plain-")
+        model = model.removeprefix("plain-")
         if model == "hang":
             await asyncio.sleep(HANG_SECONDS)
         if model.startswith("slow-"):
@@ -128,7 +152,7 @@ class SkilledUpstream:
             "message": {"role": "assistant", "content": text},
             "finish_reason": "stop",
         }
-        if body.get("logprobs"):
+        if logprobs:
             value = -0.05 if right else -2.0
             choice["logprobs"] = {
                 "content": [{"token": w, "logprob": value, "top_logprobs": []} for w in words]

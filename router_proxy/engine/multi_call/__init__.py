@@ -6,6 +6,8 @@ selection/cascade.py and selection/aggregate.py; ``runner.MultiCall`` runs them.
     cascade.py     stages in order, the budget, the last stage
     aggregate.py   the panel, the vote, the refiner's request
     calls.py       one call through the dispatcher, and what its answer says
+    turn.py        the conversation's part: context windows per call (fit.py), the
+                   session's history and binding
     rules.py       the stop rule interface; stop_agree.py, stop_confidence.py,
                    stop_verifier.py: one rule each
     emit.py        the chosen answer as a completion or a stream

@@ -1,18 +1,18 @@
 """Runs an aggregate (selection/aggregate.py): every panel model answers in parallel,
 then a vote over their final answers, or a refining model that reads them all and writes
-the answer (live, when the client streams)."""
+the answer (live, when the client streams); a refiner that fails, or cannot take its
+prompt, leaves the answer to the vote."""
 
 from __future__ import annotations
 
 from collections import Counter
 
-from router_proxy.engine.multi_call.calls import Call, Caller, asking, whole_body
+from router_proxy.engine.multi_call.calls import Call, Caller, whole_body
 from router_proxy.engine.multi_call.cascade import run_stage
 from router_proxy.engine.multi_call.note import MultiCallNote
 from router_proxy.engine.multi_call.rules import mark_failed
 from router_proxy.engine.multi_call.stop_agree import final_answers
 from router_proxy.engine.upstream import Outgoing
-from router_proxy.errors import GatewayError, ServiceUnavailableError
 from router_proxy.selection.aggregate import AggregatePlan
 
 
@@ -24,7 +24,7 @@ async def run_panel(
     panel = await run_stage(caller, plan.panel, whole_body(out), 0, note)
     calls = mark_failed(panel) or [c for c in panel if c.returnable]
     if not calls:
-        raise none_answered(note)
+        raise note.failure()
     return calls
 
 
@@ -47,22 +47,11 @@ def vote(plan: AggregatePlan, calls: list[Call], question: str) -> Call:
     return chosen
 
 
-def refining(plan: AggregatePlan, calls: list[Call], question: str, out: Outgoing) -> Outgoing:
-    """The refiner's request: the question and every answer (unnamed, in panel order)."""
+def refining(plan: AggregatePlan, calls: list[Call], question: str) -> str:
+    """The refiner's prompt: the question and every answer (unnamed, in panel order)."""
     assert plan.refiner is not None
     candidates = "\n\n".join(f"Answer {i}:\n{call.text}" for i, call in enumerate(calls, start=1))
     for call in calls:
         call.reason = "candidate"
     prompt = plan.refiner.prompt.replace("{question}", question)
-    return asking(out, prompt.replace("{candidates}", candidates))
-
-
-def none_answered(note: MultiCallNote) -> GatewayError:
-    errors = [c.error for c in note.calls if c.error is not None]
-    if len(errors) == 1:
-        return errors[0]
-    failures = "; ".join(f"'{c.model}': {c.error.message}" for c in note.calls if c.error)
-    failures = failures or "no answer could be read"
-    return ServiceUnavailableError(
-        f"Every model of the panel failed: {failures}", code="all_candidates_failed"
-    )
+    return prompt.replace("{candidates}", candidates)

@@ -1,25 +1,37 @@
 """One model call of a multi-call plan, made through the dispatcher like any request's
 call (retries, the model's ``fallbacks``, breakers and model limits apply), with what
-the stop rules read from its answer: the text and the mean token log-probability."""
+the stop rules read from its answer: the text and the mean token log-probability.
+
+The request's calls share its deadline and its retry budget (``AttemptBudget``: each
+call's first attempt, then ``max_attempts - 1`` more among them all), and, when its
+conversation asks for it (``turn.py``), each call's models are judged against their
+context windows and each model gets the history made valid for it."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from router_proxy.engine import traced
+from router_proxy.engine.multi_call.fit import PassedOver
 from router_proxy.engine.record import RequestRecord
 from router_proxy.engine.upstream import Outgoing, Upstream
 from router_proxy.errors import GatewayError
 from router_proxy.protocol import Usage
 from router_proxy.providers.base import ChatStream, Completion
+from router_proxy.resilience.attempt_budget import AttemptBudget
 from router_proxy.resilience.dispatch import AttemptLog, Dispatcher, Outcome
 
+if TYPE_CHECKING:
+    from router_proxy.engine.multi_call.turn import CallsTurn
+
 Price = Callable[[str | None, Usage | None], float | None]
+PASSED_OVER = "context"  # a call's reason when no model of it could take the prompt
 
 
 @dataclass(eq=False, slots=True)
@@ -38,6 +50,7 @@ class Call:
     error: GatewayError | None = None
     reason: str = "called"
     judges: bool = False  # a verifier's call: its text is a verdict, not an answer
+    called: bool = True  # False: passed over, no model of it could take the prompt
 
     @property
     def answered(self) -> bool:
@@ -78,7 +91,10 @@ class Caller:
         price: Price,
         record: RequestRecord,
         permitted: Callable[[str], bool] | None,
+        *,
         deadline: float | None = None,
+        budget: AttemptBudget | None = None,
+        turn: CallsTurn | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.upstream = upstream
@@ -86,41 +102,68 @@ class Caller:
         self.record = record
         self.permitted = permitted
         self.deadline = deadline  # the request's (time.monotonic()), for every call
+        self.budget = budget  # the request's extra attempts, shared by its calls
+        self.turn = turn  # None: no window declared and no session (nothing to do)
 
-    async def complete(self, models: tuple[str, ...], out: Outgoing, stage: int) -> Call:
+    async def complete(
+        self,
+        models: tuple[str, ...],
+        out: Outgoing,
+        stage: int,
+        *,
+        answers: bool = False,
+        prompt: str | None = None,
+    ) -> Call:
         """``models[0]``'s whole answer (the rest, then its ``fallbacks``, if it fails);
-        a failure is a Call with its ``error``, never raised."""
+        a failure is a Call with its ``error``, never raised. ``answers``: the call
+        writes the answer on its own (a last stage, a refiner); ``prompt``: the gateway's
+        own that ``out`` asks (a verifier's, a refiner's), else ``out`` is the client's."""
         upstream, request_id = self.upstream, self.record.request_id
+        send = self._sender(out, prompt)
 
         async def attempt(model: str, left: float | None) -> Completion:
-            return await upstream.complete(out, model, left, request_id)
+            return await upstream.complete(send(model), model, left, request_id)
 
         started = time.perf_counter()
         try:
-            outcome = await self._run(models, attempt)
+            outcome = await self._run(models, attempt, answers, prompt)
+        except PassedOver as over:
+            return Call(models[0], stage, error=over.error, reason=PASSED_OVER, called=False)
         except GatewayError as exc:
             return Call(models[0], stage, time.perf_counter() - started, error=exc)
         return self._read(outcome.model, stage, outcome.result, time.perf_counter() - started)
 
     async def open_stream(
-        self, models: tuple[str, ...], out: Outgoing
+        self, models: tuple[str, ...], out: Outgoing, prompt: str | None = None
     ) -> Outcome[tuple[ChatStream, bytes, float]]:
-        """The answer as a live stream (the last stage's: nothing judges it); raises as
-        a single model's stream would."""
+        """The answer as a live stream (the last stage's, a refiner's: nothing judges
+        it); raises as a single model's stream would, or ``PassedOver``."""
         upstream, request_id = self.upstream, self.record.request_id
+        send = self._sender(out, prompt)
 
         async def attempt(model: str, left: float | None) -> tuple[ChatStream, bytes, float]:
-            return await upstream.open_stream(out, model, left, request_id)
+            return await upstream.open_stream(send(model), model, left, request_id)
 
-        return await self._run(models, attempt)
+        return await self._run(models, attempt, True, prompt)
 
-    async def _run(self, models: tuple[str, ...], attempt: Any) -> Outcome[Any]:
-        log = AttemptLog()
-        if self.record.trace is not None:  # a span per attempt, as for a single call
-            attempt = traced.attempts(attempt, self.record.trace, log, self.dispatcher.models)
+    def _sender(self, out: Outgoing, prompt: str | None) -> Callable[[str], Outgoing]:
+        """What each model is sent: the client's history made valid for a model that did
+        not write it (a prompt of the gateway's own has no history)."""
+        if self.turn is None or prompt is not None:
+            return lambda model: out
+        return partial(self.turn.turn.outgoing, out)
+
+    async def _run(
+        self, models: tuple[str, ...], attempt: Any, answers: bool, prompt: str | None
+    ) -> Outcome[Any]:
+        log, overflow = AttemptLog(), None
         try:
+            if self.turn is not None:
+                models, overflow = self.turn.models(models, log.skipped, answers, prompt)
+            if self.record.trace is not None:  # a span per attempt, as for a single call
+                attempt = traced.attempts(attempt, self.record.trace, log, self.dispatcher.models)
             outcome: Outcome[Any] = await self.dispatcher.run(
-                models, attempt, log, None, self.permitted, self.deadline
+                models, attempt, log, overflow, self.permitted, self.deadline, self.budget
             )
         finally:
             shared = self.record.attempts

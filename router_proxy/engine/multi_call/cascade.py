@@ -3,8 +3,9 @@ in parallel, until the stop rule answers, the budget is spent, or the last stage
 reached. The last stage is never second-guessed: its first model answers (the stage's
 other models are its fallbacks), live when the client streams.
 
-A stage before the last whose calls all failed escalates; when the last stage fails too,
-the earliest answer any stage gave is returned rather than an error.
+A stage before the last whose calls all failed escalates, as does one none of whose
+models can take the prompt (passed over for their context windows: ``fit.py``); when the
+last stage fails too, the earliest answer any stage gave is returned rather than an error.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def spent(budget: BudgetConfig, note: MultiCallNote, started: float) -> bool:
 async def run_stage(
     caller: Caller, models: tuple[str, ...], out: Outgoing, index: int, note: MultiCallNote
 ) -> list[Call]:
-    """The stage's models in parallel, each falling back within itself."""
+    """The stage's models in parallel, each falling back within itself: the calls made
+    (one passed over is in the note, not judged)."""
     started = time.perf_counter()
     # A task group: the client leaving (or a bug in one call) cancels the stage's others.
     async with asyncio.TaskGroup() as group:
@@ -54,7 +56,7 @@ async def run_stage(
     calls = [task.result() for task in tasks]
     note.calls += calls
     note.stage_seconds.append(time.perf_counter() - started)
-    return calls
+    return [c for c in calls if c.called]
 
 
 async def decide(
@@ -82,6 +84,14 @@ async def decide(
 def earliest(note: MultiCallNote) -> Call | None:
     """The first answer any call gave (the budget ran out, or the last stage failed)."""
     return next((c for c in note.calls if c.answered), None)
+
+
+def earlier_answer(note: MultiCallNote) -> Call | None:
+    """The last stage gave no answer: the earliest a stage gave, which answers now."""
+    earlier = earliest(note)
+    if earlier is not None:
+        earlier.reason = "answered"
+    return earlier
 
 
 def last_stage(plan: CascadePlan) -> tuple[tuple[str, ...], int]:

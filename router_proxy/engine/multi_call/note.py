@@ -1,11 +1,13 @@
 """What a multi-call request did, for its headers, log line and metrics: each call with
-why the plan went on past it, and each stage's time."""
+why the plan went on past it (``context``: not made, no model of it could take the
+prompt), and each stage's time; and, when nothing answered, the client's error."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from router_proxy.errors import GatewayError, ServiceUnavailableError
 from router_proxy.protocol import Usage
 
 if TYPE_CHECKING:
@@ -42,10 +44,26 @@ class MultiCallNote:
         """``a:agree-fail,b:agree-fail,c:answered``."""
         return ",".join(f"{c.model}:{c.reason}" for c in self.calls)
 
+    def failure(self) -> GatewayError:
+        """No call gave an answer: the one failure, or each one's (503); when no call
+        could be made at all, the 400 ``context_length_exceeded`` of the last one passed
+        over (its plan's fit had judged every model by then)."""
+        called = [c for c in self.calls if c.called]
+        if not called and self.calls and self.calls[-1].error is not None:
+            return self.calls[-1].error
+        errors = [c.error for c in called if c.error is not None]
+        if len(errors) == 1:
+            return errors[0]
+        failures = "; ".join(f"'{c.model}': {c.error.message}" for c in called if c.error)
+        failures = failures or "no answer could be read"
+        return ServiceUnavailableError(
+            f"Every model called failed: {failures}", code="all_candidates_failed"
+        )
+
     def log_fields(self) -> dict[str, Any]:
         return {
             "calls": self.header(),
-            "calls_count": len(self.calls),
+            "calls_count": sum(1 for c in self.calls if c.called),
             "stages": self.stages,
             "stages_ms": [round(s * 1000, 3) for s in self.stage_seconds],
         }

@@ -21,6 +21,24 @@ def final_answers(
     return group_code(answers, code_similarity) if found == "code" else answers
 
 
+def agreement(
+    calls: list[Call], question: str, fmt: AnswerFormat, code_similarity: float = CODE_SIMILARITY
+) -> Call | None:
+    """The stage's first call when every call, more than one, answered the same final
+    answer (the others are marked ``agreed``); else None. Reasons of calls that did not
+    answer are set by ``mark_failed``."""
+    answered = mark_failed(calls)
+    if len(calls) < 2 or len(answered) < len(calls):
+        return None
+    answers = final_answers([c.text or "" for c in calls], question, fmt, code_similarity)
+    if answers[0] is None or any(a != answers[0] for a in answers):
+        return None
+    for call in calls[1:]:
+        call.reason = "agreed"
+    calls[0].reason = "answered"
+    return calls[0]
+
+
 class AgreeRule:
     logprobs = False
 
@@ -31,15 +49,9 @@ class AgreeRule:
         )
 
     async def judge(self, calls: list[Call], judging: Judging) -> Call | None:
-        answered = mark_failed(calls)
-        if len(calls) > 1 and len(answered) == len(calls):
-            texts = [c.text or "" for c in calls]
-            answers = final_answers(texts, judging.question, self.format, self.code_similarity)
-            if answers[0] is not None and all(a == answers[0] for a in answers):
-                for call in calls[1:]:
-                    call.reason = "agreed"
-                calls[0].reason = "answered"
-                return calls[0]
-        for call in answered:
-            call.reason = "agree-fail"
-        return None
+        chosen = agreement(calls, judging.question, self.format, self.code_similarity)
+        if chosen is None:
+            for call in calls:
+                if call.answered:
+                    call.reason = "agree-fail"
+        return chosen

@@ -1,7 +1,8 @@
 """``stop: {rule: verifier, model: M, prompt: ...}``: model M reads the question and a
 stage's answer and says yes or no; the first answer (in stage order) it accepts is
 returned. Each verification is a call of its own, priced and shown in ``x-router-calls``
-(``M:verified-yes`` / ``M:verified-no``). The prompt's ``{question}`` and ``{answer}``
+(``M:verified-yes`` / ``M:verified-no``; ``M:context`` when no verifier can take the
+prompt, and the answer goes unverified). The prompt's ``{question}`` and ``{answer}``
 are filled in by plain replacement."""
 
 from __future__ import annotations
@@ -36,17 +37,15 @@ class VerifierRule:
             )
             stage = call.stage
             verdict = await judging.caller.complete(
-                (self.model,), asking(judging.out, prompt), stage
+                (self.model,), asking(judging.out, prompt), stage, prompt=prompt
             )
             verdict.judges = True
             judging.note.calls.append(verdict)
             judging.note.stage_seconds[stage] += time.perf_counter() - started
-            if verdict.error is not None:
-                verdict.reason = "failed"
-            elif accepted(verdict.text):
+            if accepted(verdict.text):
                 verdict.reason, call.reason = "verified-yes", "answered"
                 return call
-            else:
-                verdict.reason = "verified-no"
+            if verdict.called:  # else ``context``: no verifier could read it
+                verdict.reason = "failed" if verdict.error is not None else "verified-no"
             call.reason = "rejected"
         return None
