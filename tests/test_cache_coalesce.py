@@ -47,8 +47,9 @@ POLL_LIMIT = 20.0  # seconds a test waits for the gateway to reach a state befor
 
 class HeldUpstream:
     """An OpenAI-format upstream that counts calls per prompt. The first call for each
-    prompt waits for ``gate``; with model ``held-fail`` that call then fails (500), with
-    ``held-cut`` its stream is dropped after one chunk; later calls answer. Answers echo
+    prompt waits for ``gate`` (with model ``held-all``, every call does); with model
+    ``held-fail`` that call then fails (500), with ``held-cut`` its stream is dropped
+    after one chunk; later calls answer. Answers echo
     the prompt, whole or streamed."""
 
     def __init__(self) -> None:
@@ -66,7 +67,7 @@ class HeldUpstream:
         body = json.loads(await request.body())
         prompt = body["messages"][-1]["content"]
         self.calls[prompt] += 1
-        if self.calls[prompt] == 1:
+        if self.calls[prompt] == 1 or body["model"] == "held-all":
             await asyncio.to_thread(self.gate.wait)  # set from the test's thread
             if body["model"] == "held-fail":
                 error = {"message": "the upstream broke", "type": "api_error"}
@@ -125,6 +126,7 @@ models:
   held: {{provider: up, cost: {{input_per_mtok: {cin}, output_per_mtok: {cout}}}}}
   held-fail: {{provider: up}}
   held-cut: {{provider: up}}
+  held-all: {{provider: up}}
 decisions:
   - {{name: failing, when: false, route: {{candidates: [held-fail]}}, cache: {{mode: exact}}}}
   - {{name: cutting, when: false, route: {{candidates: [held-cut]}}, cache: {{mode: exact}}}}
@@ -134,7 +136,7 @@ decisions:
     cache: {{mode: exact, coalesce_wait: 0.2}}
   - name: alone
     when: false
-    route: {{candidates: [held]}}
+    route: {{candidates: [held-all]}}  # no answer is stored before every request looked
     cache: {{mode: exact, coalesce: false}}
   - {{name: faq, when: true, route: {{candidates: [held]}}, cache: {{mode: exact}}}}
 """
@@ -336,7 +338,8 @@ def test_coalesce_false_lets_every_request_call_the_upstream(
     async def run() -> list[tuple[str, str]]:
         async with sdk(gateway) as client:
             answers = [asyncio.create_task(ask(client, prompt, "alone")) for _ in range(n)]
-            # The first call is held at the upstream; the others reach it anyway.
+            # Every call is held at the upstream (none is answered, so none stored,
+            # before all have looked): each one reaches it, none waits on another.
             await until(lambda: up.calls[prompt] == n, "every request at the upstream")
             assert (len(gateway.flights), gateway.flights.waiting) == (0, 0)
             up.gate.set()
