@@ -231,53 +231,49 @@ def params_snippet(artifact_dir: str | Path, cost_weight: float) -> str:
 def _command(args: argparse.Namespace) -> int:
     require_tqdm("router-proxy calibrate")  # before any work; the CLI prints the install line
     try:
-        cascade = read_meta(args.router).get("algorithm") == CASCADE
-    except ArtifactError as exc:
-        print(f"calibrate: {exc}", file=sys.stderr)
-        return 1
-    if cascade:
-        return _cascade_command(args)
-    candidates = args.candidates.split(",") if args.candidates else None
-    try:
-        points = curve_for(
-            args.router,
-            args.data,
-            candidates=candidates,
-            encoder_model=args.embeddings_model,
-            progress=True,
-        )
-        best = choose(points, args.target_cost_per_1k)
+        if read_meta(args.router).get("algorithm") == CASCADE:
+            best, knob, snippet = _cascade_choice(args)
+            shown = decimal_text(best.cost_weight)
+        else:
+            best, knob, snippet = _weight_choice(args)
+            shown = f"{decimal_text(best.cost_weight)}  (any in {interval_text(best)})"
     except (CalibrationError, ArtifactError, DatasetError, OSError) as exc:
         print(f"calibrate: {exc}", file=sys.stderr)
         return 1
-    print(f"cost_weight: {decimal_text(best.cost_weight)}  (any in {interval_text(best)})")
-    print(f"quality:     {best.quality:.4f}")
-    print(f"$/1k:        {best.cost_per_1k:.4f}  (target {args.target_cost_per_1k:g})")
-    print(params_snippet(args.router, best.cost_weight))
+    width = len(knob) + 2  # the values in one column under the knob's name
+    print(f"{knob + ':':<{width}}{shown}")
+    print(f"{'quality:':<{width}}{best.quality:.4f}")
+    print(f"{'$/1k:':<{width}}{best.cost_per_1k:.4f}  (target {args.target_cost_per_1k:g})")
+    print(snippet)
     return 0
 
 
-def _cascade_command(args: argparse.Namespace) -> int:
+def _weight_choice(args: argparse.Namespace) -> tuple[RoutePoint, str, str]:
+    """A learned selector's best ``cost_weight`` within the target, on this data."""
+    candidates = args.candidates.split(",") if args.candidates else None
+    points = curve_for(
+        args.router,
+        args.data,
+        candidates=candidates,
+        encoder_model=args.embeddings_model,
+        progress=True,
+    )
+    best = choose(points, args.target_cost_per_1k)
+    return best, "cost_weight", params_snippet(args.router, best.cost_weight)
+
+
+def _cascade_choice(args: argparse.Namespace) -> tuple[RoutePoint, str, str]:
     """A cascade's knob is its budget: the one meeting the target on this data."""
     # Here, not at the top: calibrate_cascade builds on this module's points and choice.
     from router_proxy.training.calibrate_cascade import budget_snippet, cascade_points
 
     if args.candidates:
-        print("calibrate: --candidates does not apply to a cascade artifact", file=sys.stderr)
-        return 1
-    try:
-        points = cascade_points(
-            args.router, args.data, encoder_model=args.embeddings_model, progress=True
-        )
-        best = choose(points, args.target_cost_per_1k, "budget_per_1k")
-    except (CalibrationError, ArtifactError, DatasetError, OSError) as exc:
-        print(f"calibrate: {exc}", file=sys.stderr)
-        return 1
-    print(f"budget_per_1k: {decimal_text(best.cost_weight)}")
-    print(f"quality:       {best.quality:.4f}")
-    print(f"$/1k:          {best.cost_per_1k:.4f}  (target {args.target_cost_per_1k:g})")
-    print(budget_snippet(args.router, best.cost_weight))
-    return 0
+        raise CalibrationError("--candidates does not apply to a cascade artifact")
+    points = cascade_points(
+        args.router, args.data, encoder_model=args.embeddings_model, progress=True
+    )
+    best = choose(points, args.target_cost_per_1k, "budget_per_1k")
+    return best, "budget_per_1k", budget_snippet(args.router, best.cost_weight)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
