@@ -130,9 +130,13 @@ class Pipeline:
         }
 
     @classmethod
-    def build(cls, config: Config, resources: Resources | None = None) -> Pipeline:
+    def build(
+        cls, config: Config, resources: Resources | None = None, previous: Pipeline | None = None
+    ) -> Pipeline:
         """Compile a config already checked by ``load_config`` (slow when it embeds
-        examples: run it off the event loop)."""
+        examples: run it off the event loop). ``previous``: the pipeline a hot reload
+        replaces; a decision of the same name keeps what its selector learned live
+        (``Selector.carry_from``)."""
         resources = resources or Resources(
             SharedEncoder(config.embeddings), cpu=CpuPool(config.server.cpu_workers)
         )
@@ -148,6 +152,9 @@ class Pipeline:
             rule = parser.parse(d.when, ("decisions", index, "when"))
             plugins = tuple(build_plugin(item, build) for item in d.plugins)
             planner = selector if isinstance(selector, MultiCallSelector) else None
+            before = previous._by_name.get(d.name) if previous is not None else None
+            if before is not None:
+                selector.carry_from(before.selector)
             decision = CompiledDecision(d.name, d.priority, rule, selector, plugins, planner)
             compiled.append((-d.priority, index, decision))
         if parser.errors:  # load_config refuses these; reaching here is a caller's bug

@@ -87,7 +87,7 @@ class Runtime:
             resources.breakers, resources.latency, metrics.count_upstream_error
         )
         upstream = Upstream(config.models, providers)
-        pipeline = Pipeline.build(config, resources)
+        pipeline = Pipeline.build(config, resources, previous.pipeline if previous else None)
         # Last: a policy that failed to build above leaves no writer thread behind.
         records = build_recorder(
             config.records,

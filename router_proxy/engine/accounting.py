@@ -18,9 +18,11 @@ from router_proxy.engine import traced
 from router_proxy.engine.record import RequestRecord
 from router_proxy.observability.logging import log_request
 from router_proxy.observability.metrics import UNKNOWN, Metrics
+from router_proxy.pipeline import RoutePlan
 from router_proxy.protocol import Usage
 from router_proxy.records.recorder import Recorder
 from router_proxy.resilience.rate_limits import RateLimits
+from router_proxy.selection.budget_hold import BudgetHold
 
 logger = logging.getLogger("router_proxy.engine")
 
@@ -104,12 +106,24 @@ class Accounting:
             self.metrics.record(decision, model, status, record.upstream_seconds, None, None)
             self.metrics.count_calls(decision, calls.calls, calls.stage_seconds)
             self._count_attempts(record, fallbacks=False)
+            planned = plan.calls if plan is not None else None
+            if planned is not None and planned.hold is not None and status < 400:
+                self._hold(planned.hold, planned.budget_per_1k, decision, cost)
         if self.log_requests:
             self._log(record, status, cost, saved)
         if self.records is not None:
             self.records.served(record, status, cost, usage)
         if record.trace is not None:
             traced.end(record, status, cost)
+
+    def _hold(
+        self, hold: BudgetHold, knob: float | None, decision: str, cost: float | None
+    ) -> None:
+        """The plan ran at ``knob`` and answered: its decision's budget hold is told what
+        every call it made cost (a cached answer ran no plan, a failed request is an
+        outage's, not the traffic's: neither is told; selection/budget_hold.py)."""
+        hold.observe(cost or 0.0, knob if knob is not None else hold.knob)
+        self.metrics.multi_call_budget.labels(decision).set(hold.knob)
 
     def _count_attempts(self, record: RequestRecord, *, fallbacks: bool = True) -> None:
         tried = record.attempts.tried
@@ -161,9 +175,16 @@ class Accounting:
                 cache=record.cache.outcome if record.cache is not None else None,
                 saved_usd=saved,
                 **(record.calls.log_fields() if record.calls is not None else {}),
+                **_knob(plan),
                 **({"trace_id": record.trace.trace_id} if record.trace is not None else {}),
             )
         )
+
+
+def _knob(plan: RoutePlan | None) -> dict[str, float]:
+    """A trained cascade's knob for this request (its budget hold's, when held)."""
+    knob = plan.calls.budget_per_1k if plan is not None and plan.calls is not None else None
+    return {"budget_per_1k": round(knob, 6)} if knob is not None else {}
 
 
 def _ms(seconds: float | None) -> float | None:

@@ -282,6 +282,15 @@ class Metrics:
             ["decision", "model", "outcome"],
             registry=r,
         )
+        self.multi_call_budget = Gauge(
+            "router_multicall_effective_budget_per_1k",
+            "The budget_per_1k a trained cascade's live budget hold (hold_budget) asks its "
+            "artifact with now: the configured budget x the hold's correction (each "
+            "replica and worker holds its own)",
+            ["decision"],
+            registry=r,
+            multiprocess_mode="liveall",
+        )
 
     def count_calls(
         self, decision: str, calls: Sequence[CallLike], stage_seconds: Sequence[float]

@@ -51,3 +51,8 @@ class Selector(ABC, Generic[ParamsT]):
     @abstractmethod
     async def order(self, ctx: RequestContext) -> tuple[str, ...]:
         """Candidates, best first."""
+
+    def carry_from(self, previous: Selector[Any]) -> None:
+        """A hot reload built this selector for a decision of the same name that
+        ``previous`` served: keep what it learned from live traffic, if anything, while
+        that still holds (a cascade's budget hold). Most selectors learn nothing live."""

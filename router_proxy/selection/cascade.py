@@ -23,6 +23,12 @@ stage set for that kind:
       algorithm: cascade
       params: {artifact: artifacts/cascade, budget_per_1k: 2.5}
 
+The knob is planned on the training rows; ``hold_budget: true`` (or ``{window: 500,
+min_requests: 100, max_correction: 4}``) has the gateway steer the knob it asks the
+artifact with so that the decision's live traffic spends ``budget_per_1k``
+(``selection/budget_hold.py``; the engine's accounting tells the hold what each request
+cost).
+
 Every model the artifact's plans call must be a configured model; the artifact is
 checked at load like the other learned selectors' (its encoder, its models).
 
@@ -33,13 +39,13 @@ mock) is refused at load unless ``stop.without_logprobs`` says what to do instea
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Self
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from router_proxy.config.base import StrictModel
 from router_proxy.context import RequestContext
@@ -47,6 +53,8 @@ from router_proxy.embeddings.registry import encoder_name
 from router_proxy.embeddings.shared import SharedEncoder
 from router_proxy.providers.registry import PROVIDER_TYPES
 from router_proxy.selection.artifact import META, ArtifactError
+from router_proxy.selection.base import Selector
+from router_proxy.selection.budget_hold import BudgetHold, HoldBudgetConfig
 from router_proxy.selection.cascade_artifact import CascadeArtifact, Stages
 from router_proxy.selection.multi_call import (
     AgreeStop,
@@ -67,6 +75,19 @@ if TYPE_CHECKING:
     from router_proxy.resources import BuildContext
 
 
+def _hold_flag(value: Any) -> Any:
+    """``hold_budget: true`` is the defaults; ``false`` is no hold."""
+    if value is True:
+        return {}
+    return None if value is False else value
+
+
+HoldSetting = Annotated[
+    HoldBudgetConfig | None,
+    BeforeValidator(_hold_flag, json_schema_input_type=bool | HoldBudgetConfig),
+]
+
+
 class CascadeParams(StrictModel):
     stages: list[Annotated[list[str], Field(min_length=1)]] | None = Field(
         default=None,
@@ -84,10 +105,30 @@ class CascadeParams(StrictModel):
         ge=0,
         description="with `artifact`: the US$ per 1,000 requests its stage sets may cost",
     )
+    hold_budget: HoldSetting = Field(
+        default=None,
+        description="with `artifact`: steer the knob the artifact is asked with so that "
+        "the decision's live traffic spends `budget_per_1k` per 1,000 requests (each "
+        "replica on its share); `true` or {window, min_requests, max_correction}",
+    )
     stop: StopConfig = Field(default_factory=AgreeStop, description="when a stage answers")
     budget: BudgetConfig = Field(
         default_factory=BudgetConfig, description="stop escalating once this is spent"
     )
+
+    @field_validator("hold_budget")
+    @classmethod
+    def _hold_needs_a_budget(
+        cls, value: HoldBudgetConfig | None, info: ValidationInfo
+    ) -> HoldBudgetConfig | None:
+        if value is not None and (
+            not info.data.get("artifact") or not info.data.get("budget_per_1k")
+        ):
+            raise ValueError(
+                "`hold_budget` holds a trained cascade's `budget_per_1k`: it needs "
+                "`artifact` and a `budget_per_1k` above 0"
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> CascadeParams:
@@ -104,6 +145,9 @@ class CascadePlan(MultiCallPlan):
     stop: StopRule
     budget: BudgetConfig
     models: tuple[str, ...]
+    # A trained cascade's: the knob the artifact was asked with (the hold's, when held).
+    budget_per_1k: float | None = None
+    hold: BudgetHold | None = field(default=None, compare=False)
     kind = "cascade"
 
 
@@ -119,6 +163,11 @@ class CascadeSelector(MultiCallSelector):
     ) -> None:
         super().__init__(candidates, models, params)
         self.learned = learned
+        # None: the knob is used as written, and nobody is told what requests cost.
+        self.hold: BudgetHold | None = None
+        hold, budget = params.hold_budget, params.budget_per_1k
+        if hold is not None and learned is not None and budget is not None:
+            self.hold = BudgetHold(budget, hold)
         self._plans: dict[Stages, CascadePlan] = {}  # one plan object per stage set
         self._plan = self._plan_of(tuple(tuple(s) for s in params.stages or ()))
 
@@ -167,7 +216,8 @@ class CascadeSelector(MultiCallSelector):
         plan = self._plans.get(stages)
         if plan is None:
             models = tuple(dict.fromkeys(m for stage in stages for m in stage))
-            plan = CascadePlan(stages, self._stop(), self.params.budget, models)
+            knob = self.params.budget_per_1k if self.learned is not None else None
+            plan = CascadePlan(stages, self._stop(), self.params.budget, models, knob, self.hold)
             self._plans[stages] = plan
         return plan
 
@@ -187,9 +237,29 @@ class CascadeSelector(MultiCallSelector):
             return self._plan
         artifact, encoder = self.learned
         embedding = await encoder.get().embed(ctx.text("last_user"))
+        vector = np.asarray(embedding, dtype=np.float32)
+        if self.hold is not None:
+            knob = self.hold.knob  # read after the await: the latest correction
+            return replace(self._plan_of(artifact.stages(vector, knob)), budget_per_1k=knob)
         budget = self.params.budget_per_1k
         assert budget is not None  # the params model requires it with an artifact
-        return self._plan_of(artifact.stages(np.asarray(embedding, dtype=np.float32), budget))
+        return self._plan_of(artifact.stages(vector, budget))
+
+    def carry_from(self, previous: Selector[Any]) -> None:
+        """A reload that leaves this decision's params and its artifact's plans as they
+        were keeps the budget hold's state; any change starts it afresh."""
+        if (
+            self.hold is None
+            or not isinstance(previous, CascadeSelector)
+            or previous.hold is None
+            or previous.params != self.params
+            or not self.hold.same_as(previous.hold)
+            or self.learned is None
+            or previous.learned is None
+            or not self.learned[0].same_plans(previous.learned[0])
+        ):
+            return
+        self.hold.adopt(previous.hold)
 
     async def plan(self, ctx: RequestContext) -> MultiCallPlan:
         return await self.stages_for(ctx)

@@ -232,6 +232,20 @@ class CascadeArtifact:
                     f"candidates {list(candidates)}"
                 )
 
+    def same_plans(self, other: CascadeArtifact) -> bool:
+        """Whether ``other`` plans every prompt as this one does at every knob (a reload
+        of the same artifact, not a retrained one)."""
+        return (
+            self.models == other.models
+            and self.plans == other.plans
+            and self.budget_margin == other.budget_margin
+            and self.hull == other.hull
+            and np.array_equal(self.frontier_cost, other.frontier_cost)
+            and np.array_equal(self.frontier_policy, other.frontier_policy)
+            and np.array_equal(self.index.kinds, other.index.kinds)
+            and np.array_equal(self.index.embeddings, other.index.embeddings)
+        )
+
     def entry(self, budget_per_1k: float) -> int:
         """The frontier entry the budget buys (the cheapest when none fits); with filling,
         the dearer of the two it mixes."""

@@ -18,6 +18,7 @@ from pydantic import BeforeValidator, Field, field_validator
 from router_proxy.config.base import StrictModel
 from router_proxy.context import RequestContext
 from router_proxy.selection.base import Selector
+from router_proxy.selection.budget_hold import BudgetHold
 
 # The format answers are compared in (router_proxy/answers/extract.py); auto: detected
 # from the prompt and the answers (``detect_format``).
@@ -123,10 +124,14 @@ Stage = tuple[str, ...]
 
 class MultiCallPlan:
     """What the engine runs for one request. ``models``: every model it may call, in the
-    order they would be called (the decision's candidates)."""
+    order they would be called (the decision's candidates). ``hold``: a live budget hold
+    the engine's accounting tells what each request the plan ran cost, and
+    ``budget_per_1k`` the knob the plan was chosen at (a trained cascade's; None else)."""
 
     kind: ClassVar[str]
     models: tuple[str, ...]
+    budget_per_1k: float | None = None
+    hold: BudgetHold | None = None
 
 
 class MultiCallSelector(Selector[Any]):
@@ -175,5 +180,7 @@ def describe_plan(plan: MultiCallPlan) -> dict[str, Any]:
             value = getattr(plan, item.name)
             if isinstance(value, StrictModel):
                 value = value.model_dump(mode="json")
+            elif isinstance(value, BudgetHold):
+                value = value.describe()
             shown[item.name] = value
     return shown

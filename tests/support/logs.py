@@ -12,8 +12,11 @@ import pytest
 from router_proxy.observability.logging import ACCESS_LOGGER
 
 
-def log_line(caplog: pytest.LogCaptureFixture, request_id: str | None = None) -> dict[str, Any]:
-    """The line of ``request_id`` (any request's last line when None)."""
+def log_line(
+    caplog: pytest.LogCaptureFixture, request_id: str | None = None, every: float = 0.02
+) -> dict[str, Any]:
+    """The line of ``request_id`` (any request's last line when None), looked for
+    ``every`` seconds."""
     deadline = time.monotonic() + 5
     while True:
         for record in reversed(caplog.records):
@@ -21,4 +24,4 @@ def log_line(caplog: pytest.LogCaptureFixture, request_id: str | None = None) ->
             if record.name == ACCESS_LOGGER and request_id in (None, fields.get("request_id")):
                 return dict(fields)
         assert time.monotonic() < deadline, f"no log line for {request_id or 'any request'}"
-        time.sleep(0.02)
+        time.sleep(every)
