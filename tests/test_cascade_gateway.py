@@ -160,6 +160,22 @@ def test_an_easy_question_is_answered_by_the_cheap_stage(
     assert all(not body.get("stream") for _, body in skilled.requests)
 
 
+def test_a_text_completion_is_one_call_to_the_plans_first_model(
+    client: httpx.Client, skilled: SkilledUpstream
+) -> None:
+    """A plan's calls are chat calls: a legacy text completion routed to a cascade goes to
+    one model, the first of the plan's models (cheapest first) whose provider serves it."""
+    answer = client.post(
+        "/v1/completions",
+        json={"model": "auto", "prompt": HARD},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-router-model"] == "cheap-a"
+    assert "x-router-calls" not in answer.headers
+    assert skilled.models_called() == ["cheap-a"]
+    assert answer.json()["object"] == "text_completion"
+
+
 def test_a_hard_question_escalates_and_every_call_is_paid_for(
     client: httpx.Client, skilled: SkilledUpstream, caplog: pytest.LogCaptureFixture
 ) -> None:

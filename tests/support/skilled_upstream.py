@@ -103,7 +103,12 @@ def _tool_call() -> dict[str, Any]:
 class SkilledUpstream:
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict[str, Any]]] = []  # (model, body)
-        app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
+        app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/v1/completions", self._text, methods=["POST"]),
+            ]
+        )
         self.server = ServerThread(app)
 
     @property
@@ -112,6 +117,25 @@ class SkilledUpstream:
 
     def models_called(self) -> list[str]:
         return [model for model, _ in self.requests]
+
+    async def _text(self, request: Request) -> Response:
+        """A legacy text completion: the model's answer to the prompt, never cascaded."""
+        body = await request.json()
+        model = body["model"]
+        self.requests.append((model, body))
+        text, _ = answer_of(model, str(body["prompt"]))
+        usage = {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": 1, "total_tokens": 11}
+        choice = {"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}
+        return JSONResponse(
+            {
+                "id": f"cmpl-{model}",
+                "object": "text_completion",
+                "created": 1700000000,
+                "model": model,
+                "choices": [choice],
+                "usage": usage,
+            }
+        )
 
     async def _chat(self, request: Request) -> Response:
         body = await request.json()
