@@ -85,6 +85,12 @@ def test_rows_read_back_as_the_records_written(
     items, _ = records(40)
     items[1] |= {"usage": None, "cost_usd": None, "error": "upstream_error", "status": 502}
     items[0] |= {"messages": [{"role": "user", "content": items[0]["prompt"]}], "stream": True}
+    # A cascade's calls (records/calls.py): kept in `extra` (JSONB) and read back as written.
+    call = {"stage": 0, "role": "answer", "reason": "agree-fail", "ok": True, "error": None}
+    items[3]["calls"] = [
+        call | {"model": "guess", "answer": "The answer is B", "cost_usd": 0.0002},
+        call | {"model": "judge", "role": "verdict", "answer": None, "usage": None},
+    ]
     url = write_table(postgres.dsn, "roundtrip", items)
     with PostgresSource.parse(url).open() as stream:
         assert isinstance(stream.cursor, psycopg.ServerCursor)

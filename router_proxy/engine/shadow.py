@@ -34,7 +34,7 @@ from router_proxy.errors import GatewayError
 from router_proxy.observability.metrics import Metrics
 from router_proxy.protocol import Usage
 from router_proxy.records.answer_text import answer_text
-from router_proxy.records.recorder import usage_fields
+from router_proxy.records.usage import usage_fields
 
 logger = logging.getLogger("router_proxy.shadow")
 

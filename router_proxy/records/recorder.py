@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +20,10 @@ from router_proxy.context import RequestContext
 from router_proxy.plugins.redact_pii import RedactPiiPlugin
 from router_proxy.protocol import ChatMessage, Usage
 from router_proxy.records.answer_text import answer_text
+from router_proxy.records.calls import call_entries, fill_relayed
 from router_proxy.records.config import RecordsConfig
 from router_proxy.records.redaction import redact
+from router_proxy.records.usage import usage_fields
 from router_proxy.records.writer import QueuedWriter, Record
 
 if TYPE_CHECKING:
@@ -60,6 +62,7 @@ class Content:
         out["prompt"] = self.prompt
         out["messages"] = [m.model_dump(mode="json", exclude_none=True) for m in self.messages]
         out["answer"] = answer_text(self.answer, wire, self.streamed)
+        fill_relayed(out)
         return redact(out, self.redactor) if self.redactor is not None else out
 
 
@@ -154,11 +157,13 @@ class Recorder:
         }
         if record.cache is not None:
             out["cache"] = record.cache.outcome
-        content = sample.content
+        content, answers = sample.content, 0
+        if record.calls is not None:  # a cascade's or aggregate's: every call it made
+            out["calls"], answers = call_entries(record.calls, content is not None)
         if content is None:
             self.sink.write_with(out, None)
         else:
-            self.sink.write_with(out, content.finish, content.weight())
+            self.sink.write_with(out, content.finish, content.weight() + answers)
 
     def _drawn(self, rate: float) -> bool:
         return rate >= 1.0 or (rate > 0.0 and self.draw() < rate)
@@ -169,10 +174,3 @@ def _signals(plan: RoutePlan) -> dict[str, Any]:
         name: result.value if result.value is not None else result.fired
         for name, result in plan.signals.items()
     }
-
-
-def usage_fields(usage: Usage | None) -> Mapping[str, int] | None:
-    """A record's ``usage`` (served and shadow records alike)."""
-    if usage is None:
-        return None
-    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}

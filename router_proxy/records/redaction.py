@@ -1,5 +1,6 @@
-"""Personal data masked in a record's content (``prompt``, ``messages``, ``answer``) with
-the redact_pii plugin's detectors, in the records writer thread."""
+"""Personal data masked in a record's content (``prompt``, ``messages``, ``answer``, and
+each of a multi-call request's ``calls``' ``answer``) with the redact_pii plugin's
+detectors, in the records writer thread."""
 
 from __future__ import annotations
 
@@ -27,4 +28,12 @@ def redact(record: Mapping[str, Any], plugin: RedactPiiPlugin) -> dict[str, Any]
             out[key] = plugin.redact(out[key])
     if isinstance(out.get("messages"), list):
         out["messages"] = plugin.apply({"messages": out["messages"]}, _CHAT)["messages"]
+    if isinstance(out.get("calls"), list):
+        out["calls"] = [_redact_call(call, plugin) for call in out["calls"]]
     return out
+
+
+def _redact_call(call: Any, plugin: RedactPiiPlugin) -> Any:
+    if isinstance(call, dict) and isinstance(call.get("answer"), str):
+        return call | {"answer": plugin.redact(call["answer"])}
+    return call

@@ -2,9 +2,15 @@
 
 A request's records share its ``request_id``: the served record carries the prompt and
 the answering model's answer (only when its decision opts content in), each shadow record
-another model's answer to the same request. Joined, they are one wide row: the answers
-as ``responses``, the measured ``cost_usd`` as ``costs``, and no ``scores`` (nobody
-labelled live traffic). Failed calls (status not 200, no answer) are left out.
+another model's answer to the same request. A cascade's or aggregate's served record
+carries every call it made (``calls``): each call that answered the client's question
+(``role: answer``) is an answer of its model, so such traffic yields wide rows without
+shadow calls; a verifier's verdict and a refiner's answer (written from the others) are
+not. Joined, they are one wide row: the answers as ``responses``, the measured
+``cost_usd`` as ``costs``, and no ``scores`` (nobody labelled live traffic). Failed calls
+(status not 200, not ``ok``, no answer) are left out. A model answering twice for one
+request counts once: the request's own call over a shadow call (what the traffic paid
+for, whatever order the records come in), and the earliest of its own calls.
 
 Training needs the same models in every row, so the row set is cut to one model pool:
 the models that answered in at least ``coverage`` of the multi-answer requests; rows
@@ -80,12 +86,23 @@ def read_records(paths: Iterable[str | Path]) -> Iterator[dict[str, Any]]:
                     yield record
 
 
+Answer = tuple[str, float | None]  # the text, its cost in US$
+
+
 @dataclass
 class _Request:
     prompt: str | None = None
     time: float | None = None  # of the served record (None: none was read)
-    responses: dict[str, str] = field(default_factory=dict)
+    served: dict[str, Answer] = field(default_factory=dict)  # the request's own calls'
+    shadow: dict[str, Answer] = field(default_factory=dict)
+    responses: dict[str, str] = field(default_factory=dict)  # both, once all are read
     costs: dict[str, float] = field(default_factory=dict)
+
+    def merge(self) -> None:
+        for model, (text, cost) in (self.shadow | self.served).items():
+            self.responses[model] = text
+            if cost is not None:
+                self.costs[model] = cost
 
 
 def join_records(
@@ -104,9 +121,13 @@ def join_records(
             prompt = record.get("prompt")
             request.prompt = prompt if isinstance(prompt, str) else None
             request.time = float(record.get("time") or 0.0)
-        _add_answer(request, record, "answer")
+            _add_served(request.served, record)
+        else:
+            _add_answer(request.shadow, record)
     if window.bounded:
         requests = {k: r for k, r in requests.items() if window.holds(r.time)}
+    for request in requests.values():
+        request.merge()
     report = JoinReport(requests=len(requests))
     answered = []
     for request_id, request in requests.items():
@@ -136,16 +157,32 @@ def join_records(
     return rows, report
 
 
-def _add_answer(request: _Request, record: dict[str, Any], key: str) -> None:
-    model, answer = record.get("model"), record.get(key)
+def _add_served(answers: dict[str, Answer], record: dict[str, Any]) -> None:
+    """A multi-call request's answers are its calls' (the one returned among them, unless
+    a refiner wrote it; each call's own ``ok`` says whether it answered, whatever became
+    of the request); any other's is the answering model's."""
+    calls = record.get("calls")
+    if not isinstance(calls, list):
+        _add_answer(answers, record)
+    else:
+        for call in calls:
+            if _answered(call) and call.get("model") not in answers:  # its earliest call
+                _add_answer(answers, call)
+
+
+def _answered(call: Any) -> bool:
+    """A call that answered the client's question (not a verdict, not a refined answer)."""
+    return isinstance(call, dict) and call.get("role") == "answer" and bool(call.get("ok"))
+
+
+def _add_answer(answers: dict[str, Answer], record: dict[str, Any]) -> None:
+    model, answer = record.get("model"), record.get("answer")
     if record.get("status", 200) != 200 or not isinstance(model, str):
         return
     if not isinstance(answer, str):
         return
-    request.responses[model] = answer
     cost = record.get("cost_usd")
-    if isinstance(cost, int | float):
-        request.costs[model] = float(cost)
+    answers[model] = (answer, float(cost) if isinstance(cost, int | float) else None)
 
 
 def consensus_labels(rows: Sequence[RoutingRow], models: Sequence[str]) -> list[RoutingRow]:

@@ -16,6 +16,7 @@ plain-NAME  NAME, but never with logprobs (as an Anthropic model)
 cramped-NAME NAME, but a prompt over CRAMPED_CHARS characters is refused as too long
             (OpenAI's 400 ``context_length_exceeded``)
 tooler      calls the tool ``lookup`` with ``{"q": 12}`` instead of answering in text
+signed-NAME NAME, its answer signed with an e-mail address (``Mail NAME@example.com.``)
 ==========  ==================================================================
 
 A question is hard when its text contains "hard". Answers read "The answer is N.";
@@ -149,6 +150,8 @@ class SkilledUpstream:
             model = model.removeprefix("cramped-")
             if sum(len(str(m.get("content"))) for m in body["messages"]) > CRAMPED_CHARS:
                 return JSONResponse(_too_long(), 400)
+        signed = model.startswith("signed-")
+        model = model.removeprefix("signed-")
         logprobs = bool(body.get("logprobs")) and not model.startswith("plain-")
         model = model.removeprefix("plain-")
         if model == "hang":
@@ -159,6 +162,8 @@ class SkilledUpstream:
         if model == "tooler" and not body.get("stream"):
             return JSONResponse(_tool_call())
         text, right = answer_of(model, _last_user(body))
+        if signed:
+            text += f" Mail {model}@example.com."
         words = text.split(" ")
         usage = {
             "prompt_tokens": PROMPT_TOKENS,

@@ -32,12 +32,17 @@ if TYPE_CHECKING:
 
 Price = Callable[[str | None, Usage | None], float | None]
 PASSED_OVER = "context"  # a call's reason when no model of it could take the prompt
+# What a call's text is (the records keep it: docs/records.md): the model's own answer to
+# the client's question; an answer written from other answers (a refiner's, asked the
+# gateway's own prompt); a verifier's verdict on another call's answer.
+ANSWER, REFINED, VERDICT = "answer", "refined", "verdict"
 
 
 @dataclass(eq=False, slots=True)
 class Call:
     """One call: the model asked (or the fallback that answered), its stage (0-based),
-    and why the plan went on past it (``reason``, set by the stop rule)."""
+    what its text is (``role``), and why the plan went on past it (``reason``, set by
+    the stop rule)."""
 
     model: str
     stage: int
@@ -49,8 +54,14 @@ class Call:
     cost: float | None = None
     error: GatewayError | None = None
     reason: str = "called"
-    judges: bool = False  # a verifier's call: its text is a verdict, not an answer
+    role: str = ANSWER  # ANSWER | REFINED | VERDICT
     called: bool = True  # False: passed over, no model of it could take the prompt
+    streamed: bool = False  # its answer went to the client live: no text of it is held
+
+    @property
+    def judges(self) -> bool:
+        """A verifier's call: its text is a verdict, not an answer."""
+        return self.role == VERDICT
 
     @property
     def answered(self) -> bool:
@@ -124,14 +135,19 @@ class Caller:
         async def attempt(model: str, left: float | None) -> Completion:
             return await upstream.complete(send(model), model, left, request_id)
 
+        role = role_of(prompt)
         started = time.perf_counter()
         try:
             outcome = await self._run(models, attempt, answers, prompt)
         except PassedOver as over:
-            return Call(models[0], stage, error=over.error, reason=PASSED_OVER, called=False)
+            return Call(
+                models[0], stage, error=over.error, reason=PASSED_OVER, role=role, called=False
+            )
         except GatewayError as exc:
-            return Call(models[0], stage, time.perf_counter() - started, error=exc)
-        return self._read(outcome.model, stage, outcome.result, time.perf_counter() - started)
+            return Call(models[0], stage, time.perf_counter() - started, error=exc, role=role)
+        call = self._read(outcome.model, stage, outcome.result, time.perf_counter() - started)
+        call.role = role
+        return call
 
     async def open_stream(
         self, models: tuple[str, ...], out: Outgoing, prompt: str | None = None
@@ -184,6 +200,12 @@ class Caller:
         call.text = content if isinstance(content, str) else None
         call.mean_logprob = mean_logprob(choice.get("logprobs"))
         return call
+
+
+def role_of(prompt: str | None) -> str:
+    """A call asked the client's question answers it; one asked the gateway's own prompt
+    (a refiner's) writes from other answers (a verifier marks its calls ``VERDICT``)."""
+    return ANSWER if prompt is None else REFINED
 
 
 def mean_logprob(logprobs: Any) -> float | None:

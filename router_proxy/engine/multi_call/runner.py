@@ -23,6 +23,7 @@ from router_proxy.engine.multi_call.calls import (
     Caller,
     Price,
     asking,
+    role_of,
     whole_body,
 )
 from router_proxy.engine.multi_call.emit import live, replayed, whole
@@ -196,16 +197,21 @@ class MultiCall:
         """The last call streamed live; when it cannot be made or fails before its first
         event, ``otherwise``'s answer replayed (an earlier stage's, the panel's vote)."""
         failure: GatewayError | None = None
+        role = role_of(prompt)
         try:
             outcome = await caller.open_stream(models, out, prompt)
         except PassedOver as over:
-            passed = Call(models[0], index, error=over.error, reason=PASSED_OVER, called=False)
+            passed = Call(
+                models[0], index, error=over.error, reason=PASSED_OVER, role=role, called=False
+            )
             note.calls.append(passed)
         except GatewayError as exc:
-            note.calls.append(Call(models[0], index, error=exc, reason="failed"))
+            note.calls.append(Call(models[0], index, error=exc, reason="failed", role=role))
             failure = exc
         else:
-            final = Call(outcome.model, index, outcome.seconds, reason="answered")
+            final = Call(
+                outcome.model, index, outcome.seconds, reason="answered", role=role, streamed=True
+            )
             note.calls.append(final)
             note.stage_seconds.append(outcome.seconds)
             self._finish(caller, final)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 
-from router_proxy.engine.multi_call.calls import Call, asking
+from router_proxy.engine.multi_call.calls import VERDICT, Call, asking
 from router_proxy.engine.multi_call.rules import Judging, mark_failed
 from router_proxy.selection.multi_call import VerifierStop
 
@@ -39,7 +39,7 @@ class VerifierRule:
             verdict = await judging.caller.complete(
                 (self.model,), asking(judging.out, prompt), stage, prompt=prompt
             )
-            verdict.judges = True
+            verdict.role = VERDICT
             judging.note.calls.append(verdict)
             judging.note.stage_seconds[stage] += time.perf_counter() - started
             if accepted(verdict.text):
