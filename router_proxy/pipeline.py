@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from router_proxy.config.errors import ConfigError, ConfigIssue
 from router_proxy.config.references import AUTO, DIRECT
-from router_proxy.config.schema import Config
+from router_proxy.config.schema import Config, RouteConfig
 from router_proxy.context import RequestContext
 from router_proxy.decisions.rules import Resolve, Rule, RuleParser, explain, holds, render
 from router_proxy.embeddings.shared import SharedEncoder
@@ -288,13 +288,20 @@ async def _timed_order(
     return order
 
 
+def route_candidates(route: RouteConfig) -> tuple[str, ...]:
+    """A decision's models: its ``candidates``, or every model a cascade's or aggregate's
+    params name (those have no ``candidates``)."""
+    selector_cls = SELECTORS[route.algorithm]
+    if issubclass(selector_cls, MultiCallSelector):  # its models are named in its params
+        return selector_cls.candidates_of(selector_cls.config_model.model_validate(route.params))
+    return tuple(route.candidates)
+
+
 def _build_selector(config: Config, index: int, build: BuildContext) -> Selector[Any]:
     route = config.decisions[index].route
     selector_cls = SELECTORS[route.algorithm]
     params = selector_cls.config_model.model_validate(route.params)
-    candidates = tuple(route.candidates)
-    if issubclass(selector_cls, MultiCallSelector):  # its models are named in its params
-        candidates = selector_cls.candidates_of(params)
+    candidates = route_candidates(route)
     try:
         return selector_cls.build(candidates, params, build)
     except ArtifactError as exc:  # e.g. the artifact changed on disk since the check

@@ -7,6 +7,7 @@ each is stopped before its file is read, so every queued record has been written
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -56,6 +57,7 @@ decisions:
     when: false
     route: {algorithm: cascade, params: {stages: [[signed-a, signed-b], [signed-x]]}}
 """
+SHADOW_WAIT = 20.0  # a bound on waiting for background records, not a timing assertion
 HARD = "hard: what is the twelfth number?"
 EASY = "easy: what is 2 + 2?"
 # US$ of one call: 10 prompt tokens and 4 completion tokens ("The answer is N.").
@@ -235,3 +237,49 @@ def test_the_request_own_answer_wins_over_a_shadow_answer_of_its_model() -> None
         ((row,), _) = join_records(order)
         assert row.responses == {"a": "own a", "b": "own b", "c": "shadow c", "j": "shadow j"}
         assert row.costs == {"a": 1.0, "b": 2.0, "c": 5.0, "j": 5.0}
+
+
+def test_a_shadowed_cascade_asks_only_the_models_its_calls_did_not_answer(
+    skilled: SkilledUpstream, tmp_path: Path
+) -> None:
+    """``shadow:`` on a cascade decision: an easy question answered by the cheap pair is
+    shadowed to the plan's other model only (the pair's answers are in the record's
+    calls), and the join gets all three; whole and streamed alike."""
+    path = tmp_path / "r.jsonl"
+    skilled.requests.clear()  # the upstream is the session's
+    shadowed = policy(path, content=True).replace(
+        "route: {algorithm: cascade, params: {stages: [[cheap-a, cheap-b], [expensive]]}}",
+        "route: {algorithm: cascade, params: {stages: [[cheap-a, cheap-b], [expensive]]}}\n"
+        "    shadow: {share: 1.0, budget_usd_per_day: 10}",
+        1,
+    )
+    with gateway_for(shadowed, skilled) as base_url:
+        ids = []
+        for stream in (False, True):
+            body = {"model": "cascade", "stream": stream}
+            body["messages"] = [{"role": "user", "content": EASY}]
+            answer = httpx.post(base_url + "/v1/chat/completions", json=body, timeout=30)
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["x-router-calls"] == "cheap-a:answered,cheap-b:agreed"
+            answer_text(answer)
+            ids.append(answer.headers["x-router-request-id"])
+        # Shadow calls start once the answer has gone, and write their records later.
+        deadline = time.monotonic() + SHADOW_WAIT
+        while sum(r["kind"] == "shadow" for r in read(path)) < len(ids):
+            assert time.monotonic() < deadline, "the shadow records never came"
+            time.sleep(0.02)
+    records = read(path)
+    shadows = [r for r in records if r["kind"] == "shadow"]
+    assert sorted((r["request_id"], r["model"]) for r in shadows) == sorted(
+        (i, "expensive") for i in ids
+    )
+    # Nobody asked the cheap pair twice: two calls each, both the cascade's.
+    assert sorted(skilled.models_called()).count("cheap-a") == 2
+    rows, report = join_records(records)
+    assert report.models == ["cheap-a", "cheap-b", "expensive"]
+    assert [r.id for r in rows] == ids
+    assert rows[0].responses == {
+        "cheap-a": "The answer is 4.",
+        "cheap-b": "The answer is 4.",
+        "expensive": "The answer is 4.",
+    }

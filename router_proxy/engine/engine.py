@@ -141,6 +141,8 @@ class Engine:
         out = await _outgoing(self.pipeline, plan, ctx)
         if plan.calls is not None and ctx.endpoint == "chat":
             completion = await self.multi_call.complete(plan, ctx, record, out)
+            if self.shadow is not None:
+                self._draw_shadow(plan, ctx, out, record)
             await self.accounting.charge(record)
             self._keep(record, completion, record.model or plan.model)
             return completion
@@ -169,7 +171,7 @@ class Engine:
         before: the client does not wait for them.) Then the shadow calls, if sampled."""
         self.accounting.finish(record, 200)
         if record.shadow is not None and self.shadow is not None:
-            self.shadow.start(record.shadow, record.model)
+            self.shadow.start(record.shadow, record.model, _own_answers(record))
 
     async def open_stream(self, ctx: RequestContext, record: RequestRecord) -> OpenedStream:
         """A stream from the first candidate whose first event arrives; ``relay`` then
@@ -183,6 +185,8 @@ class Engine:
         out = await _outgoing(self.pipeline, plan, ctx)
         if plan.calls is not None and ctx.endpoint == "chat":
             opened = await self.multi_call.open_stream(plan, ctx, record, out)
+            if self.shadow is not None:
+                self._draw_shadow(plan, ctx, out, record)
             return OpenedStream(*opened)
         # The candidates tried, in order (context windows, session affinity): no await
         # when nothing applies.
@@ -259,7 +263,7 @@ class Engine:
                 self.accounting.finish(record, 200)
                 # The stream's last byte has gone: shadow only a whole answer.
                 if record.shadow is not None and record.error is None and self.shadow is not None:
-                    self.shadow.start(record.shadow, record.model)
+                    self.shadow.start(record.shadow, record.model, _own_answers(record))
 
     def failed(self, record: RequestRecord, error: GatewayError) -> None:
         """The request ends with ``error`` before any answer was sent."""
@@ -353,6 +357,11 @@ class Engine:
         if record.plan is None:
             raise RuntimeError("route() before calling an upstream")
         return record.plan
+
+
+def _own_answers(record: RequestRecord) -> frozenset[str]:
+    """The models a cascade's or aggregate's own calls had answer (none for one call)."""
+    return record.calls.answered_by() if record.calls is not None else frozenset()
 
 
 def _kept(record: RequestRecord, native: bool) -> list[bytes] | None:

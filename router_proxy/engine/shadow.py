@@ -32,6 +32,7 @@ from router_proxy.context import RequestContext
 from router_proxy.engine.upstream import Outgoing, Upstream
 from router_proxy.errors import GatewayError
 from router_proxy.observability.metrics import Metrics
+from router_proxy.pipeline import route_candidates
 from router_proxy.protocol import Usage
 from router_proxy.records.answer_text import answer_text
 from router_proxy.records.usage import usage_fields
@@ -112,7 +113,10 @@ class ShadowSampler:
         policies = {d.name: d.shadow for d in config.decisions if d.shadow is not None}
         if not policies:
             return None
-        candidates = {d.name: tuple(d.route.candidates) for d in config.decisions}
+        # The pool: a cascade's or aggregate's models are named in its params.
+        candidates = {
+            d.name: route_candidates(d.route) for d in config.decisions if d.shadow is not None
+        }
         return cls(
             policies,
             candidates,
@@ -148,25 +152,27 @@ class ShadowSampler:
         sent = {k: v for k, v in body.body.items() if k not in ("stream", "stream_options")}
         return ShadowJob(decision, ctx.request_id, sent, models)
 
-    def start(self, job: ShadowJob, answered_by: str | None) -> None:
-        """After the client's answer has been sent: one background call per shadow model.
-        Never raises (it runs after the response, in ``finally`` blocks)."""
+    def start(
+        self, job: ShadowJob, answered_by: str | None, called: frozenset[str] = frozenset()
+    ) -> None:
+        """After the client's answer has been sent: one background call per shadow model
+        but the one that answered and those the request's own calls already had answer
+        (``called``: a cascade's or aggregate's; their answers are in its record). Never
+        raises (it runs after the response, in ``finally`` blocks)."""
         try:
-            self._start(job, answered_by)
+            self._start(job, answered_by, called)
         except Exception:
             logger.exception("shadow sampling failed (request %s)", job.request_id)
 
-    def _start(self, job: ShadowJob, answered_by: str | None) -> None:
+    def _start(self, job: ShadowJob, answered_by: str | None, called: frozenset[str]) -> None:
         policy, running = self.policies[job.decision], self._running[job.decision]
+        models = [m for m in job.models if m != answered_by and m not in called]
         if self._closed:  # an answer sent after its runtime closed (a reload, shutdown)
-            calls = sum(m != answered_by for m in job.models)
-            self.metrics.shadow_dropped.labels(job.decision, "cancelled").inc(calls)
+            self.metrics.shadow_dropped.labels(job.decision, "cancelled").inc(len(models))
             return
         spent = self.spend.today(self._clock())
         loop = asyncio.get_running_loop()
-        for model in job.models:
-            if model == answered_by:
-                continue
+        for model in models:
             if spent.get(job.decision, 0.0) >= policy.budget_usd_per_day:
                 self.metrics.shadow_dropped.labels(job.decision, "budget").inc()
             elif len(running) >= policy.max_concurrent:

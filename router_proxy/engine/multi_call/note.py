@@ -40,6 +40,10 @@ class MultiCallNote:
         costs = [c.cost for c in self.calls if c.cost is not None]
         return sum(costs) if costs else None
 
+    def answered_by(self) -> frozenset[str]:
+        """The models whose calls answered the question (a shadow need not ask them)."""
+        return frozenset(c.model for c in self.calls if c.answered)
+
     def header(self) -> str:
         """``a:agree-fail,b:agree-fail,c:answered``."""
         return ",".join(f"{c.model}:{c.reason}" for c in self.calls)
