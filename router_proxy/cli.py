@@ -177,7 +177,9 @@ def _body_context(path: str, config: Config) -> RequestContext:
 
 def _explain(args: argparse.Namespace) -> int:
     from router_proxy.context import RequestContext
+    from router_proxy.engine import context_fit
     from router_proxy.engine.auth import ANONYMOUS
+    from router_proxy.engine.context_fit import ContextFit
     from router_proxy.engine.preferences import PreferencePolicies
     from router_proxy.errors import GatewayError
     from router_proxy.pipeline import Pipeline
@@ -198,11 +200,20 @@ def _explain(args: argparse.Namespace) -> int:
         policies = PreferencePolicies(config.preferences, config.models)
         ctx.preferences = policies.read(ctx, ANONYMOUS)
         plan = policies.apply(asyncio.run(pipeline.route(ctx)), ctx)
+        # Every provider serves chat; the caller's preferences were applied to the plan.
+        windows = context_fit.dry_run(
+            ContextFit(config.models, config.decisions),
+            plan.decision,
+            plan.candidates,
+            ctx,
+            lambda model: True,
+        )
     except GatewayError as exc:
         print(exc.message, file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(plan.to_dict(), indent=2))
+        shown = plan.to_dict() | ({"context": windows} if windows is not None else {})
+        print(json.dumps(shown, indent=2))
         return 0
     print(f"decision:   {plan.decision}  (via {plan.via})")
     print(f"because:    {plan.explanation}")
@@ -217,6 +228,8 @@ def _explain(args: argparse.Namespace) -> int:
         print(f"signal {name}: {mark} ({result.detail})")
     if plan.preferences is not None:
         print(f"preferences: {json.dumps(plan.preferences)}")
+    if windows is not None:
+        print(f"context:    {json.dumps(windows)}")
     print(f"routing:    {plan.routing_seconds * 1000:.3f} ms")
     return 0
 

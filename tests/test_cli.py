@@ -39,6 +39,29 @@ def test_explain_text_and_unknown_model(capsys: pytest.CaptureFixture[str]) -> N
     assert "gpt5" in capsys.readouterr().err
 
 
+def test_explain_shows_what_the_context_windows_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = tmp_path / "windows.yaml"
+    policy.write_text(
+        "providers: {mock: {type: mock}}\n"
+        "models:\n"
+        "  small: {provider: mock, context_window: 100}\n"
+        "  large: {provider: mock, context_window: 200000}\n"
+        "decisions:\n"
+        "  - {name: d, when: true, route: {candidates: [small]}, context_fallbacks: [large]}\n"
+    )
+    assert main(["explain", "--config", str(policy), "--json", "word " * 300]) == 0
+    shown = json.loads(capsys.readouterr().out)["context"]
+    assert shown["prompt_tokens"] > 100
+    assert (shown["passed_over"], shown["order"]) == (["small"], ["large"])
+    assert main(["explain", "--config", str(policy), "hi"]) == 0
+    assert '"passed_over": [], "order": ["small"]' in capsys.readouterr().out
+    # No window declared anywhere: nothing is counted, nothing shown.
+    assert main(["explain", "--config", DEFAULT, "--json", "hi"]) == 0
+    assert "context" not in json.loads(capsys.readouterr().out)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

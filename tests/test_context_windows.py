@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 
@@ -372,3 +373,29 @@ def test_the_messages_surface_gets_it_in_anthropics_shape(gateway: str) -> None:
             model="default", max_tokens=100, messages=[{"role": "user", "content": LONG}]
         )
     assert "largest context window is 8192 tokens" in str(info.value)
+
+
+def test_the_dry_run_shows_what_the_windows_do(gateway: str, upstream: FakeUpstream) -> None:
+    """``POST /v1/route`` calls no model, but says which candidates a prompt is too long
+    for, the order the rest would be tried in, or the 400 the request would get."""
+    before = len(upstream.requests)
+
+    def dry(model: str, text: str) -> dict[str, Any]:
+        body = {"model": model, "messages": [{"role": "user", "content": text}]}
+        answer = httpx.post(gateway + "/v1/route", json=body, timeout=10)
+        assert answer.status_code == 200, answer.text
+        shown: dict[str, Any] = answer.json()["context"]
+        return shown
+
+    long = dry("sized", LONG)
+    assert long["prompt_tokens"] > 12_000
+    assert (long["passed_over"], long["order"]) == (["small-8k"], ["big"])
+    assert "error" not in long
+    short = dry("sized", "hello")
+    assert (short["passed_over"], short["order"]) == ([], ["small-8k", "big"])
+    fallback = dry("small-only", LONG)
+    assert (fallback["passed_over"], fallback["order"]) == (["small-8k"], ["huge"])
+    nothing = dry("default", LONG)
+    assert nothing["order"] == []
+    assert "too long for every candidate" in nothing["error"]
+    assert len(upstream.requests) == before  # a dry run calls nobody

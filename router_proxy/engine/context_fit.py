@@ -251,3 +251,31 @@ class RequestFit:
             param="messages",
             code="context_length_exceeded",
         )
+
+
+def dry_run(
+    fit: ContextFit,
+    decision: str,
+    candidates: tuple[str, ...],
+    ctx: RequestContext,
+    reachable: Callable[[str], bool],
+) -> dict[str, Any] | None:
+    """What the windows would do to ``ctx`` (for ``POST /v1/route`` and ``explain``):
+    its prompt's estimated tokens and the output asked for, the models passed over as too
+    small, the order the rest would be tried in (the context fallbacks joining), or the
+    400 it would get. None when no model declares a window."""
+    if not fit.active:
+        return None
+    assert fit.cache is not None
+    skipped: Skipped = []
+    shown: dict[str, Any] = {
+        "prompt_tokens": PromptSize.of_request(ctx, fit.cache).estimate(),
+        "output_tokens": requested_output(ctx),
+    }
+    try:
+        order, _ = fit.check(decision, candidates, ctx, skipped, reachable)
+    except InvalidRequestError as exc:
+        order, shown["error"] = (), exc.message
+    shown["passed_over"] = [model for model, _ in skipped]
+    shown["order"] = list(order)
+    return shown

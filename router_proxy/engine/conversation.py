@@ -19,8 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from router_proxy.context import RequestContext
+from router_proxy.engine import context_fit
 from router_proxy.engine.affinity import Affinity, SessionTurn
 from router_proxy.engine.context_fit import ContextFit
 from router_proxy.engine.preferences import PreferencePolicies
@@ -108,6 +110,15 @@ class Conversations:
             return None
         return Turn(candidates)
 
+    def dry_run(self, plan: RoutePlan, ctx: RequestContext) -> dict[str, Any] | None:
+        """The context windows' part of a dry run (``context_fit.dry_run``); a cascade's or
+        aggregate's models are each judged for the client's request, but have no order."""
+        reachable = self._reachable(ctx, self._permitted(ctx))
+        shown = context_fit.dry_run(self.context, plan.decision, plan.candidates, ctx, reachable)
+        if shown is not None and plan.calls is not None:
+            del shown["order"]
+        return shown
+
     async def prepare(
         self,
         plan: RoutePlan,
@@ -118,15 +129,14 @@ class Conversations:
         """``candidates``: the plan's, those that serve the request's endpoint. (Async:
         a session's binding may live in Redis.)"""
         overflow = None
-        permitted = self.preferences.permitted(ctx) if ctx.preferences is not None else None
+        permitted = self._permitted(ctx)
         if self.context.active:
-            endpoint = ctx.endpoint
-
-            def reachable(model: str) -> bool:
-                return self.serves(model, endpoint) and (permitted is None or permitted(model))
-
             candidates, overflow = self.context.check(
-                plan.decision, candidates, ctx, record.attempts.skipped, reachable
+                plan.decision,
+                candidates,
+                ctx,
+                record.attempts.skipped,
+                self._reachable(ctx, permitted),
             )
         affinity = self.affinity
         session = None
@@ -136,6 +146,21 @@ class Conversations:
             return Turn(candidates, overflow, permitted=permitted)
         record.turn = session.note
         return Turn(candidates, overflow, session, self.native, permitted)
+
+    def _permitted(self, ctx: RequestContext) -> Callable[[str], bool] | None:
+        return self.preferences.permitted(ctx) if ctx.preferences is not None else None
+
+    def _reachable(
+        self, ctx: RequestContext, permitted: Callable[[str], bool] | None
+    ) -> Callable[[str], bool]:
+        """Whether a model may take the request: its provider serves the endpoint, and
+        the caller's preferences allow it."""
+        endpoint, serves = ctx.endpoint, self.serves
+
+        def reachable(model: str) -> bool:
+            return serves(model, endpoint) and (permitted is None or permitted(model))
+
+        return reachable
 
     def answered(self, turn: Turn, record: RequestRecord) -> None:
         """A model has answered (a stream: its first event): bind the session to it,

@@ -113,7 +113,11 @@ async def dry_run(surface: Surface, runtime: Runtime, request: Request) -> Respo
     await engine.admit(record, surface.credential(request.headers))
     ctx = await _canonical(surface, engine, request, record)
     plan = await engine.route(ctx, record)
-    return JSONResponse(plan.to_dict(), headers=record.headers())
+    shown = plan.to_dict()
+    context = engine.conversations.dry_run(plan, ctx)
+    if context is not None:  # some model declares a window: what it does to this request
+        shown["context"] = context
+    return JSONResponse(shown, headers=record.headers())
 
 
 def _record(surface: Surface, request: Request) -> RequestRecord:
