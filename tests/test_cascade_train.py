@@ -252,6 +252,7 @@ def test_bad_options_are_refused() -> None:
         {"budget_margin": -0.1},
         {"code_similarity": 0},
         {"code_similarity": 1.5},
+        {"progress": "no"},
         {"code_similarity": "tight"},
         {"colour": 1},
     ):

@@ -104,7 +104,9 @@ def main() -> None:
                 test = HeldOut.read(test_path)
                 vectors = embed_prompts([r.prompt for r in test.rows], encoder, progress=False)
                 for name, options in VARIANTS.items():
-                    directory = train_cascade(data, dict(options)).save(root / f"a-{seed}-{f}")
+                    directory = train_cascade(data, options | {"progress": False}).save(
+                        root / f"a-{seed}-{f}"
+                    )
                     for key, value in held_out_figures(directory, test, vectors).items():
                         # Weighted by held-out rows: the pooled mean over every row once per seed.
                         sums[name][key] = sums[name].get(key, 0.0) + value * len(test.rows)

@@ -35,7 +35,7 @@ over by ~1%).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +64,7 @@ from router_proxy.training.cascade_search import (
 )
 from router_proxy.training.cascade_sim import AnswerTable, Stages
 from router_proxy.training.data import TrainingData
+from router_proxy.training.extra import require_tqdm
 from router_proxy.training.knn_train import score_matrix
 
 AUTO_FAMILIES = (
@@ -91,6 +92,7 @@ class CascadeOptions:
     fill: bool = True
     budget_margin: float = 0.02
     code_similarity: float | None = None  # None: chosen by cross-validation (CODE_GRID)
+    progress: bool = True  # a bar over the search's cross-validated choices
 
 
 def parse_options(options: dict[str, Any]) -> CascadeOptions:
@@ -105,6 +107,7 @@ def parse_options(options: dict[str, Any]) -> CascadeOptions:
         "fill",
         "budget_margin",
         "code_similarity",
+        "progress",
     }
     unknown = set(options) - known
     if unknown:
@@ -149,6 +152,9 @@ def parse_options(options: dict[str, Any]) -> CascadeOptions:
     margin = options.get("budget_margin", 0.02)
     if isinstance(margin, bool) or not isinstance(margin, int | float) or not 0 <= margin < 1:
         raise ValueError(f"cascade: budget_margin must be in [0, 1), not {margin!r}")
+    progress = options.get("progress", True)
+    if not isinstance(progress, bool):
+        raise ValueError(f"cascade: progress must be true or false, not {progress!r}")
     return CascadeOptions(
         families,
         str(kinds),
@@ -160,6 +166,7 @@ def parse_options(options: dict[str, Any]) -> CascadeOptions:
         filled,
         float(margin),
         None if similarity == "auto" else float(similarity),
+        progress,
     )
 
 
@@ -302,13 +309,19 @@ def train_cascade(data: TrainingData, options: dict[str, Any]) -> Artifact:
     budgets = np.geomspace(max(float(per_1k.min()), 1e-6), 3.0 * float(per_1k.max()), BUDGETS)
     searched = {}
     curves = {}
+    # One step per choice cross-validated: plan families, then how code kinds are served.
+    steps = (len(choices) if len(choices) > 1 else 0) + len(code_options(problem, opts))
+    tqdm = require_tqdm("cascade training")
+    bar = tqdm(total=steps, desc="cascade search", unit="choice", disable=not opts.progress)
     for families in choices:
+        bar.set_postfix_str(",".join(families))
         found, allowed = problem.search_space(
             families, opts.code_cascades is True, opts.code_similarity
         )
         searched[families] = (found, allowed)
         if len(choices) > 1:
             curves[families] = cross_validate(problem, found, allowed, opts, budgets)
+            bar.update()
     table: list[dict[str, Any]] = []
     if curves:
         low, high = shared_axis(curves.values())
@@ -321,7 +334,9 @@ def train_cascade(data: TrainingData, options: dict[str, Any]) -> Artifact:
     else:
         best = choices[0]
     found, allowed = searched[best]
-    code = choose_code(problem, best, opts, budgets, (found, allowed))
+    bar.set_postfix_str("code kinds")
+    code = choose_code(problem, best, opts, budgets, (found, allowed), bar.update)
+    bar.close()
     found, allowed = code.space
     front = frontier(found, problem.kinds, allowed, np.arange(len(data.rows)))
     return _artifact(data, problem, found, front, opts, best, table, code)
@@ -344,6 +359,7 @@ def choose_code(
     opts: CascadeOptions,
     budgets: npt.NDArray[np.float64],
     searched: tuple[Outcomes, list[npt.NDArray[np.intp]]],
+    done: Callable[[], object] = lambda: None,
 ) -> CodeChoice:
     """Single models for code kinds, or cascades at one of ``CODE_GRID``'s similarities
     (or the options' own), by the same cross-validation as the families (ties: fewer
@@ -352,20 +368,21 @@ def choose_code(
     default = opts.code_similarity if opts.code_similarity is not None else CODE_SIMILARITY
     if not problem.code_kinds or opts.code_cascades is False:
         return CodeChoice(False, default, searched, [])
-    grid = (opts.code_similarity,) if opts.code_similarity is not None else CODE_GRID
-    options: list[tuple[bool, float]] = [(True, t) for t in grid]
-    if opts.code_cascades is None:
-        options.insert(0, (False, default))
-    spaces = {
-        (cascades, similarity): searched
-        if not cascades and similarity == default
-        else problem.search_space(families, cascades, similarity)
-        for cascades, similarity in options
-    }
+    options = code_options(problem, opts) or [(True, default)]
+
+    def space(cascades: bool, similarity: float) -> tuple[Outcomes, list[npt.NDArray[np.intp]]]:
+        if not cascades and similarity == default:
+            return searched  # the families' own search: code kinds on single models
+        return problem.search_space(families, cascades, similarity)
+
     if len(options) == 1:
-        (cascades, similarity), space = next(iter(spaces.items()))
-        return CodeChoice(cascades, similarity, space, [])
-    curves = {o: cross_validate(problem, *spaces[o], opts, budgets) for o in options}
+        (cascades, similarity) = options[0]
+        return CodeChoice(cascades, similarity, space(cascades, similarity), [])
+    spaces, curves = {}, {}
+    for option in options:  # one at a time: the progress bar moves with each
+        spaces[option] = space(*option)
+        curves[option] = cross_validate(problem, *spaces[option], opts, budgets)
+        done()
     low, high = shared_axis(curves.values())
     scored = {o: aiq(c, low, high) for o, c in curves.items()}
     best = max(options, key=lambda o: round(scored[o], 4))  # the first of equals
@@ -379,6 +396,19 @@ def choose_code(
         for o in options
     ]
     return CodeChoice(best[0], best[1], spaces[best], table)
+
+
+def code_options(problem: Problem, opts: CascadeOptions) -> list[tuple[bool, float]]:
+    """The ways of serving code kinds cross-validated against each other, as (cascades,
+    similarity); empty when there is nothing to choose."""
+    if not problem.code_kinds or opts.code_cascades is False:
+        return []
+    default = opts.code_similarity if opts.code_similarity is not None else CODE_SIMILARITY
+    grid = (opts.code_similarity,) if opts.code_similarity is not None else CODE_GRID
+    options: list[tuple[bool, float]] = [(True, t) for t in grid]
+    if opts.code_cascades is None:
+        options.insert(0, (False, default))
+    return options if len(options) > 1 else []
 
 
 def _rounded(points: list[tuple[float, float]]) -> list[list[float]]:
