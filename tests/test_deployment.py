@@ -283,6 +283,11 @@ def test_dashboard_covers_what_operators_watch() -> None:
         "router_rate_limited_total",
         "router_cache_hits_total",  # the response cache: hit ratio, dollars saved
         "router_cache_saved_dollars_total",
+        "router_multicall_calls_sum",  # cascades: calls per request, escalation, the hold
+        "router_multicall_stage_reached_total",
+        "router_multicall_effective_budget_per_1k",
+        "router_shadow_spend_dollars_total",  # live learning: shadow spend, records
+        "router_records_dropped_total",
     ):
         assert needed in queries, needed
 
