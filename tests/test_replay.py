@@ -163,3 +163,72 @@ def test_shadow_records_and_direct_requests_replay_as_they_were(
     report = json.loads(capsys.readouterr().out)
     assert report["served_records"] == 1  # the shadow record is no served request
     assert report["decision_transitions"] == [{"from": "direct", "to": "direct", "count": 1}]
+
+
+CASCADED = """\
+providers:
+  mock: {type: mock}
+models:
+  small: {provider: mock, cost: {input_per_mtok: 1, output_per_mtok: 2}}
+  coder: {provider: mock, cost: {input_per_mtok: 3, output_per_mtok: 6}}
+  large: {provider: mock, cost: {input_per_mtok: 30, output_per_mtok: 60}}
+decisions:
+  - name: default
+    when: true
+    route: {algorithm: cascade, params: {stages: [[small, coder], [large]], stop: agree}}
+"""
+
+
+def test_a_cascade_is_priced_at_the_calls_every_request_makes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Under a cascade policy a request costs at least its first stage (escalation needs
+    answers a replay has not got); a recorded cascade's tokens are its answer's, not the
+    sum over its calls."""
+    usage = {"prompt_tokens": 1_000_000, "completion_tokens": 1_000_000}
+    lines: list[dict[str, Any]] = [
+        {
+            "kind": "served",
+            "request_id": "single",
+            "decision": "default",
+            "candidates": ["large"],
+            "model": "large",
+            "prompt": "what is 2+2",
+            "usage": usage,
+            "cost_usd": 90.0,
+        },
+        {
+            "kind": "served",
+            "request_id": "cascaded",
+            "decision": "default",
+            "candidates": ["small", "coder", "large"],
+            "model": "large",
+            "prompt": "what is 3+3",
+            "usage": {"prompt_tokens": 3_000_000, "completion_tokens": 3_000_000},
+            "cost_usd": 102.0,
+            "calls": [
+                {"model": "small", "role": "answer", "usage": usage},
+                {"model": "coder", "role": "answer", "usage": usage},
+                {"model": "large", "role": "answer", "usage": usage},
+            ],
+        },
+    ]
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    policy = tmp_path / "cascaded.yaml"
+    policy.write_text(CASCADED)
+    assert main(["replay", "--records", str(path), "--config", str(policy), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    cost = report["cost"]
+    # Each row: small + coder on a million tokens each way ($3 + $9), never large's $90.
+    assert cost["estimated_usd"] == pytest.approx(2 * 12.0)
+    assert cost["recorded_usd"] == pytest.approx(192.0)
+    assert cost["rows_multi_call"] == 2
+    assert any("a lower bound" in note for note in report["notes"])
+    # Back to one model: the recorded cascade is priced with its answer's tokens.
+    single = tmp_path / "single.yaml"
+    single.write_text(CHANGED)
+    assert main(["replay", "--records", str(path), "--config", str(single), "--json"]) == 0
+    cost = json.loads(capsys.readouterr().out)["cost"]
+    assert cost["estimated_usd"] == pytest.approx(2 * 3.0)  # small, $1 + $2 per row
+    assert cost["rows_multi_call"] == 0

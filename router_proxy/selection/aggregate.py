@@ -56,6 +56,10 @@ class AggregatePlan(MultiCallPlan):
     models: tuple[str, ...]
     kind = "aggregate"
 
+    @property
+    def always_called(self) -> tuple[str, ...]:
+        return self.panel + ((self.refiner.model,) if self.refiner is not None else ())
+
 
 class AggregateSelector(MultiCallSelector):
     config_model = AggregateParams

@@ -150,6 +150,10 @@ class CascadePlan(MultiCallPlan):
     hold: BudgetHold | None = field(default=None, compare=False)
     kind = "cascade"
 
+    @property
+    def always_called(self) -> tuple[str, ...]:
+        return self.stages[0]  # later stages only when the stop rule escalates
+
 
 class CascadeSelector(MultiCallSelector):
     config_model = CascadeParams

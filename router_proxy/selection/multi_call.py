@@ -133,6 +133,13 @@ class MultiCallPlan:
     budget_per_1k: float | None = None
     hold: BudgetHold | None = None
 
+    @property
+    def always_called(self) -> tuple[str, ...]:
+        """The models every request of the plan calls whatever the answers (a cascade's
+        first stage, an aggregate's panel and refiner): what a cost estimate made without
+        calling anyone can count on."""
+        return self.models
+
 
 class MultiCallSelector(Selector[Any]):
     """A selector whose decision calls several models. ``order`` (used where one model

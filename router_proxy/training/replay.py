@@ -101,6 +101,7 @@ class Report:
     model_moves: Counter[tuple[str, str]] = field(default_factory=Counter)
     examples: list[dict[str, Any]] = field(default_factory=list)
     priced: int = 0  # replayed rows with recorded usage and cost
+    multi_call: int = 0  # priced rows the new policy sends to a cascade or aggregate
     recorded_cost: float = 0.0
     estimated_cost: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -123,6 +124,7 @@ class Report:
                 "estimated_usd": self.estimated_cost,
                 "change_usd": change,
                 "change_pct": 100 * change / self.recorded_cost if self.recorded_cost else None,
+                "rows_multi_call": self.multi_call,
             },
             "notes": self.notes,
         }
@@ -211,7 +213,8 @@ async def replay(
             report.examples.append(
                 _example(record, ctx, old_decision, old_model, plan.decision, plan.model)
             )
-        _price(record, plan.model, config, report)
+        new = plan.calls.always_called if plan.calls is not None else (plan.model,)
+        report.multi_call += _price(record, new, config, report) and plan.calls is not None
     return report
 
 
@@ -232,16 +235,38 @@ def _example(
     }
 
 
-def _price(record: dict[str, Any], model: str, config: Config, report: Report) -> None:
-    """The recorded cost beside the new model's, at the new prices, for the same usage."""
-    usage, cost = record.get("usage"), record.get("cost_usd")
-    if not isinstance(usage, dict) or not isinstance(cost, int | float):
-        return  # a cache hit, an error: nothing was paid, nothing to compare
+def _price(record: dict[str, Any], models: tuple[str, ...], config: Config, report: Report) -> bool:
+    """The recorded cost beside the new choice's (each of ``models`` called once), at the
+    new prices, for the tokens of the recorded answer; False when nothing was paid."""
+    usage, cost = _answer_usage(record), record.get("cost_usd")
+    if usage is None or not isinstance(cost, int | float):
+        return False  # a cache hit, an error: nothing was paid, nothing to compare
     prompt_tokens = int(usage.get("prompt_tokens") or 0)
     completion_tokens = int(usage.get("completion_tokens") or 0)
     report.priced += 1
     report.recorded_cost += float(cost)
-    report.estimated_cost += config.models[model].cost.dollars(prompt_tokens, completion_tokens)
+    report.estimated_cost += sum(
+        config.models[m].cost.dollars(prompt_tokens, completion_tokens) for m in models
+    )
+    return True
+
+
+def _answer_usage(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The tokens of one call answering the request: the record's usage, or for a
+    recorded cascade or aggregate (whose usage sums every call) its returned call's."""
+    calls = record.get("calls")
+    if isinstance(calls, list):
+        for call in calls:
+            if (
+                isinstance(call, dict)
+                and call.get("model") == record.get("model")
+                and call.get("role") == "answer"
+                and isinstance(call.get("usage"), dict)
+            ):
+                answered: dict[str, Any] = call["usage"]
+                return answered
+    usage = record.get("usage")
+    return usage if isinstance(usage, dict) else None
 
 
 def _notes(report: Report, config: Config) -> list[str]:
@@ -257,6 +282,13 @@ def _notes(report: Report, config: Config) -> list[str]:
         notes.append(
             "the estimated cost prices each new choice with the tokens the recorded model "
             "used; another model's tokenizer and answer length differ"
+        )
+    if report.multi_call:
+        notes.append(
+            f"{report.multi_call} priced rows go to a cascade or aggregate under the new "
+            "policy: priced at the calls every request makes (a cascade's first stage, an "
+            "aggregate's panel and refiner), a lower bound: escalations depend on answers "
+            "a replay does not have"
         )
     return notes
 
