@@ -165,13 +165,8 @@ def test_shadow_records_and_direct_requests_replay_as_they_were(
     assert report["decision_transitions"] == [{"from": "direct", "to": "direct", "count": 1}]
 
 
-CASCADED = """\
-providers:
-  mock: {type: mock}
-models:
-  small: {provider: mock, cost: {input_per_mtok: 1, output_per_mtok: 2}}
-  coder: {provider: mock, cost: {input_per_mtok: 3, output_per_mtok: 6}}
-  large: {provider: mock, cost: {input_per_mtok: 30, output_per_mtok: 60}}
+# CHANGED's models, with one cascade for everything.
+CASCADED = CHANGED.split("signals:")[0] + """\
 decisions:
   - name: default
     when: true
