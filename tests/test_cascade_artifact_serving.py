@@ -91,7 +91,7 @@ def test_a_plan_model_missing_from_the_config_is_refused_at_load(artifact: Path)
 def test_agree_groups_code_at_the_artifacts_similarity(tmp_path: Path, artifact: Path) -> None:
     from router_proxy.selection.cascade import CascadeParams, CascadeSelector
     from router_proxy.selection.cascade_artifact import CascadeArtifact
-    from router_proxy.selection.multi_call import AgreeStop
+    from router_proxy.selection.multi_call import AgreeStop, ConfidenceStop
 
     loaded = CascadeArtifact.load(artifact)
     learned = replace(loaded, code_similarity=0.7)
@@ -105,6 +105,16 @@ def test_agree_groups_code_at_the_artifacts_similarity(tmp_path: Path, artifact:
     stop = selector._plan_of((("c1", "c2"), ("E",))).stop
     assert isinstance(stop, AgreeStop)
     assert stop.code_similarity == 0.3  # the config wins
+    # A confidence rule falling back to agreement compares code at the artifact's too.
+    confident = CascadeParams(
+        artifact=artifact,
+        budget_per_1k=1.0,
+        stop=ConfidenceStop(rule="confidence", without_logprobs="agree"),
+    )
+    selector = CascadeSelector(("E", "c1", "c2", "c3"), {}, confident, (learned, None))  # type: ignore[arg-type]
+    stop = selector._plan_of((("c1", "c2"), ("E",))).stop
+    assert isinstance(stop, ConfidenceStop)
+    assert stop.code_similarity == 0.7
 
 
 def test_stages_and_artifact_together_are_refused(artifact: Path) -> None:

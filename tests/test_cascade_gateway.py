@@ -563,17 +563,27 @@ def test_config_errors_name_the_yaml_path(route: str, expected: str) -> None:
 # --- the stop rules' reading of answers, without HTTP ---------------------------------
 
 
-def judged(texts: list[str], question: str, code_similarity: float | None = None) -> str | None:
+def judged(
+    texts: list[str], question: str, code_similarity: float | None = None, rule: str = "agree"
+) -> str | None:
+    """The model whose answer the stage returns under ``stop: agree`` (or under
+    ``confidence`` falling back to agreement: these answers have no logprobs)."""
     from router_proxy.engine.multi_call.calls import Call
     from router_proxy.engine.multi_call.rules import Judging
     from router_proxy.engine.multi_call.stop_agree import AgreeRule
-    from router_proxy.selection.multi_call import AgreeStop
+    from router_proxy.engine.multi_call.stop_confidence import ConfidenceRule
+    from router_proxy.selection.multi_call import AgreeStop, ConfidenceStop
 
     calls = [Call(f"m{i}", 0, body={}, text=text) for i, text in enumerate(texts)]
     # Agreement reads only the question: no caller, body or note.
     judging = Judging(question, None, None, None)  # type: ignore[arg-type]
-    rule = AgreeRule(AgreeStop(code_similarity=code_similarity))
-    chosen = asyncio.run(rule.judge(calls, judging))
+    judge: AgreeRule | ConfidenceRule = AgreeRule(AgreeStop(code_similarity=code_similarity))
+    if rule == "confidence":
+        stop = ConfidenceStop(
+            rule="confidence", without_logprobs="agree", code_similarity=code_similarity
+        )
+        judge = ConfidenceRule(stop)
+    chosen = asyncio.run(judge.judge(calls, judging))
     return chosen.model if chosen is not None else None
 
 
@@ -589,6 +599,9 @@ def test_agreement_compares_final_answers_not_wording() -> None:
     minus = one.replace("a + b", "a - b")
     assert judged([one, minus], code) == "m0"  # at the default 0.2, nearly the same code
     assert judged([one, minus], code, code_similarity=0.95) is None  # a trained threshold
+    # Confidence without logprobs, judged by agreement: at the same threshold.
+    assert judged([one, minus], code, rule="confidence") == "m0"
+    assert judged([one, minus], code, code_similarity=0.95, rule="confidence") is None
     assert judged(["The answer is 4.", "I cannot help with that."], "How many?") is None
 
 

@@ -166,12 +166,15 @@ def test_shadow_records_and_direct_requests_replay_as_they_were(
 
 
 # CHANGED's models, with one cascade for everything.
-CASCADED = CHANGED.split("signals:")[0] + """\
+CASCADED = (
+    CHANGED.split("signals:")[0]
+    + """\
 decisions:
   - name: default
     when: true
     route: {algorithm: cascade, params: {stages: [[small, coder], [large]], stop: agree}}
 """
+)
 
 
 def test_a_cascade_is_priced_at_the_calls_every_request_makes(

@@ -226,10 +226,11 @@ class CascadeSelector(MultiCallSelector):
         return plan
 
     def _stop(self) -> StopRule:
-        """The configured stop rule; under ``agree`` with an artifact, code answers agree
-        at the artifact's similarity unless the config names one."""
+        """The configured stop rule; where it compares answers (``agree``, and
+        ``confidence`` falling back to agreement) with an artifact, code answers agree at
+        the artifact's similarity unless the config names one."""
         stop: StopRule = self.params.stop
-        if self.learned is None or not isinstance(stop, AgreeStop):
+        if self.learned is None or not isinstance(stop, AgreeStop | ConfidenceStop):
             return stop
         if stop.code_similarity is not None:
             return stop

@@ -46,18 +46,24 @@ def _template(value: str, *fields: str) -> str:
     return value
 
 
+# How alike two programs must be to agree (answers/extract.py group_code).
+CodeSimilarity = Annotated[
+    float | None,
+    Field(
+        gt=0,
+        le=1,
+        description="Jaccard similarity of token 3-grams at which two code answers agree; "
+        "default: a trained artifact's, else 0.2",
+    ),
+]
+
+
 class AgreeStop(StrictModel):
     """Answer when every model of the stage gave the same final answer."""
 
     rule: Literal["agree"] = "agree"
     format: AnswerFormat = "auto"
-    code_similarity: float | None = Field(
-        default=None,
-        gt=0,
-        le=1,
-        description="Jaccard similarity of token 3-grams at which two code answers agree; "
-        "default: a trained artifact's, else 0.2",
-    )
+    code_similarity: CodeSimilarity = None
 
 
 class ConfidenceStop(StrictModel):
@@ -74,6 +80,7 @@ class ConfidenceStop(StrictModel):
         description="an answer that comes without logprobs: escalate, or agree (its stage "
         "answers when every model of it gives the same final answer)",
     )
+    code_similarity: CodeSimilarity = None  # for without_logprobs: agree
 
 
 class VerifierStop(StrictModel):

@@ -9,6 +9,7 @@ models agree, as under ``stop: agree`` (so a one-model stage still escalates).""
 
 from __future__ import annotations
 
+from router_proxy.answers.extract import CODE_SIMILARITY
 from router_proxy.engine.multi_call.calls import Call
 from router_proxy.engine.multi_call.rules import Judging, mark_failed
 from router_proxy.engine.multi_call.stop_agree import agreement
@@ -21,6 +22,9 @@ class ConfidenceRule:
     def __init__(self, config: ConfidenceStop) -> None:
         self.threshold = config.min_mean_logprob
         self.agree = config.without_logprobs == "agree"
+        self.code_similarity = (
+            CODE_SIMILARITY if config.code_similarity is None else config.code_similarity
+        )
 
     async def judge(self, calls: list[Call], judging: Judging) -> Call | None:
         chosen, unsure = None, False
@@ -35,7 +39,7 @@ class ConfidenceRule:
                 call.reason = "confident"
         if chosen is None and unsure and self.agree:
             reasons = [c.reason for c in calls]
-            chosen = agreement(calls, judging.question, "auto")
+            chosen = agreement(calls, judging.question, "auto", self.code_similarity)
             if chosen is None:  # what each call said stays: low-confidence, no-logprobs
                 for call, reason in zip(calls, reasons, strict=True):
                     call.reason = reason
