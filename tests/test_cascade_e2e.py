@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -117,3 +118,22 @@ def test_metrics_count_calls_per_request(sdk: openai.OpenAI, gateway: GatewayPro
     text = httpx.get(gateway.base_url + "/metrics", timeout=5).text
     assert 'router_multicall_calls_count{decision="cascade"}' in text
     assert 'router_multicall_stage_reached_total{decision="cascade",stage="2"}' in text
+
+
+def test_the_anthropic_sdk_gets_a_cascade_as_one_message(gateway: GatewayProcess) -> None:
+    """Claude Code's way in: the official anthropic SDK on /v1/messages, whole and
+    streamed; the cascade answers as one Messages reply with every call's usage."""
+    client = anthropic.Anthropic(base_url=gateway.base_url, api_key="unused", max_retries=0)
+    easy = client.messages.with_raw_response.create(
+        model="auto", max_tokens=50, messages=[{"role": "user", "content": EASY[0]["content"]}]
+    )
+    assert easy.headers["x-router-calls"] == "cheap-a:answered,cheap-b:agreed"
+    message = easy.parse()
+    assert [block.text for block in message.content if block.type == "text"] == ["The answer is 4."]
+    assert message.usage.input_tokens == 2 * PROMPT_TOKENS
+    hard = [{"role": "user", "content": HARD[0]["content"]}]
+    with client.messages.stream(model="auto", max_tokens=50, messages=hard) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == "The answer is 12."  # the last stage, streamed live
+    assert final.stop_reason == "end_turn"
