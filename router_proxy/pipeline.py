@@ -288,20 +288,23 @@ async def _timed_order(
     return order
 
 
-def route_candidates(route: RouteConfig) -> tuple[str, ...]:
+def route_candidates(route: RouteConfig, params: Any = None) -> tuple[str, ...]:
     """A decision's models: its ``candidates``, or every model a cascade's or aggregate's
-    params name (those have no ``candidates``)."""
+    params name (those have no ``candidates``). ``params``: the route's, when already
+    validated."""
     selector_cls = SELECTORS[route.algorithm]
-    if issubclass(selector_cls, MultiCallSelector):  # its models are named in its params
-        return selector_cls.candidates_of(selector_cls.config_model.model_validate(route.params))
-    return tuple(route.candidates)
+    if not issubclass(selector_cls, MultiCallSelector):
+        return tuple(route.candidates)
+    if params is None:
+        params = selector_cls.config_model.model_validate(route.params)
+    return selector_cls.candidates_of(params)
 
 
 def _build_selector(config: Config, index: int, build: BuildContext) -> Selector[Any]:
     route = config.decisions[index].route
     selector_cls = SELECTORS[route.algorithm]
     params = selector_cls.config_model.model_validate(route.params)
-    candidates = route_candidates(route)
+    candidates = route_candidates(route, params)
     try:
         return selector_cls.build(candidates, params, build)
     except ArtifactError as exc:  # e.g. the artifact changed on disk since the check

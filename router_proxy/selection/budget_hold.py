@@ -121,10 +121,6 @@ class BudgetHold:
         stepped = min(max(wanted, now * (1.0 - MAX_STEP)), now * (1.0 + MAX_STEP))
         state.correction = min(max(stepped, self._low), self._high)
 
-    def same_as(self, other: BudgetHold) -> bool:
-        """Another hold asked for the same budget with the same settings."""
-        return self.budget_per_1k == other.budget_per_1k and self.config == other.config
-
     def adopt(self, previous: BudgetHold) -> None:
         """Go on from ``previous``'s state (a reload that left the decision unchanged)."""
         self.state = previous.state

@@ -257,8 +257,7 @@ class CascadeSelector(MultiCallSelector):
             self.hold is None
             or not isinstance(previous, CascadeSelector)
             or previous.hold is None
-            or previous.params != self.params
-            or not self.hold.same_as(previous.hold)
+            or previous.params != self.params  # the budget and the hold's settings too
             or self.learned is None
             or previous.learned is None
             or not self.learned[0].same_plans(previous.learned[0])
