@@ -206,8 +206,7 @@ def test_a_candidate_that_does_not_beat_serving_is_held_back(
     assert policy.read_text() == before
 
 
-def test_split_checks_its_arms() -> None:
-    policy = """
+SPLIT = """
 providers: {mock: {type: mock}}
 models: {a: {provider: mock}, b: {provider: mock}}
 decisions:
@@ -216,27 +215,27 @@ decisions:
     route:
       candidates: [a, b]
       algorithm: split
-      params: {arms: [{weight: 1, algorithm: nope}, {weight: 1, algorithm: weighted, params: {weights: {c: 1}}}]}
+      params: PARAMS
 """
+
+
+def test_split_checks_its_arms() -> None:
+    policy = SPLIT.replace(
+        "PARAMS",
+        "{arms: [{weight: 1, algorithm: nope}, "
+        "{weight: 1, algorithm: weighted, params: {weights: {c: 1}}}]}",
+    )
     with pytest.raises(ConfigError, match=r"arms\.0") as info:
         load_config_text(policy)
     assert "arms.1.params" in str(info.value)
 
 
 def test_split_draws_arms_by_weight() -> None:
-    policy = """
-providers: {mock: {type: mock}}
-models: {a: {provider: mock}, b: {provider: mock}}
-decisions:
-  - name: default
-    when: true
-    route:
-      candidates: [a, b]
-      algorithm: split
-      params:
-        seed: 1
-        arms: [{weight: 3, algorithm: static}, {weight: 1, algorithm: weighted, params: {weights: {a: 0}}}]
-"""
+    policy = SPLIT.replace(
+        "PARAMS",
+        "{seed: 1, arms: [{weight: 3, algorithm: static}, "
+        "{weight: 1, algorithm: weighted, params: {weights: {a: 0}}}]}",
+    )
     config, _ = load_config_text(policy)
     pipeline = Pipeline.build(config)
     models = Counter(
